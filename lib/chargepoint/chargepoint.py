@@ -1,0 +1,338 @@
+"""The charge point: OCPP 1.6 Core profile on top of the engine, the connectors and the queue.
+
+Composition: `ChargePoint(board, transport, clock, store, ...)`, then call `loop()` every few
+tens of milliseconds. Nothing in here blocks or does I/O except through the injected store,
+transport and hardware.
+"""
+from micropython import const
+
+from chargepoint import metering, remote
+from chargepoint.authcache import AuthCache
+from chargepoint.clock import Clock, parse_iso, ticks_add
+from chargepoint.config import BOOL, CSL, INT, RO, STR, Config
+from chargepoint.connector import Connector
+from chargepoint.engine import Call, Engine
+from chargepoint.sessions import Sessions
+from chargepoint.txqueue import TxQueue, resolve_stamps
+
+_OUTBOX = const(16)  # volatile calls waiting; the oldest goes when full
+_BOOT_RETRY_S = const(60)
+_FRAMES_PER_LOOP = const(4)
+_RESET_GRACE_MS = const(3000)  # lets the Reset answer and the stops leave before rebooting
+
+PROFILES = "Core,RemoteTrigger"
+
+
+def _nonneg(v):
+    return v >= 0
+
+
+def _positive(v):
+    return v > 0
+
+
+def _valid_rotation(value):
+    # "<connector>.<RST|RTS|SRT|STR|TRS|TSR|NotApplicable|Unknown>", comma separated
+    for item in value.split(","):
+        cid, _, rotation = item.partition(".")
+        if not cid.isdigit() or rotation not in _ROTATIONS:
+            return False
+    return True
+
+
+_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
+
+
+class ChargePoint:
+    def __init__(self, board, transport, store, clock=None, reboot=None, boot_info=None):
+        self.board = board
+        self.transport = transport
+        self.store = store
+        state = store.read("boot", {"n": 0})
+        state["n"] += 1
+        store.write("boot", state)
+        self.boot = state["n"]
+        self.clock = clock or Clock(self.boot)
+        self.clock.boot = self.boot
+        self._uid = 0
+        self._ref = 0
+        self.reboot = reboot  # reboot(hard): the platform's reset, injected
+        self.boot_info = boot_info or board.info
+        self.connectors = [Connector(i + 1, hw) for i, hw in enumerate(board.connectors)]
+        self.config = Config(store)
+        self._declare_config()
+        self.cache = AuthCache(store, self.clock)
+        self.engine = Engine(transport, self.clock)
+        self.engine.next_call = self._next_call
+        self.txq = TxQueue(store, self.clock, self.config)
+        self.sessions = Sessions(self)
+        self.outbox = []
+        self.registration = None  # None (not asked yet), "Pending", "Rejected", "Accepted"
+        self._boot_due = None  # ticks at which to (re)send BootNotification; None = now
+        self._boot_asked = False
+        self.status0 = None  # connector 0's notify state: [status, notify]
+        self._notify0 = False
+        self._reset = None  # (hard, ticks requested)
+        self.stale_rejected = 0
+        availability = store.read("availability", {})
+        self.operative = availability.get("0", True)
+        for c in self.connectors:
+            c.operative = availability.get(str(c.id), True)
+            self.sessions.recover(c)
+        remote.install(self)
+
+    # -- identity of messages and transactions --------------------------------------------
+
+    def new_uid(self):
+        self._uid += 1
+        return "%d.%d" % (self.boot, self._uid)
+
+    def new_ref(self):
+        self._ref += 1
+        return "%d.%d" % (self.boot, self._ref)
+
+    # -- configuration keys of the Core profile -------------------------------------------
+
+    def _declare_config(self):
+        d = self.config.declare
+        n = len(self.connectors)
+        d("AllowOfflineTxForUnknownId", BOOL, False)
+        d("AuthorizationCacheEnabled", BOOL, True)
+        d("AuthorizeRemoteTxRequests", BOOL, False)
+        d("ClockAlignedDataInterval", INT, 0, 0, _nonneg)
+        d("ConnectionTimeOut", INT, 60, 0, _positive)
+        d("ConnectorPhaseRotation", CSL, ",".join("%d.RST" % i for i in range(n + 1)), 0,
+          _valid_rotation)
+        d("ConnectorPhaseRotationMaxLength", INT, n + 1, RO)
+        d("GetConfigurationMaxKeys", INT, 50, RO)
+        d("HeartbeatInterval", INT, 300, 0, _nonneg)
+        d("LocalAuthorizeOffline", BOOL, True)
+        d("LocalPreAuthorize", BOOL, False)
+        d("MeterValuesAlignedData", CSL, "Energy.Active.Import.Register", 0, metering.valid_list)
+        d("MeterValuesAlignedDataMaxLength", INT, len(metering.MEASURANDS), RO)
+        d("MeterValuesSampledData", CSL, "Energy.Active.Import.Register,Power.Active.Import", 0,
+          metering.valid_list)
+        d("MeterValuesSampledDataMaxLength", INT, len(metering.MEASURANDS), RO)
+        d("MeterValueSampleInterval", INT, 60, 0, _nonneg)
+        d("MinimumStatusDuration", INT, 0, 0, _nonneg)
+        d("NumberOfConnectors", INT, n, RO)
+        d("ResetRetries", INT, 1, 0, _nonneg)
+        d("StopTransactionOnEVSideDisconnect", BOOL, True)
+        d("StopTransactionOnInvalidId", BOOL, True)
+        d("StopTxnAlignedData", CSL, "", 0, metering.valid_list)
+        d("StopTxnAlignedDataMaxLength", INT, len(metering.MEASURANDS), RO)
+        d("StopTxnSampledData", CSL, "Energy.Active.Import.Register", 0, metering.valid_list)
+        d("StopTxnSampledDataMaxLength", INT, len(metering.MEASURANDS), RO)
+        d("SupportedFeatureProfiles", CSL, PROFILES, RO)
+        d("SupportedFeatureProfilesMaxLength", INT, len(PROFILES), RO)
+        d("TransactionMessageAttempts", INT, 3, 0, _positive)
+        d("TransactionMessageRetryInterval", INT, 60, 0, _nonneg)
+        d("UnlockConnectorOnEVSideDisconnect", BOOL, True)
+
+    # -- state the rest of the firmware asks about ----------------------------------------
+
+    def online(self):
+        return self.transport.connected and self.registration == "Accepted"
+
+    def connector(self, cid):
+        if 1 <= cid <= len(self.connectors):
+            return self.connectors[cid - 1]
+        return None
+
+    def cache_info(self, id_tag, info):
+        if self.config.get("AuthorizationCacheEnabled"):
+            self.cache.put(id_tag, info)
+
+    def set_operative(self, c, operative):
+        """Apply an availability change to connector c (or 0 for the charge point)."""
+        availability = self.store.read("availability", {})
+        if c == 0:
+            self.operative = operative
+            availability["0"] = operative
+            for each in self.connectors:
+                each.operative = operative
+                each.scheduled = None
+                availability[str(each.id)] = operative
+        else:
+            c.operative = operative
+            c.scheduled = None
+            availability[str(c.id)] = operative
+            if operative:
+                self.operative = True
+                availability["0"] = True
+        self.store.write("availability", availability)
+
+    # -- outgoing calls -------------------------------------------------------------------
+
+    def call(self, action, payload, done=None, fail=None, timeout_ms=0):
+        """Queue a volatile (not transaction-related) request."""
+        if len(self.outbox) >= _OUTBOX:
+            old = self.outbox.pop(0)
+            if old.fail:
+                old.fail("Dropped", "outbox full")
+        self.outbox.append(Call(None, action, payload, done, fail, timeout_ms))
+
+    def _next_call(self):
+        if self.registration != "Accepted":
+            if self._boot_asked or (self._boot_due is not None
+                                    and self.clock.since(self._boot_due) < 0):
+                return None
+            self._boot_asked = True
+            return Call(self.new_uid(), "BootNotification", self._boot_payload(),
+                        self._boot_done, self._boot_fail)
+        if self.outbox:
+            c = self.outbox.pop(0)
+            c.uid = self.new_uid()
+            resolve_stamps(self.clock, c.payload)
+            return c
+        # Start/Stop before status changes, so the Central System sees "Charging" after the
+        # transaction it belongs to; periodic MeterValues wait behind the statuses.
+        if self.txq.front_action() not in ("StartTransaction", "StopTransaction"):
+            status = self._status_call()
+            if status is not None:
+                return status
+        return self.txq.next_call() or self._status_call()
+
+    def _boot_payload(self):
+        info = {}
+        for k, v in self.boot_info.items():
+            if v:
+                info[k] = v
+        return info
+
+    def _boot_done(self, payload):
+        self._boot_asked = False
+        self.registration = payload["status"]
+        self.engine.answer_calls = self.registration != "Rejected"
+        now = parse_iso(payload["currentTime"])
+        self.clock.set_wall(now)
+        interval = payload["interval"]
+        if self.registration == "Accepted":
+            if interval > 0:
+                self.config.override("HeartbeatInterval", interval)
+            self._notify0 = True
+            for c in self.connectors:
+                c.notify = True
+        else:
+            wait = interval if interval > 0 else _BOOT_RETRY_S
+            self._boot_due = ticks_add(self.clock.ticks_ms(), wait * 1000)
+
+    def _boot_fail(self, code, _):
+        self._boot_asked = False
+        wait = 0 if code == "Offline" else _BOOT_RETRY_S * 1000
+        self._boot_due = ticks_add(self.clock.ticks_ms(), wait)
+
+    def trigger_boot(self):
+        """TriggerMessage(BootNotification): register again; the answer is handled as at boot."""
+        self.call("BootNotification", self._boot_payload(), self._boot_done)
+
+    # -- status notifications -------------------------------------------------------------
+
+    def _statuses(self):
+        min_ms = self.config.get("MinimumStatusDuration") * 1000
+        for c in self.connectors:
+            status = c.compute_status()
+            if status != c.status or c.fault != c.error:
+                c.status = status
+                c.error = c.fault
+                c.changed_at = self.clock.ticks_ms()
+                c.stamp = self.clock.stamp()
+            if (c.status, c.error) != c.reported and self.clock.since(c.changed_at) >= min_ms:
+                c.notify = True
+        status0 = "Available" if self.operative else "Unavailable"
+        if status0 != self.status0:
+            self.status0 = status0
+            self._notify0 = True
+
+    def _status_call(self):
+        if self._notify0:
+            self._notify0 = False
+            return self.status_call(0)
+        for c in self.connectors:
+            if c.notify and c.status is not None:
+                c.notify = False
+                return self.status_call(c.id)
+        return None
+
+    def status_call(self, cid):
+        if cid == 0:
+            payload = {"connectorId": 0, "errorCode": "NoError", "status": self.status0}
+        else:
+            c = self.connectors[cid - 1]
+            payload = {"connectorId": cid, "errorCode": c.error, "status": c.status,
+                       "timestamp": self.clock.resolve(c.stamp)}
+
+        def done(_):
+            if cid:
+                self.connectors[cid - 1].reported = (payload["status"], payload["errorCode"])
+
+        def fail(code, _):
+            if code in ("Timeout", "Offline"):
+                if cid:
+                    self.connectors[cid - 1].notify = True
+                else:
+                    self._notify0 = True
+
+        return Call(self.new_uid(), "StatusNotification", payload, done, fail)
+
+    # -- heartbeat ------------------------------------------------------------------------
+
+    def _heartbeat(self):
+        interval = self.config.get("HeartbeatInterval") * 1000
+        if (interval and self.transport.connected and self.engine.inflight is None
+                and not self.outbox and self.clock.since(self.engine.sent_at) >= interval):
+            self.call("Heartbeat", {}, self._clock_from)
+
+    def _clock_from(self, payload):
+        self.clock.set_wall(parse_iso(payload["currentTime"]))
+
+    # -- reset ----------------------------------------------------------------------------
+
+    def request_reset(self, hard):
+        reason = "HardReset" if hard else "SoftReset"
+        for c in self.connectors:
+            if c.tx is not None:
+                self.sessions.stop(c, reason)
+        self._reset = (hard, self.clock.ticks_ms())
+
+    def _reset_if_due(self):
+        hard, at = self._reset
+        waited = self.clock.since(at)
+        # a soft reset lets the StopTransactions go first (they are persisted either way)
+        if waited >= _RESET_GRACE_MS and (hard or not len(self.txq) or waited >= 10000):
+            self._reset = None
+            if self.reboot is not None:
+                self.reboot(hard)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def loop(self):
+        sessions = self.sessions
+        for c in self.connectors:
+            sessions.step(c)  # the safety path runs first, every time
+        rfid = self.board.rfid
+        if rfid is not None:
+            uid = rfid.poll()
+            if uid:
+                sessions.tap(uid)
+        transport = self.transport
+        for _ in range(_FRAMES_PER_LOOP):
+            msg = transport.receive()
+            if msg is None:
+                break
+            self.engine.feed(msg[0], msg[1])
+        sessions.meter()
+        self._statuses()
+        if self.registration == "Accepted":
+            self._heartbeat()
+        self.engine.poll()
+        if self._reset is not None:
+            self._reset_if_due()
+
+    def view(self):
+        return {
+            "online": self.online(),
+            "registration": self.registration,
+            "queued": len(self.txq),
+            "connectors": dict((str(c.id), c.view()) for c in self.connectors),
+        }

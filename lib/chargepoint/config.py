@@ -1,0 +1,97 @@
+"""OCPP configuration keys: typed, read-only or read-write, validated, persisted.
+
+Each feature declares its own keys with a default and a validator; the store answers
+GetConfiguration and ChangeConfiguration and persists the values that differ from defaults.
+"""
+from micropython import const
+
+INT = const(0)
+BOOL = const(1)
+STR = const(2)
+CSL = const(3)  # comma-separated list
+
+RO = const(1)  # read-only
+REBOOT = const(2)  # a change takes effect after a reboot
+
+
+class Config:
+    def __init__(self, store):
+        self._store = store
+        self._keys = {}  # name -> [kind, value, flags, validator]
+        self._saved = store.read("config", {})
+        self.listeners = []  # f(name, value) after an accepted change
+
+    def declare(self, name, kind, default, flags=0, validator=None):
+        value = default
+        if name in self._saved and not flags & RO:
+            saved = _parse(kind, self._saved[name])
+            if saved is not None and (validator is None or validator(saved)):
+                value = saved
+        self._keys[name] = [kind, value, flags, validator]
+
+    def get(self, name):
+        return self._keys[name][1]
+
+    def has(self, name):
+        return name in self._keys
+
+    def names(self):
+        return list(self._keys)
+
+    def override(self, name, value):
+        """Set a value from inside the firmware (e.g. HeartbeatInterval from boot)."""
+        self._keys[name][1] = value
+        self._persist(name, value)
+
+    def change(self, name, text):
+        """ChangeConfiguration: Accepted, Rejected, RebootRequired or NotSupported."""
+        entry = self._keys.get(name)
+        if entry is None:
+            return "NotSupported"
+        kind, _, flags, validator = entry
+        if flags & RO:
+            return "Rejected"
+        value = _parse(kind, text)
+        if value is None or (validator is not None and not validator(value)):
+            return "Rejected"
+        self._persist(name, value)
+        if flags & REBOOT:
+            return "RebootRequired"
+        entry[1] = value
+        for f in self.listeners:
+            f(name, value)
+        return "Accepted"
+
+    def wire(self, name):
+        kind, value, flags, _ = self._keys[name]
+        return {"key": name, "readonly": bool(flags & RO), "value": _text(kind, value)}
+
+    def _persist(self, name, value):
+        self._saved[name] = _text(self._keys[name][0], value)
+        self._store.write("config", self._saved)
+
+
+def _parse(kind, text):
+    if not isinstance(text, str):
+        return None
+    if kind == INT:
+        t = text.strip()
+        if not t or not (t.isdigit() or (t[0] == "-" and t[1:].isdigit())):
+            return None
+        return int(t)
+    if kind == BOOL:
+        t = text.strip().lower()
+        return True if t == "true" else False if t == "false" else None
+    if kind == CSL:
+        return ",".join(p.strip() for p in text.split(",") if p.strip())
+    return text
+
+
+def _text(kind, value):
+    if kind == BOOL:
+        return "true" if value else "false"
+    return str(value)
+
+
+def csl_items(value):
+    return [p for p in value.split(",") if p]

@@ -1,0 +1,62 @@
+"""One connector's state and its OCPP 1.6 status (§4.9 StatusNotification state machine)."""
+
+
+class Connector:
+    def __init__(self, cid, hw):
+        self.id = cid
+        self.hw = hw
+        self.pilot = "A"
+        self.plugged = False
+        self.fault = "NoError"
+        self.offered = None  # amps on the pilot, None = PWM off
+        self.tx = None  # the running transaction's persisted record
+        self.auth = None  # [idTag, ticks granted, chargingProfile]: authorised, not started
+        self.authorizing = None  # idTag whose Authorize is in flight
+        self.finishing = False  # transaction over, cable still in
+        self.operative = True
+        self.scheduled = None  # availability to apply once the transaction ends
+        self.reported = None  # (status, errorCode) last confirmed by the Central System
+        self.status = None
+        self.error = "NoError"
+        self.changed_at = 0  # ticks of the last status change
+        self.stamp = None  # when it changed, as Clock.stamp()
+        self.notify = False  # a StatusNotification is due
+        self.sampled_at = 0  # ticks of the last periodic sample
+        self.saved_at = 0  # ticks the transaction record was last written
+
+    def idle(self):
+        """Free to take a new session."""
+        return (self.tx is None and self.auth is None and self.authorizing is None
+                and self.operative and self.fault == "NoError")
+
+    def compute_status(self):
+        if self.fault != "NoError":
+            return "Faulted"
+        tx = self.tx
+        if tx is not None:
+            if self.hw.relay.get():
+                return "Charging"
+            if not tx["ok"] or self.offered is None:
+                return "SuspendedEVSE"
+            return "SuspendedEV"
+        if not self.operative:
+            return "Unavailable"
+        if self.finishing:
+            return "Finishing"
+        if self.plugged or self.auth is not None or self.authorizing is not None:
+            return "Preparing"
+        return "Available"
+
+    def view(self):
+        """What the simulator and the REPL show of this connector."""
+        tx = self.tx
+        return {
+            "status": self.status,
+            "error": self.error,
+            "pilot": self.pilot,
+            "relay": self.hw.relay.get(),
+            "pilot_amps": self.offered,
+            "transaction_id": tx["id"] if tx else None,
+            "id_tag": tx["tag"] if tx else (self.auth[0] if self.auth else None),
+            "energy_wh": self.hw.meter.energy_wh(),
+        }

@@ -1,0 +1,184 @@
+"""Device configuration: one JSON file read at boot, checked, with defaults filled in.
+
+Example `config.json` (only `id` and `mqtt.endpoint` are required)::
+
+    {
+      "id": "CP001",
+      "mqtt": {
+        "endpoint": "a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com",
+        "port": 8883,
+        "ca": "AmazonRootCA1.pem",
+        "cert": "CP001.cert.pem",
+        "key": "CP001.private.key",
+        "keepalive": 300,
+        "topic_in": "{id}/in",
+        "topic_out": "{id}/out"
+      },
+      "wifi": {"ssid": "garage", "password": "secret"},
+      "hardware": {"driver": "sim", "connectors": 1}
+    }
+
+- `id`: charge point id = MQTT client id = AWS thing name: 1..128 bytes, no `/`, `+`, `#`.
+- `mqtt.ca`/`cert`/`key`: PEM (with a `-----BEGIN ...-----` line) or DER files; relative
+  names are taken relative to the folder of the configuration file. They must exist.
+- `mqtt.keepalive`: seconds, 30..1200 (AWS IoT's range). Topics: `{id}` is replaced by the
+  id; at most 256 bytes and 7 slashes, no wildcards.
+- `wifi`: may be left out where there is no Wi-Fi (the host simulator): ssid "" then.
+- `hardware`: free-form options for the board driver; only `driver` (string) and
+  `connectors` (integer 1..8) are checked here, the driver checks the rest.
+
+`load()` returns a plain dict with every default filled in, or raises `ConfigError` whose
+message is one line naming the file, the field and what was expected: the caller prints it,
+there is never a stack trace for a configuration mistake.
+"""
+from chargepoint.mqtt import check_client_id, make_topic
+
+
+class ConfigError(Exception):
+    pass
+
+
+# section -> {key: (type name, default)}; a default of None means "required".
+_MQTT = {
+    "endpoint": ("str", None),
+    "port": ("int", 8883),
+    "ca": ("str", "ca.pem"),
+    "cert": ("str", "cert.pem"),
+    "key": ("str", "key.pem"),
+    "keepalive": ("int", 300),
+    "topic_in": ("str", "{id}/in"),
+    "topic_out": ("str", "{id}/out"),
+}
+_WIFI = {
+    "ssid": ("str", ""),
+    "password": ("str", ""),
+}
+_TOP = ("id", "mqtt", "wifi", "hardware")
+_TYPES = {"str": (str, "a string"), "int": (int, "an integer"), "dict": (dict, "an object")}
+
+
+def _json_type(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _check_type(path, field, value, kind):
+    cls, words = _TYPES[kind]
+    # JSON true/false are ints to Python: refuse them where a number is meant.
+    if not isinstance(value, cls) or isinstance(value, bool):
+        raise ConfigError("%s: %s: expected %s, got %s" % (path, field, words, _json_type(value)))
+    return value
+
+
+def _section(path, name, raw, spec):
+    if raw is None:
+        raw = {}
+    _check_type(path, name, raw, "dict")
+    out = {}
+    for key in raw:
+        if key not in spec:
+            raise ConfigError("%s: unknown key %s.%s (known: %s)"
+                              % (path, name, key, ", ".join(sorted(spec))))
+    for key in spec:
+        kind, default = spec[key]
+        if key in raw:
+            out[key] = _check_type(path, name + "." + key, raw[key], kind)
+        elif default is None:
+            raise ConfigError("%s: missing required field %s.%s" % (path, name, key))
+        else:
+            out[key] = default
+    return out
+
+
+def _dirname(path):
+    i = path.rfind("/")
+    return path[:i] if i > 0 else ("/" if i == 0 else "")
+
+
+def _resolve(base, name):
+    if not base or name.startswith("/"):
+        return name
+    return base.rstrip("/") + "/" + name
+
+
+def _check_credential(path, field, filename):
+    try:
+        with open(filename, "rb") as f:
+            data = f.read()
+    except OSError:
+        raise ConfigError("%s: %s: file %s not found" % (path, field, filename))
+    if data[:1] == b"\x30":
+        return  # DER: an ASN.1 SEQUENCE
+    if b"-----BEGIN " in data and b"-----END " in data:
+        return
+    raise ConfigError("%s: %s: %s is neither PEM (-----BEGIN ...-----) nor DER"
+                      % (path, field, filename))
+
+
+def check(cfg, path="config.json"):
+    """Validate a decoded configuration dict; returns a new dict with defaults filled in."""
+    if not isinstance(cfg, dict):
+        raise ConfigError("%s: expected a JSON object at the top, got %s" % (path, _json_type(cfg)))
+    for key in cfg:
+        if key not in _TOP:
+            raise ConfigError("%s: unknown key %s (known: %s)" % (path, key, ", ".join(_TOP)))
+    if "id" not in cfg:
+        raise ConfigError("%s: missing required field id" % path)
+    cp_id = _check_type(path, "id", cfg["id"], "str")
+    try:
+        check_client_id(cp_id)
+    except ValueError as e:
+        raise ConfigError("%s: id: %s" % (path, e))
+    if "mqtt" not in cfg:
+        raise ConfigError("%s: missing required field mqtt.endpoint" % path)
+    mqtt = _section(path, "mqtt", cfg["mqtt"], _MQTT)
+    if not mqtt["endpoint"]:
+        raise ConfigError("%s: mqtt.endpoint: must not be empty" % path)
+    if not 1 <= mqtt["port"] <= 65535:
+        raise ConfigError("%s: mqtt.port: expected 1..65535, got %d" % (path, mqtt["port"]))
+    if not 30 <= mqtt["keepalive"] <= 1200:
+        raise ConfigError("%s: mqtt.keepalive: expected 30..1200 seconds, got %d"
+                          % (path, mqtt["keepalive"]))
+    for key in ("topic_in", "topic_out"):
+        try:
+            make_topic(mqtt[key], cp_id)
+        except ValueError as e:
+            raise ConfigError("%s: mqtt.%s: %s" % (path, key, e))
+    base = _dirname(path)
+    for key in ("ca", "cert", "key"):
+        mqtt[key] = _resolve(base, mqtt[key])
+        _check_credential(path, "mqtt." + key, mqtt[key])
+    wifi = _section(path, "wifi", cfg.get("wifi"), _WIFI)
+    hardware = _check_type(path, "hardware", cfg.get("hardware", {}), "dict")
+    hardware = dict(hardware)
+    hardware["driver"] = _check_type(path, "hardware.driver", hardware.get("driver", "sim"), "str")
+    connectors = _check_type(path, "hardware.connectors", hardware.get("connectors", 1), "int")
+    if not 1 <= connectors <= 8:
+        raise ConfigError("%s: hardware.connectors: expected 1..8, got %d" % (path, connectors))
+    hardware["connectors"] = connectors
+    return {"id": cp_id, "mqtt": mqtt, "wifi": wifi, "hardware": hardware}
+
+
+def load(path="config.json"):
+    """Read, parse and check the configuration file; raises ConfigError (one line)."""
+    import json
+
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError("%s: configuration file not found" % path)
+    try:
+        cfg = json.loads(text)
+    except ValueError as e:
+        raise ConfigError("%s: not valid JSON (%s)" % (path, " ".join(str(e).split())))
+    return check(cfg, path)

@@ -1,0 +1,197 @@
+"""OCPP-J RPC engine: framing, one CALL in flight, timeouts, routing, validation, de-duplication.
+
+Pure protocol: it is handed a transport (`send(text)`, `connected`), a clock and a source of
+outgoing calls, and is fed inbound frame text. No I/O of its own.
+"""
+import json
+
+from micropython import const
+
+from chargepoint import schema
+from chargepoint.errors import (
+    CallError,
+    FormationViolationError,
+    InternalError,
+    NotImplementedActionError,
+    NotSupportedError,
+    ProtocolError,
+)
+
+_CALL = const(2)
+_RESULT = const(3)
+_ERROR = const(4)
+MAX_FRAME = const(16384)  # larger inbound frames are refused before parsing
+_RECENT = const(8)  # inbound CALL ids remembered for duplicate deliveries
+
+
+class Call:
+    """One outgoing request. `done(payload)` on CALLRESULT; `fail(code, description)` on
+    CALLERROR, on an answer that breaks the OCPP rules, or with code "Timeout"."""
+
+    def __init__(self, uid, action, payload, done=None, fail=None, timeout_ms=0):
+        self.uid = uid
+        self.action = action
+        self.payload = payload
+        self.done = done
+        self.fail = fail
+        self.timeout_ms = timeout_ms
+
+
+def frame_call(call):
+    return json.dumps([_CALL, call.uid, call.action, call.payload])
+
+
+def frame_error(uid, code, description, details=None):
+    return json.dumps([_ERROR, uid, code, description, details or {}])
+
+
+class Engine:
+    def __init__(self, transport, clock, timeout_ms=30000):
+        self.transport = transport
+        self.clock = clock
+        self.timeout_ms = timeout_ms
+        self.handlers = {}  # action -> handler(payload, stale) -> response payload
+        self.next_call = None  # () -> Call or None, set by the charge point
+        self.answer_calls = True  # False while the Central System has rejected our boot
+        self.on_frame = None  # (direction, text) observer for logs and the simulator
+        self.inflight = None
+        self.sent_at = 0
+        self._recent = []  # [(uid, response text)]
+        self.stats = {"in": 0, "out": 0, "bad": 0, "timeouts": 0}
+
+    def route(self, action, handler):
+        self.handlers[action] = handler
+
+    # -- outgoing -------------------------------------------------------------------------
+
+    def poll(self):
+        """Expire the call in flight, then send the next one if the line is free."""
+        c = self.inflight
+        if c is not None:
+            limit = c.timeout_ms or self.timeout_ms
+            if self.clock.since(self.sent_at) < limit:
+                return
+            self.inflight = None
+            self.stats["timeouts"] += 1
+            if c.fail:
+                c.fail("Timeout", "no answer in %d ms" % limit)
+        if not self.transport.connected or self.next_call is None:
+            return
+        c = self.next_call()
+        if c is None:
+            return
+        text = frame_call(c)
+        if self._send(text, "out"):
+            self.inflight = c
+            self.sent_at = self.clock.ticks_ms()
+        elif c.fail:
+            c.fail("Offline", "transport refused the frame")
+
+    def _send(self, text, direction):
+        if self.on_frame:
+            self.on_frame(direction, text)
+        ok = self.transport.send(text)
+        if ok:
+            self.stats["out"] += 1
+        return ok
+
+    # -- inbound --------------------------------------------------------------------------
+
+    def feed(self, text, stale=False):
+        """Handle one inbound frame. Never raises: bad input is answered or dropped."""
+        self.stats["in"] += 1
+        if self.on_frame:
+            self.on_frame("in", text)
+        if len(text) > MAX_FRAME:
+            self.stats["bad"] += 1
+            uid = _peek_call_id(text)
+            if uid is not None:
+                self._send(frame_error(uid, "FormationViolation", "frame too large"), "out")
+            return
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            self.stats["bad"] += 1
+            return
+        if not isinstance(msg, list) or len(msg) < 2 or not isinstance(msg[1], str):
+            self.stats["bad"] += 1
+            return
+        kind = msg[0]
+        if kind == _CALL:
+            self._on_call(msg, stale)
+        elif kind == _RESULT or kind == _ERROR:
+            self._on_answer(msg)
+        else:
+            self.stats["bad"] += 1
+
+    def _on_call(self, msg, stale):
+        uid = msg[1]
+        if not self.answer_calls:
+            return
+        for seen, response in self._recent:
+            if seen == uid:  # QoS 1 redelivery: answer again, do not act again
+                self._send(response, "out")
+                return
+        if len(msg) != 4:
+            response = frame_error(uid, "ProtocolError", "CALL needs 4 elements")
+        elif not isinstance(msg[2], str):
+            response = frame_error(uid, "FormationViolation", "action must be a string")
+        elif len(uid) > 36:
+            response = frame_error(uid, "FormationViolation", "message id longer than 36")
+        else:
+            try:
+                response = json.dumps([_RESULT, uid, self._dispatch(msg[2], msg[3], stale)])
+            except CallError as e:
+                response = frame_error(uid, e.code, e.description, e.details)
+        self._recent.append((uid, response))
+        if len(self._recent) > _RECENT:
+            self._recent.pop(0)
+        self._send(response, "out")
+
+    def _dispatch(self, action, payload, stale):
+        handler = self.handlers.get(action)
+        if handler is None:
+            if action in schema.KNOWN_ACTIONS:
+                raise NotSupportedError("%s is not supported" % action)
+            raise NotImplementedActionError("unknown action %s" % action)
+        rules = schema.REQUESTS.get(action)
+        if rules is not None:
+            schema.check(rules, payload)
+        try:
+            return handler(payload, stale)
+        except CallError:
+            raise
+        except Exception as e:  # a handler bug must not stop the firmware
+            raise InternalError("%s: %r" % (action, e))
+
+    def _on_answer(self, msg):
+        c = self.inflight
+        if c is None or msg[1] != c.uid:
+            return  # late or foreign answer: never apply it to another request
+        self.inflight = None
+        if msg[0] == _RESULT:
+            payload = msg[2] if len(msg) > 2 else None
+            rules = schema.CONFIRMATIONS.get(c.action)
+            try:
+                if rules is not None:
+                    schema.check(rules, payload)
+            except CallError as e:
+                if c.fail:
+                    c.fail(e.code, "bad %s.conf: %s" % (c.action, e.description))
+                return
+            if c.done:
+                c.done(payload)
+        else:
+            code = msg[2] if len(msg) > 2 and isinstance(msg[2], str) else "GenericError"
+            desc = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
+            if c.fail:
+                c.fail(code, desc)
+
+
+def _peek_call_id(text):
+    # '[2,"id",...' without parsing a frame too big to parse safely
+    head = text[:64].replace(" ", "")
+    if head[:4] != '[2,"':
+        return None
+    end = head.find('"', 4)
+    return head[4:end] if end > 4 else None

@@ -1,0 +1,256 @@
+"""Charging sessions: authorisation, transactions, the relay/pilot safety rules, metering.
+
+Safety rule (checked every loop step, before anything else and without waiting on the
+network): the relay is closed only while a transaction is running and authorised, there is no
+fault, the pilot offers current and the EV asks for charge (state C or D). Everything else
+opens it.
+"""
+from chargepoint import metering
+from chargepoint.clock import iso
+from chargepoint.hardware import fault_code
+
+_AUTHORIZE_TIMEOUT_MS = 10000
+_SAVE_MS = 60000  # the running transaction's energy is written at least this often
+
+
+class Sessions:
+    def __init__(self, cp):
+        self.cp = cp
+        self.aligned_slot = None
+        cp.txq.on_answer = self._on_tx_answer
+
+    # -- the safety path and the connector's own events -----------------------------------
+
+    def step(self, c):
+        cp = self.cp
+        hw = c.hw
+        state = hw.pilot.state()
+        c.pilot = state
+        c.fault = fault_code(hw, state)
+        plugged = state in ("B", "C", "D")
+        if c.plugged and not plugged:
+            c.plugged = False
+            c.finishing = False
+            if c.tx is not None and cp.config.get("StopTransactionOnEVSideDisconnect"):
+                self.stop(c, "EVDisconnected")
+            if hw.lock is not None and cp.config.get("UnlockConnectorOnEVSideDisconnect"):
+                hw.lock.unlock()
+        c.plugged = plugged
+        if c.auth is not None and c.tx is None:
+            if plugged and c.fault == "NoError" and c.operative:
+                self.start(c)
+            elif cp.clock.since(c.auth[1]) >= cp.config.get("ConnectionTimeOut") * 1000:
+                c.auth = None
+        # the outputs follow from this step's inputs, in this same call
+        tx = c.tx
+        live = tx is not None and tx["ok"] and c.fault == "NoError" and plugged
+        offer = hw.max_amps if live else None
+        if offer != c.offered:
+            hw.pilot.offer(offer)
+            c.offered = offer
+        close = live and state in ("C", "D")
+        if hw.relay.get() != close:
+            hw.relay.set(close)
+
+    # -- authorisation --------------------------------------------------------------------
+
+    def tap(self, id_tag):
+        """A card on the reader: stop the session it owns, or begin one on a free connector."""
+        cp = self.cp
+        for c in cp.connectors:
+            if c.tx is not None and c.tx["tag"] == id_tag:
+                self.stop(c, "Local", id_tag)
+                return "stopped"
+            if c.tx is None and c.auth is not None and c.auth[0] == id_tag:
+                c.auth = None  # the same card again before plugging in: cancel
+                return "cancelled"
+        target = None
+        for c in cp.connectors:
+            if c.idle() and (target is None or (c.plugged and not target.plugged)):
+                target = c
+        if target is None:
+            return "refused"
+        self.authorize(target, id_tag)
+        return "authorizing"
+
+    def authorize(self, c, id_tag, profile=None):
+        cp = self.cp
+        cached = cp.cache.status(id_tag) if cp.config.get("AuthorizationCacheEnabled") else None
+        if not cp.online():
+            self._offline_decision(c, id_tag, cached, profile)
+            return
+        if cached == "Accepted" and cp.config.get("LocalPreAuthorize"):
+            self.grant(c, id_tag, profile)
+            return
+        c.authorizing = id_tag
+
+        def done(payload):
+            info = payload["idTagInfo"]
+            cp.cache_info(id_tag, info)
+            if info["status"] == "Accepted":
+                self.grant(c, id_tag, profile)
+            else:
+                c.authorizing = None
+
+        def fail(code, _):
+            if code in ("Timeout", "Offline"):
+                self._offline_decision(c, id_tag, cached, profile)
+            else:
+                c.authorizing = None
+
+        cp.call("Authorize", {"idTag": id_tag}, done, fail, _AUTHORIZE_TIMEOUT_MS)
+
+    def _offline_decision(self, c, id_tag, cached, profile):
+        cfg = self.cp.config
+        if cached == "Accepted" and cfg.get("LocalAuthorizeOffline"):
+            self.grant(c, id_tag, profile)
+        elif cached is None and cfg.get("AllowOfflineTxForUnknownId"):
+            self.grant(c, id_tag, profile)
+        else:
+            c.authorizing = None
+
+    def grant(self, c, id_tag, profile):
+        c.authorizing = None
+        if c.tx is None:
+            c.auth = [id_tag, self.cp.clock.ticks_ms(), profile]
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def start(self, c):
+        cp = self.cp
+        id_tag, _, profile = c.auth
+        c.auth = None
+        c.finishing = False
+        wh = c.hw.meter.energy_wh()
+        stamp = cp.clock.stamp()
+        tx = {"ref": cp.new_ref(), "tag": id_tag, "start": wh, "ts": stamp, "ok": True,
+              "id": None, "last": [wh, stamp], "conn": c.id}
+        if profile is not None:
+            tx["profile"] = profile
+        measurands = cp.config.get("StopTxnSampledData")
+        if measurands:
+            tx["begin"] = metering.sample(c, measurands, "Transaction.Begin", stamp)
+        # The record first: after a power cut it is enough to rebuild the StartTransaction.
+        cp.store.write("tx%d" % c.id, tx)
+        self.queue_start(tx)
+        c.tx = tx
+        c.sampled_at = c.saved_at = cp.clock.ticks_ms()
+
+    def queue_start(self, tx):
+        self.cp.txq.push(self.cp.new_uid(), "StartTransaction", {
+            "connectorId": tx["conn"], "idTag": tx["tag"], "meterStart": tx["start"],
+            "timestamp": tx["ts"]}, tx["ref"])
+
+    def stop(self, c, reason, id_tag=None):
+        tx = c.tx
+        hw = c.hw
+        hw.relay.set(False)  # at once, not at the next step
+        hw.pilot.offer(None)
+        c.offered = None
+        c.tx = None
+        c.finishing = c.plugged  # a transaction ends in Finishing until the cable is out
+        self.queue_stop(tx, hw.meter.energy_wh(), self.cp.clock.stamp(), reason, id_tag)
+        if c.scheduled is not None:
+            self.cp.set_operative(c, c.scheduled)
+
+    def queue_stop(self, tx, wh, stamp, reason, id_tag=None):
+        cp = self.cp
+        payload = {"meterStop": wh, "timestamp": stamp, "reason": reason}
+        if id_tag:
+            payload["idTag"] = id_tag
+        data = []
+        if "begin" in tx:
+            data.append(tx["begin"])
+        if "Energy.Active.Import.Register" in cp.config.get("StopTxnSampledData"):
+            data.append({"timestamp": stamp, "sampledValue": [{
+                "value": str(wh), "context": "Transaction.End",
+                "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+                "unit": "Wh"}]})
+        if data:
+            payload["transactionData"] = data
+        # The StopTransaction is queued before the record goes: a power cut in between is
+        # recognised at boot by the queued stop, and the stop is not made twice.
+        cp.txq.push(cp.new_uid(), "StopTransaction", payload, tx["ref"])
+        cp.store.remove("tx%d" % tx["conn"])
+
+    def recover(self, c):
+        """At boot: a transaction that was running when the power went is stopped (PowerLoss)."""
+        cp = self.cp
+        tx = cp.store.read("tx%d" % c.id)
+        if tx is None:
+            return
+        txq = cp.txq
+        ref = tx["ref"]
+        if ref not in txq.txids and not txq.has("StartTransaction", ref):
+            self.queue_start(tx)
+        if txq.has("StopTransaction", ref):
+            cp.store.remove("tx%d" % c.id)
+            return
+        wh, stamp = tx["last"]
+        now_wh = c.hw.meter.energy_wh()
+        self.queue_stop(tx, now_wh if now_wh > wh else wh, stamp, "PowerLoss")
+
+    def _on_tx_answer(self, action, record, payload):
+        cp = self.cp
+        info = payload.get("idTagInfo") if payload else None
+        tag = record["p"].get("idTag")
+        if info is not None and tag:
+            cp.cache_info(tag, info)
+        if action != "StartTransaction" or payload is None:
+            return
+        for c in cp.connectors:
+            tx = c.tx
+            if tx is not None and tx["ref"] == record["r"]:
+                tx["id"] = payload["transactionId"]
+                if info["status"] != "Accepted":
+                    if cp.config.get("StopTransactionOnInvalidId"):
+                        self.stop(c, "DeAuthorized")
+                        return
+                    tx["ok"] = False
+                cp.store.write("tx%d" % c.id, tx)
+
+    # -- metering -------------------------------------------------------------------------
+
+    def meter(self):
+        cp = self.cp
+        clock = cp.clock
+        interval = cp.config.get("MeterValueSampleInterval") * 1000
+        for c in cp.connectors:
+            tx = c.tx
+            if tx is None:
+                continue
+            if interval and clock.since(c.sampled_at) >= interval:
+                c.sampled_at = clock.ticks_ms()
+                self._queue_values(c, cp.config.get("MeterValuesSampledData"), "Sample.Periodic",
+                                   clock.stamp())
+            if clock.since(c.saved_at) >= _SAVE_MS:
+                self.save(c)
+        aligned = cp.config.get("ClockAlignedDataInterval")
+        wall = clock.wall()
+        if not aligned or wall is None:
+            self.aligned_slot = None
+            return
+        slot = int(wall) // aligned
+        if self.aligned_slot is not None and slot != self.aligned_slot:
+            for c in cp.connectors:
+                self._queue_values(c, cp.config.get("MeterValuesAlignedData"), "Sample.Clock",
+                                   iso(slot * aligned))
+        self.aligned_slot = slot
+
+    def save(self, c):
+        """Persist the running transaction's latest energy reading."""
+        tx = c.tx
+        tx["last"] = [c.hw.meter.energy_wh(), self.cp.clock.stamp()]
+        self.cp.store.write("tx%d" % c.id, tx)
+        c.saved_at = self.cp.clock.ticks_ms()
+
+    def _queue_values(self, c, measurands, context, stamp):
+        if not measurands:
+            return
+        cp = self.cp
+        mv = metering.sample(c, measurands, context, stamp)
+        if c.tx is not None:
+            cp.txq.push(cp.new_uid(), "MeterValues", {
+                "connectorId": c.id, "transactionId": None, "meterValue": [mv]}, c.tx["ref"])
+        else:
+            cp.call("MeterValues", {"connectorId": c.id, "meterValue": [mv]})

@@ -1,0 +1,161 @@
+"""Persistent, ordered queue of transaction-related messages (Start/Stop/MeterValues).
+
+One record per message ("q.<seq>"), so a push or a pop is one atomic file operation and only
+the front message is held in RAM. A StartTransaction queued offline gets its transactionId
+from the Central System later: messages behind it carry the local transaction reference and
+take the real id from the "txids" record when they are sent.
+
+Retries (OCPP 1.6 §4.10, transaction-related messages): a CALLERROR or a malformed answer
+counts as a failed attempt, retried after TransactionMessageRetryInterval × attempts and
+dropped after TransactionMessageAttempts. A missing answer (timeout, offline) is not an
+attempt: the message waits, so an outage of any length loses nothing.
+"""
+from micropython import const
+
+from chargepoint.clock import ticks_add
+from chargepoint.engine import Call
+
+_MAX = const(200)  # beyond this, the oldest periodic MeterValues make room
+_WAIT_MAX_MS = const(300000)
+
+
+class TxQueue:
+    def __init__(self, store, clock, config):
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.seqs = [int(n[2:]) for n in store.names("q.")]
+        self.seqs.sort()
+        self.txids = store.read("txids", {})  # local ref -> transactionId (or 0: lost)
+        self._front = None  # (seq, record)
+        self._not_before = None  # ticks
+        self._timeouts = 0
+        self.on_answer = None  # f(action, record, payload) after a CALLRESULT
+        self.dropped = 0
+
+    def __len__(self):
+        return len(self.seqs)
+
+    def push(self, uid, action, payload, ref):
+        seq = self.seqs[-1] + 1 if self.seqs else 1
+        self.store.write("q.%08d" % seq, {"u": uid, "a": action, "p": payload, "r": ref, "n": 0})
+        self.seqs.append(seq)
+        if len(self.seqs) > _MAX:
+            self._shed()
+
+    def records(self):
+        for seq in self.seqs:
+            r = self.store.read("q.%08d" % seq)
+            if r is not None:
+                yield seq, r
+
+    def has(self, action, ref):
+        for _, r in self.records():
+            if r["a"] == action and r["r"] == ref:
+                return True
+        return False
+
+    def _shed(self):
+        for seq, r in self.records():
+            if r["a"] == "MeterValues" and seq != self.seqs[0]:
+                self._remove(seq)
+                self.dropped += 1
+                return
+
+    def _remove(self, seq):
+        self.store.remove("q.%08d" % seq)
+        self.seqs.remove(seq)
+        if self._front is not None and self._front[0] == seq:
+            self._front = None
+
+    def _peek(self):
+        while self.seqs:
+            if self._front is None or self._front[0] != self.seqs[0]:
+                r = self.store.read("q.%08d" % self.seqs[0])
+                if r is None:
+                    self.seqs.pop(0)
+                    continue
+                self._front = (self.seqs[0], r)
+            return self._front
+        return None
+
+    def front_action(self):
+        front = self._peek()
+        return front[1]["a"] if front is not None else None
+
+    def next_call(self):
+        """The front message as a Call, or None (empty, waiting to retry, or blocked)."""
+        if self._not_before is not None and self.clock.since(self._not_before) < 0:
+            return None
+        while True:
+            front = self._peek()
+            if front is None:
+                return None
+            seq, r = front
+            payload = r["p"]
+            if r["a"] == "StartTransaction":
+                if r["r"] in self.txids:  # answered before a power cut took the pop
+                    self._remove(seq)
+                    continue
+            elif r["r"] is not None:
+                txid = self.txids.get(r["r"])
+                if txid is None or txid == 0:  # its StartTransaction was given up on
+                    self._remove(seq)
+                    self.dropped += 1
+                    continue
+                payload["transactionId"] = txid
+            resolve_stamps(self.clock, payload)
+            return Call(r["u"], r["a"], payload, self._done(seq), self._fail(seq))
+
+    def _done(self, seq):
+        def done(payload):
+            front = self._peek()
+            if front is None or front[0] != seq:
+                return
+            r = front[1]
+            if r["a"] == "StartTransaction":
+                self.txids[r["r"]] = payload["transactionId"]
+                self.store.write("txids", self.txids)
+            elif r["a"] == "StopTransaction" and r["r"] in self.txids:
+                del self.txids[r["r"]]
+                self.store.write("txids", self.txids)
+            self._remove(seq)
+            self._not_before = None
+            self._timeouts = 0
+            if self.on_answer:
+                self.on_answer(r["a"], r, payload)
+        return done
+
+    def _fail(self, seq):
+        def fail(code, description):
+            front = self._peek()
+            if front is None or front[0] != seq:
+                return
+            r = front[1]
+            interval = self.config.get("TransactionMessageRetryInterval") * 1000
+            if code in ("Timeout", "Offline"):
+                self._timeouts += 1
+                wait = min(interval * self._timeouts, _WAIT_MAX_MS) if code == "Timeout" else 0
+            else:
+                r["n"] += 1
+                if r["n"] >= self.config.get("TransactionMessageAttempts"):
+                    if r["a"] == "StartTransaction":
+                        self.txids[r["r"]] = 0  # the messages behind it can never be sent
+                        self.store.write("txids", self.txids)
+                    self._remove(seq)
+                    self.dropped += 1
+                    if self.on_answer:
+                        self.on_answer(r["a"], r, None)
+                    return
+                self.store.write("q.%08d" % seq, r)
+                wait = interval * r["n"]
+            self._not_before = ticks_add(self.clock.ticks_ms(), wait) if wait else None
+        return fail
+
+
+def resolve_stamps(clock, payload):
+    if "timestamp" in payload:
+        payload["timestamp"] = clock.resolve(payload["timestamp"])
+    for key in ("meterValue", "transactionData"):
+        for mv in payload.get(key, ()):
+            mv["timestamp"] = clock.resolve(mv["timestamp"])

@@ -1,0 +1,114 @@
+"""Configuration keys: GetConfiguration, ChangeConfiguration, persistence, validators."""
+from conftest import Rig
+
+CORE_KEYS = [
+    "AllowOfflineTxForUnknownId", "AuthorizationCacheEnabled", "AuthorizeRemoteTxRequests",
+    "ClockAlignedDataInterval", "ConnectionTimeOut", "ConnectorPhaseRotation",
+    "GetConfigurationMaxKeys", "HeartbeatInterval", "LocalAuthorizeOffline",
+    "LocalPreAuthorize", "MeterValuesAlignedData", "MeterValuesSampledData",
+    "MeterValueSampleInterval", "MinimumStatusDuration", "NumberOfConnectors", "ResetRetries",
+    "StopTransactionOnEVSideDisconnect", "StopTransactionOnInvalidId", "StopTxnAlignedData",
+    "StopTxnSampledData", "SupportedFeatureProfiles", "TransactionMessageAttempts",
+    "TransactionMessageRetryInterval", "UnlockConnectorOnEVSideDisconnect",
+]
+
+
+def keys(msg):
+    return {k["key"]: k for k in msg[2]["configurationKey"]}
+
+
+def test_all_core_keys_present(rig):
+    got = keys(rig.send("GetConfiguration", {}))
+    missing = [k for k in CORE_KEYS if k not in got]
+    assert missing == []
+    assert got["NumberOfConnectors"] == {"key": "NumberOfConnectors", "readonly": True,
+                                         "value": "1"}
+    assert got["SupportedFeatureProfiles"]["value"] == "Core,RemoteTrigger"
+    assert got["StopTransactionOnInvalidId"]["value"] == "true"
+
+
+def test_listed_keys_and_unknown_keys(rig):
+    msg = rig.send("GetConfiguration", {"key": ["HeartbeatInterval", "NoSuchKey"]})
+    assert msg[2] == {"configurationKey": [{"key": "HeartbeatInterval", "readonly": False,
+                                            "value": "300"}],
+                      "unknownKey": ["NoSuchKey"]}
+
+
+def test_too_many_keys_requested(rig):
+    msg = rig.send("GetConfiguration", {"key": ["K%d" % i for i in range(51)]})
+    assert msg[:3] == [4, msg[1], "OccurenceConstraintViolation"]
+
+
+def test_change_accepted_applies_and_persists():
+    r = Rig()
+    r.step()
+    assert r.send("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "15"})[2] \
+        == {"status": "Accepted"}
+    assert r.cp.config.get("MeterValueSampleInterval") == 15
+    r.power_cut()
+    assert r.cp.config.get("MeterValueSampleInterval") == 15
+
+
+def test_change_read_only_rejected(rig):
+    assert rig.send("ChangeConfiguration", {"key": "NumberOfConnectors", "value": "2"})[2] == \
+        {"status": "Rejected"}
+
+
+def test_change_unknown_not_supported(rig):
+    assert rig.send("ChangeConfiguration", {"key": "Nope", "value": "2"})[2] == \
+        {"status": "NotSupported"}
+
+
+def test_change_bad_values_rejected(rig):
+    for key, value in [("HeartbeatInterval", "often"), ("HeartbeatInterval", "-5"),
+                       ("StopTransactionOnInvalidId", "maybe"),
+                       ("MeterValuesSampledData", "Energy.Active.Import.Register,Temperature"),
+                       ("ConnectorPhaseRotation", "1.XYZ"), ("ConnectionTimeOut", "0"),
+                       ("TransactionMessageAttempts", "0")]:
+        assert rig.send("ChangeConfiguration", {"key": key, "value": value})[2] == \
+            {"status": "Rejected"}, key
+    assert rig.cp.config.get("HeartbeatInterval") == 300
+
+
+def test_boolean_and_list_values_normalised(rig):
+    rig.send("ChangeConfiguration", {"key": "LocalPreAuthorize", "value": "TRUE"})
+    rig.send("ChangeConfiguration", {"key": "MeterValuesSampledData",
+                                     "value": "Voltage, Current.Import"})
+    got = keys(rig.send("GetConfiguration", {"key": ["LocalPreAuthorize",
+                                                      "MeterValuesSampledData"]}))
+    assert got["LocalPreAuthorize"]["value"] == "true"
+    assert got["MeterValuesSampledData"]["value"] == "Voltage,Current.Import"
+
+
+def test_reboot_required_key_applies_after_reboot():
+    from chargepoint.config import INT, REBOOT, Config
+    from fakes import MemoryStore
+    store = MemoryStore()
+    c = Config(store)
+    c.declare("WebSocketPingInterval", INT, 60, REBOOT)
+    assert c.change("WebSocketPingInterval", "30") == "RebootRequired"
+    assert c.get("WebSocketPingInterval") == 60
+    c2 = Config(MemoryStore(store.files))
+    c2.declare("WebSocketPingInterval", INT, 60, REBOOT)
+    assert c2.get("WebSocketPingInterval") == 30
+
+
+def test_heartbeat_interval_from_boot_and_heartbeat_sent_on_time():
+    r = Rig()
+    r.cs.answers["BootNotification"] = {"status": "Accepted",
+                                        "currentTime": "2026-11-21T12:00:00Z", "interval": 120}
+    r.step()
+    assert r.cp.config.get("HeartbeatInterval") == 120
+    r.run(119)
+    assert r.calls("Heartbeat") == []
+    r.run(2)
+    assert len(r.calls("Heartbeat")) == 1
+
+
+def test_heartbeat_sets_clock():
+    r = Rig()
+    r.step()
+    r.cs.answers["Heartbeat"] = {"currentTime": "2030-01-01T00:00:00Z"}
+    r.run(301)
+    from chargepoint.clock import iso
+    assert iso(r.cp.clock.wall()).startswith("2030-01-01T00:0")

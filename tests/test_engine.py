@@ -1,0 +1,217 @@
+"""OCPP-J framing, the one-call-in-flight rule, timeouts, routing and every CALLERROR path."""
+import json
+
+import pytest
+
+from conftest import Rig
+
+
+def last_error(msg):
+    assert msg[0] == 4, msg
+    return msg[2]
+
+
+def test_boot_is_first_and_alone_until_accepted():
+    r = Rig()
+    r.cs.answers["BootNotification"] = None  # no answer yet
+    r.board.rfid.present("04A1B2C3D4")
+    r.step()
+    r.step(5000)
+    assert [a for a, _ in r.calls()] == ["BootNotification"]
+    assert r.cp.engine.inflight.action == "BootNotification"
+
+
+def test_message_ids_never_repeat_across_reboots():
+    r = Rig()
+    r.step()
+    first = {m[1] for m in r.frames if m[0] == 2}
+    r.power_cut()
+    r.step()
+    second = {m[1] for m in r.frames if m[0] == 2} - first
+    assert second and not (first & second)
+
+
+def test_one_call_in_flight_and_queue_behind_it():
+    r = Rig()
+    r.cs.answers["BootNotification"] = None
+    r.step()
+    uid = r.cp.engine.inflight.uid
+    r.step(1000)
+    assert len(r.calls()) == 1
+    r.transport.deliver(json.dumps([3, uid, {"status": "Accepted",
+                                             "currentTime": "2026-11-21T12:00:00Z",
+                                             "interval": 300}]))
+    r.step()
+    actions = [a for a, _ in r.calls()]
+    assert actions[:3] == ["BootNotification", "StatusNotification", "StatusNotification"]
+
+
+def test_timeout_counts_from_sending_not_queueing():
+    r = Rig(online=False)
+    r.cs.answers["BootNotification"] = None
+    r.step(60000)  # queued for a minute while offline: nothing sent, nothing timed out
+    assert r.calls() == []
+    r.transport.connected = True
+    r.step()
+    assert r.cp.engine.inflight is not None
+    r.step(29000)
+    assert r.cp.engine.inflight is not None
+    r.step(1000)
+    assert r.cp.engine.inflight is None
+    assert r.cp.engine.stats["timeouts"] == 1
+
+
+def test_answer_with_foreign_id_is_ignored():
+    r = Rig()
+    r.cs.answers["BootNotification"] = None
+    r.step()
+    r.transport.deliver(json.dumps([3, "not-ours", {"status": "Accepted",
+                                                    "currentTime": "2026-11-21T12:00:00Z",
+                                                    "interval": 300}]))
+    r.step()
+    assert r.cp.registration is None
+    assert r.cp.engine.inflight.action == "BootNotification"
+
+
+def test_inbound_call_answered_while_own_call_in_flight():
+    r = Rig()
+    r.cs.answers["BootNotification"] = {"status": "Pending",
+                                        "currentTime": "2026-11-21T12:00:00Z", "interval": 60}
+    r.step()
+    r.cs.answers["BootNotification"] = None
+    r.step(60000)
+    assert r.cp.engine.inflight.action == "BootNotification"
+    msg = r.send("GetConfiguration", {"key": ["HeartbeatInterval"]})
+    assert msg[0] == 3 and msg[2]["configurationKey"][0]["key"] == "HeartbeatInterval"
+
+
+def test_rejected_boot_retries_at_interval_and_answers_nothing():
+    r = Rig()
+    r.cs.answers["BootNotification"] = {"status": "Rejected",
+                                        "currentTime": "2026-11-21T12:00:00Z", "interval": 30}
+    r.step()
+    r.transport.deliver(json.dumps([2, "x1", "GetConfiguration", {}]))
+    r.step()
+    assert [m for m in r.frames if m[0] != 2] == []
+    r.step(29000)
+    assert len(r.calls("BootNotification")) == 1
+    r.cs.answers.pop("BootNotification")
+    r.step(1000)
+    assert len(r.calls("BootNotification")) == 2
+    assert r.cp.registration == "Accepted"
+
+
+def test_pending_boot_retries_and_sends_nothing_else():
+    r = Rig()
+    r.cs.answers["BootNotification"] = {"status": "Pending",
+                                        "currentTime": "2026-11-21T12:00:00Z", "interval": 10}
+    r.step()
+    r.tap("04A1B2C3D4")
+    r.step(9000)
+    assert [a for a, _ in r.calls()] == ["BootNotification"]
+    r.step(1000)
+    assert [a for a, _ in r.calls()] == ["BootNotification", "BootNotification"]
+
+
+def test_unknown_action_is_not_implemented(rig):
+    assert last_error(rig.send("FlyToTheMoon", {})) == "NotImplemented"
+
+
+@pytest.mark.parametrize("action", ["ReserveNow", "SetChargingProfile", "UpdateFirmware",
+                                    "GetDiagnostics", "SendLocalList", "CancelReservation",
+                                    "GetLocalListVersion", "ClearChargingProfile",
+                                    "GetCompositeSchedule"])
+def test_known_unsupported_action_is_not_supported(rig, action):
+    assert last_error(rig.send(action, {})) == "NotSupported"
+
+
+@pytest.mark.parametrize("action,payload,code", [
+    ("Reset", [], "FormationViolation"),
+    ("Reset", {"type": "Soft", "extra": 1}, "FormationViolation"),
+    ("Reset", {}, "OccurenceConstraintViolation"),
+    ("Reset", {"type": 1}, "TypeConstraintViolation"),
+    ("Reset", {"type": "Gentle"}, "PropertyConstraintViolation"),
+    ("RemoteStartTransaction", {"idTag": "X" * 21}, "TypeConstraintViolation"),
+    ("RemoteStartTransaction", {"idTag": "A", "connectorId": "1"}, "TypeConstraintViolation"),
+    ("RemoteStartTransaction", {"idTag": "A", "connectorId": True}, "TypeConstraintViolation"),
+    ("RemoteStartTransaction", {"idTag": "A", "connectorId": 1.5}, "TypeConstraintViolation"),
+    ("RemoteStartTransaction", {"idTag": "A", "connectorId": -1}, "PropertyConstraintViolation"),
+    ("RemoteStartTransaction", {"idTag": "A", "chargingProfile": {"chargingProfileId": 1}},
+     "OccurenceConstraintViolation"),
+    ("ChangeConfiguration", {"key": "K" * 51, "value": "1"}, "TypeConstraintViolation"),
+    ("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "1" * 501},
+     "TypeConstraintViolation"),
+    ("DataTransfer", {"vendorId": "V" * 256}, "TypeConstraintViolation"),
+    ("GetConfiguration", {"key": "HeartbeatInterval"}, "TypeConstraintViolation"),
+    ("GetConfiguration", {"key": [1]}, "TypeConstraintViolation"),
+    ("ChangeAvailability", {"connectorId": 1, "type": "Closed"}, "PropertyConstraintViolation"),
+    ("TriggerMessage", {"requestedMessage": "Coffee"}, "PropertyConstraintViolation"),
+    ("UnlockConnector", {"connectorId": None}, "TypeConstraintViolation"),
+])
+def test_payload_rule_violations(rig, action, payload, code):
+    assert last_error(rig.send(action, payload)) == code
+
+
+def test_bad_datetime_in_charging_profile(rig):
+    profile = {"chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+               "chargingProfileKind": "Absolute", "validFrom": "yesterday",
+               "chargingSchedule": {"chargingRateUnit": "A",
+                                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]}}
+    msg = rig.send("RemoteStartTransaction", {"idTag": "A", "chargingProfile": profile})
+    assert last_error(msg) == "PropertyConstraintViolation"
+
+
+def test_call_with_three_elements_is_protocol_error(rig):
+    rig.transport.deliver('[2,"p1","Reset"]')
+    rig.step()
+    assert rig.frames[-1][:3] == [4, "p1", "ProtocolError"]
+
+
+def test_handler_exception_becomes_internal_error(rig):
+    def broken(payload, stale):
+        raise KeyError("boom")
+    rig.cp.engine.route("ClearCache", broken)
+    assert last_error(rig.send("ClearCache", {})) == "InternalError"
+    assert rig.send("GetConfiguration", {})[0] == 3  # and the firmware carries on
+
+
+@pytest.mark.parametrize("garbage", ["", "nonsense", "{}", "[]", "[2]", '[9,"a"]', "[2,5,6,7]",
+                                     "\x00\xff", '"text"', "[3]", "null"])
+def test_garbage_never_stops_the_firmware(rig, garbage):
+    rig.transport.deliver(garbage)
+    rig.step()
+    assert rig.send("GetConfiguration", {"key": ["NumberOfConnectors"]})[0] == 3
+
+
+def test_huge_frame_refused_without_parsing(rig):
+    rig.transport.deliver('[2,"big1","DataTransfer",{"vendorId":"x","data":"%s"}]' % ("a" * 20000))
+    rig.step()
+    assert rig.frames[-1][:3] == [4, "big1", "FormationViolation"]
+
+
+def test_duplicate_delivery_answered_once_executed_once(rig):
+    rig.tap("04A1B2C3D4")
+    rig.ev("C")
+    txid = rig.conn().tx["id"]
+    first = rig.send("RemoteStopTransaction", {"transactionId": txid}, uid="dup-1")
+    again = rig.send("RemoteStopTransaction", {"transactionId": txid}, uid="dup-1")
+    assert first == again and first[2] == {"status": "Accepted"}
+    rig.step()
+    assert len(rig.payloads("StopTransaction")) == 1
+
+
+def test_callerror_for_our_call_reaches_its_failure_path():
+    r = Rig()
+    r.cs.answers["BootNotification"] = None
+    r.step()
+    uid = r.cp.engine.inflight.uid
+    r.transport.deliver(json.dumps([4, uid, "InternalError", "sorry", {}]))
+    r.step()
+    assert r.cp.engine.inflight is None and r.cp.registration is None
+
+
+def test_malformed_confirmation_is_treated_as_error():
+    r = Rig()
+    r.cs.answers["BootNotification"] = {"status": "Accepted"}  # no currentTime, no interval
+    r.step()
+    assert r.cp.registration is None

@@ -1,0 +1,169 @@
+"""Central System initiated operations of the Core profile and TriggerMessage."""
+from conftest import Rig
+
+TAG = "04A1B2C3D4"
+
+
+def charging(rig):
+    rig.tap(TAG)
+    rig.ev("C")
+    return rig.conn().tx["id"]
+
+
+def test_change_availability_idle_connector(rig):
+    assert rig.send("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})[2] == \
+        {"status": "Accepted"}
+    assert rig.conn().status == "Unavailable" and rig.statuses()[-1] == "Unavailable"
+    rig.tap(TAG)
+    rig.ev("C")
+    assert rig.conn().tx is None and not rig.hw().relay.closed
+    rig.power_cut()
+    rig.step()
+    assert rig.conn().status == "Unavailable"  # persisted
+    assert rig.send("ChangeAvailability", {"connectorId": 1, "type": "Operative"})[2] == \
+        {"status": "Accepted"}
+    rig.step()
+    assert rig.conn().status == "Preparing"
+
+
+def test_change_availability_scheduled_during_transaction(rig):
+    charging(rig)
+    assert rig.send("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})[2] == \
+        {"status": "Scheduled"}
+    assert rig.hw().relay.closed
+    rig.tap(TAG)
+    rig.step()
+    assert rig.conn().status == "Unavailable"
+    assert rig.payloads("StatusNotification")[-1]["status"] == "Unavailable"
+
+
+def test_change_availability_unknown_connector(rig):
+    assert rig.send("ChangeAvailability", {"connectorId": 3, "type": "Inoperative"})[2] == \
+        {"status": "Rejected"}
+
+
+def test_whole_charge_point_unavailable_reports_connector_zero(rig):
+    rig.send("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})
+    rig.step()
+    zero = [p["status"] for p in rig.payloads("StatusNotification") if p["connectorId"] == 0]
+    assert zero == ["Available", "Unavailable"]
+
+
+def test_soft_reset_stops_transaction_and_reboots(rig):
+    charging(rig)
+    assert rig.send("Reset", {"type": "Soft"})[2] == {"status": "Accepted"}
+    assert not rig.hw().relay.closed
+    assert rig.payloads("StopTransaction")[0]["reason"] == "SoftReset"
+    assert rig.reboots == []
+    rig.run(3)
+    assert rig.reboots == [False]
+
+
+def test_hard_reset_reason(rig):
+    charging(rig)
+    rig.send("Reset", {"type": "Hard"})
+    rig.run(3)
+    assert rig.payloads("StopTransaction")[0]["reason"] == "HardReset"
+    assert rig.reboots == [True]
+
+
+def test_soft_reset_waits_for_stop_to_be_delivered(rig):
+    charging(rig)
+    rig.cs.answers["StopTransaction"] = None
+    rig.send("Reset", {"type": "Soft"})
+    rig.run(5)
+    assert rig.reboots == []
+    rig.run(6)
+    assert rig.reboots == [False]  # gives up waiting; the stop is persisted for after boot
+
+
+def test_unlock_connector_stops_transaction():
+    r = Rig(lock=True)
+    r.step()
+    charging(r)
+    assert r.send("UnlockConnector", {"connectorId": 1})[2] == {"status": "Unlocked"}
+    assert r.payloads("StopTransaction")[0]["reason"] == "UnlockCommand"
+    assert r.hw().lock.unlocks == 1
+
+
+def test_unlock_without_lock_or_unknown_connector(rig):
+    assert rig.send("UnlockConnector", {"connectorId": 1})[2] == {"status": "NotSupported"}
+    assert rig.send("UnlockConnector", {"connectorId": 2})[2] == {"status": "NotSupported"}
+
+
+def test_unlock_failure_reported():
+    r = Rig(lock=True)
+    r.hw().lock.works = False
+    r.step()
+    assert r.send("UnlockConnector", {"connectorId": 1})[2] == {"status": "UnlockFailed"}
+
+
+def test_unlock_on_ev_side_disconnect():
+    r = Rig(lock=True)
+    r.step()
+    charging(r)
+    r.ev("A")
+    assert r.hw().lock.unlocks == 1
+
+
+def test_clear_cache(rig):
+    charging(rig)
+    assert rig.cp.cache.status(TAG) == "Accepted"
+    assert rig.send("ClearCache", {})[2] == {"status": "Accepted"}
+    assert rig.cp.cache.status(TAG) is None
+    rig.send("ChangeConfiguration", {"key": "AuthorizationCacheEnabled", "value": "false"})
+    assert rig.send("ClearCache", {})[2] == {"status": "Rejected"}
+
+
+def test_data_transfer_unknown_vendor_and_registered_vendor(rig):
+    assert rig.send("DataTransfer", {"vendorId": "com.example"})[2] == \
+        {"status": "UnknownVendorId"}
+    rig.cp.vendor_data = {"com.example": lambda mid, data: {"status": "Accepted", "data": data}}
+    assert rig.send("DataTransfer", {"vendorId": "com.example", "data": "hi"})[2] == \
+        {"status": "Accepted", "data": "hi"}
+
+
+def test_data_transfer_from_charge_point(rig):
+    got = []
+    rig.cp.call("DataTransfer", {"vendorId": "com.example", "messageId": "m", "data": "x"},
+                got.append)
+    rig.step()
+    assert got == [{"status": "Accepted"}]
+
+
+def test_trigger_messages(rig):
+    for what in ("BootNotification", "Heartbeat", "StatusNotification", "MeterValues",
+                 "DiagnosticsStatusNotification", "FirmwareStatusNotification"):
+        n = len(rig.calls(what))
+        assert rig.send("TriggerMessage", {"requestedMessage": what})[2] == {"status": "Accepted"}
+        rig.step()
+        assert len(rig.calls(what)) > n, what
+    assert rig.cp.registration == "Accepted"
+
+
+def test_trigger_status_for_one_connector_and_bad_connector(rig):
+    n = len(rig.payloads("StatusNotification"))
+    rig.send("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1})
+    rig.step()
+    assert [p["connectorId"] for p in rig.payloads("StatusNotification")[n:]] == [1]
+    assert rig.send("TriggerMessage", {"requestedMessage": "MeterValues",
+                                       "connectorId": 9})[2] == {"status": "Rejected"}
+
+
+def test_trigger_meter_values_in_transaction(rig):
+    txid = charging(rig)
+    rig.send("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 1})
+    rig.step()
+    mv = rig.payloads("MeterValues")[-1]
+    assert mv["transactionId"] == txid
+    assert mv["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+
+
+def test_stale_actuating_calls_are_answered_not_executed(rig):
+    txid = charging(rig)
+    assert rig.send("RemoteStopTransaction", {"transactionId": txid}, stale=True)[2] == \
+        {"status": "Rejected"}
+    assert rig.send("Reset", {"type": "Hard"}, stale=True)[2] == {"status": "Rejected"}
+    assert rig.hw().relay.closed and rig.reboots == []
+    assert rig.send("GetConfiguration", {"key": ["HeartbeatInterval"]}, stale=True)[0] == 3
+    assert rig.cp.stale_rejected == 2

@@ -1,0 +1,224 @@
+"""Transaction messages: persistent ordered queue, retries, transactionId fix-up, power loss,
+meter values and the rewrite of timestamps taken before the clock was set."""
+import json
+
+from conftest import Rig
+
+TAG = "04A1B2C3D4"
+
+
+def charging(rig, tag=TAG):
+    rig.tap(tag)
+    rig.ev("C")
+    assert rig.hw().relay.closed
+    return rig.conn().tx
+
+
+def test_periodic_meter_values_carry_transaction_id(rig):
+    rig.send("ChangeConfiguration", {"key": "MeterValuesSampledData",
+                                     "value": "Energy.Active.Import.Register,Power.Active.Import,"
+                                              "Current.Import,Voltage,Current.Offered"})
+    charging(rig)
+    rig.hw().meter.wh = 100
+    rig.hw().meter.watts = 3680.0
+    rig.hw().meter.amps = (16.0,)
+    rig.run(60)
+    mv = rig.payloads("MeterValues")
+    assert len(mv) == 1 and mv[0]["transactionId"] == 101
+    values = {(s["measurand"], s.get("phase")): s["value"] for s in mv[0]["meterValue"][0]["sampledValue"]}
+    assert values == {("Energy.Active.Import.Register", None): "100",
+                      ("Power.Active.Import", None): "3680.0",
+                      ("Current.Import", "L1"): "16.0", ("Voltage", "L1-N"): "230.0",
+                      ("Current.Offered", None): "16.0"}
+    rig.run(60)
+    assert len(rig.payloads("MeterValues")) == 2
+
+
+def test_clock_aligned_meter_values(rig):
+    rig.send("ChangeConfiguration", {"key": "ClockAlignedDataInterval", "value": "900"})
+    rig.run(898)  # the clock reads 12:00:01 after boot; 12:15:00 is the next boundary
+    assert rig.payloads("MeterValues") == []
+    rig.run(2)
+    mv = rig.payloads("MeterValues")
+    assert len(mv) == 1 and "transactionId" not in mv[0]
+    assert mv[0]["meterValue"][0]["timestamp"] == "2026-11-21T12:15:00Z"
+    assert mv[0]["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+
+
+
+def test_offline_transaction_messages_in_order_with_fixed_up_id():
+    r = Rig()
+    r.step()
+    r.cp.config.change("AllowOfflineTxForUnknownId", "true")
+    r.transport.connected = False
+    r.tap(TAG)
+    r.ev("C")
+    r.hw().meter.wh = 50
+    r.run(60)
+    r.hw().meter.wh = 90
+    r.run(60)
+    r.tap(TAG)
+    assert len(r.cp.txq) == 4
+    n = len(r.calls())
+    r.transport.connected = True
+    r.run(2)
+    sent = [(a, p) for a, p in r.calls()[n:] if a != "StatusNotification"]
+    assert [a for a, _ in sent] == ["StartTransaction", "MeterValues", "MeterValues",
+                                    "StopTransaction"]
+    txid = 101
+    assert all(p["transactionId"] == txid for _, p in sent[1:])
+    assert len(r.cp.txq) == 0
+
+
+def test_callerror_retried_then_dropped_after_attempts():
+    r = Rig()
+    r.step()
+    r.send("ChangeConfiguration", {"key": "TransactionMessageRetryInterval", "value": "10"})
+    r.cs.answers["StartTransaction"] = ("InternalError", "database down")
+    r.tap(TAG)
+    r.ev("C")
+    assert len(r.payloads("StartTransaction")) == 1
+    r.step(9999)
+    assert len(r.payloads("StartTransaction")) == 1
+    r.step(1)  # retry after interval x 1
+    assert len(r.payloads("StartTransaction")) == 2
+    r.step(19999)
+    assert len(r.payloads("StartTransaction")) == 2
+    r.step(1)  # retry after interval x 2, the third and last attempt
+    assert len(r.payloads("StartTransaction")) == 3
+    r.run(600)
+    assert len(r.payloads("StartTransaction")) == 3
+    assert len(r.cp.txq) == 0 and r.payloads("MeterValues") == []
+    # the session goes on locally; its stop cannot be sent without a transactionId
+    r.tap(TAG)
+    r.run(5)
+    assert r.payloads("StopTransaction") == [] and len(r.cp.txq) == 0
+
+
+def test_timeout_is_not_an_attempt():
+    r = Rig()
+    r.step()
+    r.cs.answers["StartTransaction"] = None
+    r.tap(TAG)
+    r.ev("C")
+    for _ in range(6):
+        r.run(90)
+    assert len(r.cp.txq) >= 1
+    starts = r.payloads("StartTransaction")
+    assert len(starts) >= 4 and r.cp.txq.dropped == 0
+    uids = {m[1] for m in r.frames if m[0] == 2 and m[2] == "StartTransaction"}
+    assert len(uids) == 1  # the same message id each time: the CSMS can de-duplicate
+    r.cs.answers.pop("StartTransaction")
+    r.run(300)
+    assert len(r.cp.txq) == 0 and r.conn().tx["id"] == 101
+
+
+def test_power_loss_during_transaction_stops_with_power_loss():
+    r = Rig()
+    r.step()
+    charging(r)
+    r.hw().meter.wh = 700
+    r.run(61)  # the record keeps the latest energy
+    r.hw().meter.wh = 800
+    r.power_cut()
+    assert not r.hw().relay.closed
+    r.hw().pilot.ev = "A"
+    r.step()
+    stops = r.payloads("StopTransaction")
+    assert len(stops) == 1
+    assert stops[0]["reason"] == "PowerLoss" and stops[0]["meterStop"] == 800
+    assert stops[0]["transactionId"] == 101
+    r.power_cut()
+    r.step()
+    assert len(r.payloads("StopTransaction")) == 1  # never twice
+    assert len(r.payloads("StartTransaction")) == 1
+
+
+def test_power_loss_before_start_was_sent():
+    r = Rig()
+    r.step()
+    r.transport.connected = False
+    r.cp.config.change("AllowOfflineTxForUnknownId", "true")
+    r.tap(TAG)
+    r.ev("C")
+    r.hw().meter.wh = 30
+    r.power_cut()
+    r.transport.connected = True
+    r.step()
+    r.step()
+    assert [a for a, _ in r.calls() if a in ("StartTransaction", "StopTransaction")] == \
+        ["StartTransaction", "StopTransaction"]
+    assert r.payloads("StopTransaction")[0]["transactionId"] == 101
+
+
+def test_power_cut_between_stop_queued_and_record_removed():
+    r = Rig()
+    r.step()
+    tx = charging(r)
+    r.transport.connected = False
+    # the moment between: the stop is queued but the record is still there
+    r.cp.sessions.queue_stop(tx, 10, r.cp.clock.stamp(), "Local")
+    r.store.write("tx1", tx)
+    r.power_cut()
+    r.transport.connected = True
+    r.step()
+    assert len(r.payloads("StopTransaction")) == 1
+
+
+def test_power_cut_after_start_answered_before_pop():
+    r = Rig()
+    r.step()
+    r.cs.answers["StartTransaction"] = None
+    r.tap(TAG)
+    r.ev("C")
+    # the answer arrives and the id is written, but the power goes before the pop
+    ref = r.conn().tx["ref"]
+    r.cp.txq.txids[ref] = 555
+    r.store.write("txids", r.cp.txq.txids)
+    r.power_cut()
+    r.cs.answers.pop("StartTransaction")
+    r.step()
+    assert len(r.payloads("StartTransaction")) == 1
+    assert r.payloads("StopTransaction")[0]["transactionId"] == 555
+
+
+def test_timestamps_before_clock_set_are_rewritten():
+    r = Rig(online=False)
+    r.cp.config.change("AllowOfflineTxForUnknownId", "true")
+    r.tap(TAG)  # the clock has never been set: no Central System yet
+    r.ev("C")
+    assert r.conn().tx["ts"].startswith("@")
+    r.ticks.advance(30000)
+    r.transport.connected = True
+    r.step()
+    start = r.payloads("StartTransaction")[0]
+    # Boot answered at t=31 s (T0+31 s); the tap was 30 s earlier
+    assert start["timestamp"] == "2026-11-21T12:00:01Z"
+
+
+def test_queue_survives_power_cut_while_offline():
+    r = Rig()
+    r.step()
+    charging(r)
+    r.transport.connected = False
+    r.run(180)
+    r.tap(TAG)
+    queued = len(r.cp.txq)
+    assert queued == 4  # 3 MeterValues and the StopTransaction
+    r.power_cut()
+    assert len(r.cp.txq) == queued
+    r.transport.connected = True
+    r.step()
+    assert len(r.payloads("MeterValues")) == 3
+    assert len(r.payloads("StopTransaction")) == 1
+
+
+def test_status_notifications_after_reconnect_show_latest(rig):
+    rig.transport.connected = False
+    rig.ev("B")
+    rig.ev("A")
+    rig.ev("B")
+    n = len(rig.statuses())
+    rig.transport.connected = True
+    rig.step()
+    assert rig.statuses()[n:] == ["Preparing"]
