@@ -1,0 +1,87 @@
+"""Composition root: reads the device configuration, builds board, transport and charge point,
+and runs them in one asyncio loop. The only module that knows which pieces are real."""
+import asyncio
+import gc
+
+from chargepoint import devconfig
+from chargepoint.chargepoint import ChargePoint
+from chargepoint.store import FileStore
+
+VERSION = "0.1.0"
+LOOP_MS = 20  # the safety path (relay) runs at least this often
+
+
+def build_board(cfg):
+    """`hardware.driver` names the board module `board_<driver>`; its build(options, cfg)
+    returns a board as documented in chargepoint.hardware."""
+    options = cfg["hardware"]
+    module = __import__("board_" + options["driver"])
+    return module.build(options, cfg)
+
+
+def build_transport(cfg):
+    from chargepoint import mqtt
+
+    m = cfg["mqtt"]
+    ssl = mqtt.tls_context(m["ca"], m["cert"], m["key"])
+    return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
+                              keepalive=m["keepalive"], topic_in=m["topic_in"],
+                              topic_out=m["topic_out"])
+
+
+def _reboot(board, transport):
+    def reboot(hard):
+        transport.stop()
+        if hasattr(board, "reboot"):
+            board.reboot(hard)
+            return
+        import machine
+        if hard:
+            machine.reset()
+        machine.soft_reset()
+    return reboot
+
+
+async def _run_loop(cp):
+    loop = cp.loop
+    while True:
+        loop()
+        await asyncio.sleep_ms(LOOP_MS)
+
+
+async def main(cp, board, transport):
+    tasks = [asyncio.create_task(_run_loop(cp))]
+    if hasattr(board, "run"):
+        tasks.append(asyncio.create_task(board.run(cp)))
+    try:
+        import aiorepl  # present when installed with `mpremote mip install aiorepl`
+        tasks.append(asyncio.create_task(aiorepl.task()))
+    except ImportError:
+        pass
+    transport.start()
+    await asyncio.gather(*tasks)
+
+
+def run(config_path="config.json", data_dir="data"):
+    try:
+        cfg = devconfig.load(config_path)
+    except devconfig.ConfigError as e:
+        print("config:", e)
+        return None
+    board = build_board(cfg)
+    try:
+        transport = build_transport(cfg)
+    except (OSError, ValueError) as e:
+        print("config: TLS files rejected:", e)
+        return None
+    info = dict(board.info)
+    info.setdefault("firmwareVersion", VERSION)
+    cp = ChargePoint(board, transport, FileStore(data_dir), reboot=_reboot(board, transport),
+                     boot_info=info)
+    gc.collect()
+    try:
+        asyncio.run(main(cp, board, transport))
+    finally:
+        transport.stop()
+        asyncio.new_event_loop()
+    return cp
