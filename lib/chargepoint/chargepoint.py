@@ -16,7 +16,8 @@ from chargepoint.sessions import Sessions
 from chargepoint.txqueue import TxQueue, resolve_stamps
 
 _OUTBOX = const(16)  # volatile calls waiting; the oldest goes when full
-_BOOT_RETRY_S = const(60)
+_BOOT_RETRY_S = const(60)  # after Pending/Rejected with interval 0
+_BOOT_LOST_S = const(10)  # after an unanswered BootNotification
 _FRAMES_PER_LOOP = const(4)
 _RESET_GRACE_MS = const(3000)  # lets the Reset answer and the stops leave before rebooting
 
@@ -219,7 +220,7 @@ class ChargePoint:
 
     def _boot_fail(self, code, _):
         self._boot_asked = False
-        wait = 0 if code == "Offline" else _BOOT_RETRY_S * 1000
+        wait = 0 if code == "Offline" else _BOOT_LOST_S * 1000
         self._boot_due = ticks_add(self.clock.ticks_ms(), wait)
 
     def trigger_boot(self):

@@ -1,0 +1,78 @@
+"""Device-side probe for tests/test_mqtt_device.py: runs MqttTransport under the unix port.
+
+micropython mqtt_probe.py MODE HOST PORT CA CERT KEY SECONDS
+  roundtrip  publish one frame on CP001/in, wait for one frame on CP001/out
+  listen     wait for one frame on CP001/out (e.g. the backlog of a resumed session)
+  stall      only run the asyncio loop next to the (failing) network thread
+Every mode measures the longest gap between iterations of a 10 ms asyncio task and prints
+JSON lines: {"event": ...}. The test drives the other side (broker, paho, fake servers).
+"""
+import asyncio
+import gc
+import json
+import sys
+import time
+
+from chargepoint.mqtt import MqttTransport, tls_context
+
+
+def emit(**kw):
+    print(json.dumps(kw))
+
+
+async def ticker(gaps, duration_ms):
+    # The safety figure: how late a 10 ms task runs while the network thread is busy.
+    start = last = time.ticks_ms()
+    while time.ticks_diff(last, start) < duration_ms:
+        await asyncio.sleep_ms(10)
+        now = time.ticks_ms()
+        gap = time.ticks_diff(now, last)
+        if gap > gaps[0]:
+            gaps[0] = gap
+        last = now
+
+
+async def roundtrip(t, seconds, send=True):
+    sent = not send
+    deadline = time.ticks_add(time.ticks_ms(), seconds * 1000)
+    while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        if t.connected and not sent:
+            emit(event="connected", status=t.status)
+            sent = t.send('[2,"boot-1","BootNotification",{"chargePointVendor":"Acme"}]')
+            if sent:
+                emit(event="queued")
+        got = t.receive()
+        if got is not None:
+            emit(event="received", text=got[0], stale=got[1])
+            return
+        await asyncio.sleep_ms(20)
+    emit(event="timeout", status=t.status)
+
+
+async def main(mode, host, port, ca, cert, key, seconds):
+    gc.collect()
+    t = MqttTransport("CP001", host, port, ssl=tls_context(ca, cert, key), keepalive=60,
+                      io_timeout_ms=2000)
+    t.start()
+    gaps = [0]
+    tick = asyncio.create_task(ticker(gaps, seconds * 1000))
+    if mode in ("roundtrip", "listen"):
+        await roundtrip(t, seconds, mode == "roundtrip")
+        tick.cancel()
+    else:
+        await tick
+    emit(event="done", max_gap_ms=gaps[0], status=t.status, connected=t.connected,
+         heap_free=gc.mem_free())
+    t.stop()
+    for _ in range(300):
+        if t.stopped:
+            break
+        await asyncio.sleep_ms(10)
+    emit(event="stopped", stopped=t.stopped)
+
+
+try:
+    a = sys.argv[1:]
+    asyncio.run(main(a[0], a[1], int(a[2]), a[3], a[4], a[5], int(a[6])))
+finally:
+    asyncio.new_event_loop()

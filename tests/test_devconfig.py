@@ -1,0 +1,125 @@
+"""Device configuration file: defaults, and one clear line for every mistake."""
+import json
+
+import pytest
+
+from chargepoint.devconfig import ConfigError, load
+
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_bytes(PEM)
+    return tmp_path
+
+
+def write(folder, cfg):
+    path = folder / "config.json"
+    path.write_text(cfg if isinstance(cfg, str) else json.dumps(cfg))
+    return str(path)
+
+
+def minimal():
+    return {"id": "CP001", "mqtt": {"endpoint": "x-ats.iot.eu-west-1.amazonaws.com"}}
+
+
+def error(folder, cfg):
+    with pytest.raises(ConfigError) as e:
+        load(write(folder, cfg))
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_minimal_file_gets_defaults(folder):
+    cfg = load(write(folder, minimal()))
+    assert cfg == {
+        "id": "CP001",
+        "mqtt": {"endpoint": "x-ats.iot.eu-west-1.amazonaws.com", "port": 8883,
+                 "ca": str(folder / "ca.pem"), "cert": str(folder / "cert.pem"),
+                 "key": str(folder / "key.pem"), "keepalive": 300,
+                 "topic_in": "{id}/in", "topic_out": "{id}/out"},
+        "wifi": {"ssid": "", "password": ""},
+        "hardware": {"driver": "sim", "connectors": 1},
+    }
+
+
+def test_hardware_options_are_free_form(folder):
+    cfg = minimal()
+    cfg["hardware"] = {"driver": "esp32", "connectors": 2, "relay_pins": [25, 26]}
+    assert load(write(folder, cfg))["hardware"]["relay_pins"] == [25, 26]
+
+
+def test_der_credentials_are_accepted(folder):
+    (folder / "ca.der").write_bytes(b"\x30\x82\x01\x00")
+    cfg = minimal()
+    cfg["mqtt"]["ca"] = "ca.der"
+    assert load(write(folder, cfg))["mqtt"]["ca"].endswith("ca.der")
+
+
+def test_missing_file(folder):
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load(str(folder / "nope.json"))
+
+
+def test_not_json(folder):
+    assert "not valid JSON" in error(folder, "{id: CP001")
+
+
+def test_wrong_type_names_field_and_expectation(folder):
+    cfg = minimal()
+    cfg["mqtt"]["port"] = "8883"
+    assert error(folder, cfg).endswith("mqtt.port: expected an integer, got a string")
+    cfg["mqtt"]["port"] = True
+    assert "mqtt.port: expected an integer, got true/false" in error(folder, cfg)
+
+
+def test_unknown_top_level_key(folder):
+    cfg = minimal()
+    cfg["wlan"] = {}
+    assert "unknown key wlan" in error(folder, cfg)
+
+
+def test_unknown_mqtt_key(folder):
+    cfg = minimal()
+    cfg["mqtt"]["keep_alive"] = 60
+    assert "unknown key mqtt.keep_alive" in error(folder, cfg)
+
+
+def test_missing_required_fields(folder):
+    assert "missing required field id" in error(folder, {"mqtt": {"endpoint": "x"}})
+    assert "missing required field mqtt.endpoint" in error(folder, {"id": "CP001"})
+    assert "missing required field mqtt.endpoint" in error(folder, {"id": "CP001", "mqtt": {}})
+
+
+def test_missing_credential_file(folder):
+    (folder / "key.pem").unlink()
+    assert "mqtt.key: file " in error(folder, minimal())
+
+
+def test_credential_neither_pem_nor_der(folder):
+    (folder / "cert.pem").write_bytes(b"hello")
+    assert "mqtt.cert" in error(folder, minimal())
+
+
+@pytest.mark.parametrize("bad", ["CP/1", "CP+1", "CP#1", "x" * 129])
+def test_bad_charge_point_id(folder, bad):
+    cfg = minimal()
+    cfg["id"] = bad
+    assert ": id: " in error(folder, cfg)
+
+
+def test_ranges(folder):
+    cfg = minimal()
+    cfg["mqtt"]["keepalive"] = 1201
+    assert "mqtt.keepalive: expected 30..1200" in error(folder, cfg)
+    cfg = minimal()
+    cfg["hardware"] = {"connectors": 9}
+    assert "hardware.connectors: expected 1..8" in error(folder, cfg)
+    cfg["hardware"] = {"driver": 3}
+    assert "hardware.driver: expected a string" in error(folder, cfg)
+    cfg = minimal()
+    cfg["mqtt"]["topic_in"] = "a/b/c/d/e/f/g/{id}/in"
+    assert "mqtt.topic_in" in error(folder, cfg)

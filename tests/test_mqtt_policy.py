@@ -1,0 +1,391 @@
+"""MqttTransport policy on CPython: backoff, keepalive, outbox, stale window, reconnects.
+
+A scripted fake stands in for umqtt.simple (same API) and a fake clock stands in for
+ticks_ms; the network thread is never started, each test turns `step()` by hand.
+"""
+import errno
+
+import pytest
+
+from chargepoint.mqtt import (MAX_PAYLOAD, KeepAlive, MqttTransport, Reconnect, StaleWindow,
+                              TlsLink, make_topic)
+from fakes import FakeTicks
+
+PUBLISH_QOS1 = 0x32
+
+
+class FakeNet:
+    """The broker as seen through umqtt.simple's MQTTClient API."""
+
+    def __init__(self, ticks):
+        self.ticks = ticks
+        self.connects = []  # ticks of every CONNECT
+        self.refuse = 0  # refuse this many CONNECTs
+        self.session_present = False
+        self.subscriptions = []
+        self.pending = []  # (topic, payload) the broker will deliver
+        self.published = []
+        self.fail_publish = 0
+        self.answer_pings = True
+        self.pings = 0
+        self.check_calls = 0
+        self.clients = []
+
+    def factory(self, client_id, server, port, keepalive, ssl):
+        client = FakeClient(self, client_id, keepalive, ssl)
+        self.clients.append(client)
+        return client
+
+
+class FakeClient:
+    def __init__(self, net, client_id, keepalive, ssl):
+        self.net = net
+        self.client_id = client_id
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.cb = None
+        self.pingresp = False
+        self.closed = False
+        self.sock = self
+
+    def _rx(self):
+        self.ssl.rx += 1  # bytes arrived on the TLS socket
+
+    def set_callback(self, f):
+        self.cb = f
+
+    def connect(self, clean_session=True):
+        assert clean_session is False
+        self.net.connects.append(self.net.ticks())
+        if self.net.refuse:
+            self.net.refuse -= 1
+            raise OSError(errno.ECONNREFUSED, "refused")
+        self._rx()
+        return self.net.session_present
+
+    def subscribe(self, topic, qos=0):
+        self.net.subscriptions.append((topic, qos))
+        self._rx()
+
+    def publish(self, topic, msg, retain=False, qos=0):
+        if self.net.fail_publish:
+            self.net.fail_publish -= 1
+            raise OSError(errno.ECONNRESET, "reset mid-publish")
+        self.net.published.append((topic, msg, qos))
+        self._rx()  # PUBACK
+
+    def ping(self):
+        self.net.pings += 1
+        self.pingresp = self.net.answer_pings
+
+    def check_msg(self):
+        self.net.check_calls += 1
+        if self.pingresp:
+            self.pingresp = False
+            self._rx()
+            return None
+        if self.net.pending:
+            topic, msg = self.net.pending.pop(0)
+            self._rx()
+            self.cb(topic, msg)
+            return PUBLISH_QOS1
+        return None
+
+    def disconnect(self):
+        self.closed = True
+
+    def close(self):
+        self.closed = True
+
+
+def lowest(n):
+    return 0
+
+
+def highest(n):
+    return n - 1
+
+
+def make(ticks=None, **kw):
+    ticks = ticks or FakeTicks()
+    net = FakeNet(ticks)
+    kw.setdefault("rand", lowest)
+    t = MqttTransport("CP001", "broker.example", ssl=TlsLink(None), ticks_ms=ticks,
+                      client_factory=net.factory, **kw)
+    return t, net, ticks
+
+
+def online(**kw):
+    t, net, ticks = make(**kw)
+    t.step()
+    assert t.connected
+    return t, net, ticks
+
+
+def run(t, ticks, ms, every=50):
+    for _ in range(ms // every):
+        ticks.advance(every)
+        t.step()
+
+
+# -- backoff -----------------------------------------------------------------------------
+
+def test_backoff_grows_exponentially_with_jitter_bounds():
+    ticks = FakeTicks()
+    low = Reconnect(ticks, rand=lowest)
+    high = Reconnect(ticks, rand=highest)
+    lows = [low.failed(ticks()) for _ in range(9)]
+    highs = [high.failed(ticks()) for _ in range(9)]
+    assert lows == [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]
+    assert highs == [2000, 4000, 8000, 16000, 32000, 64000, 120000, 120000, 120000]
+
+
+def test_backoff_jitter_is_drawn_within_the_window():
+    seen = []
+    r = Reconnect(FakeTicks(), rand=lambda n: seen.append(n) or n // 3)
+    assert r.failed(0) == 1000 + 1001 // 3
+    assert seen == [1001]
+
+
+def test_backoff_resets_after_a_stable_connection():
+    ticks = FakeTicks()
+    r = Reconnect(ticks, rand=lowest, stable_ms=30000)
+    for _ in range(4):
+        r.failed(ticks())
+    r.connected(ticks())
+    ticks.advance(30000)
+    assert r.failed(ticks()) == 1000
+
+
+def test_backoff_keeps_growing_when_the_connection_drops_at_once():
+    # e.g. two boards with one client id taking the session from each other
+    ticks = FakeTicks()
+    r = Reconnect(ticks, rand=lowest, stable_ms=30000)
+    for _ in range(3):
+        r.failed(ticks())
+    r.connected(ticks())
+    ticks.advance(500)
+    assert r.failed(ticks()) == 8000
+
+
+def test_first_retry_waits_at_least_one_second():
+    with pytest.raises(ValueError):
+        Reconnect(FakeTicks(), first_ms=500)
+    t, net, ticks = make()
+    net.refuse = 1
+    t.step()
+    assert not t.connected and t.status["failures"] == 1
+    ticks.advance(999)
+    t.step()
+    assert len(net.connects) == 1
+    ticks.advance(1)
+    t.step()
+    assert len(net.connects) == 2 and t.connected
+
+
+def test_no_two_connects_within_one_second():
+    t, net, ticks = make(rand=highest)
+    net.refuse = 6
+    run(t, ticks, 300000, every=20)
+    assert t.connected
+    gaps = [b - a for a, b in zip(net.connects, net.connects[1:])]
+    assert len(net.connects) == 7
+    assert min(gaps) >= 1000
+    # and connections that die at once do not make it spin either
+    t2, net2, ticks2 = online(stable_ms=30000)
+    for _ in range(5):
+        net2.fail_publish = 1
+        t2.send("[2,\"x\",\"Heartbeat\",{}]")
+        run(t2, ticks2, 20000, every=10)
+    gaps = [b - a for a, b in zip(net2.connects, net2.connects[1:])]
+    assert len(gaps) == 5 and min(gaps) >= 1000
+
+
+def test_refused_connect_reports_status_and_keeps_running():
+    t, net, ticks = make()
+    net.refuse = 1
+    t.step()
+    assert t.status["state"] == "backoff"
+    assert t.status["last_error"] == "OSError: [Errno 111] refused"
+    assert t.send("x") is False
+
+
+# -- keepalive ---------------------------------------------------------------------------
+
+def test_keepalive_schedule():
+    ka = KeepAlive(300)
+    assert ka.interval_ms == 150000 and ka.pong_ms == 30000
+    assert ka.interval_ms + ka.pong_ms < 1.5 * 300000
+    ka.start(0)
+    assert not ka.ping_due(149999)
+    ka.sent(100000)  # a PUBLISH counts as traffic
+    assert not ka.ping_due(200000)
+    assert ka.ping_due(250000)
+    ka.pinged(250000)
+    assert not ka.ping_due(400000)  # one PINGREQ outstanding at a time
+    assert not ka.dead(279999)
+    assert ka.dead(280000)
+    ka.received(270000)
+    assert not ka.dead(280000)
+    with pytest.raises(ValueError):
+        KeepAlive(1201)
+
+
+def test_pings_on_time_and_stays_up_when_answered():
+    t, net, ticks = online(keepalive=60)
+    run(t, ticks, 29950)
+    assert net.pings == 0
+    run(t, ticks, 100)
+    assert net.pings == 1
+    run(t, ticks, 120000)
+    assert net.pings == 5 and t.connected and len(net.connects) == 1
+
+
+def test_unanswered_ping_drops_the_link_and_reconnects():
+    t, net, ticks = online(keepalive=60)
+    net.answer_pings = False
+    run(t, ticks, 30000)
+    assert net.pings == 1 and t.connected
+    run(t, ticks, 15000)
+    assert not t.connected
+    assert t.status["last_error"] == "OSError: timed out"
+    assert net.clients[0].closed
+    net.answer_pings = True
+    run(t, ticks, 2000)
+    assert t.connected and len(net.connects) == 2
+
+
+# -- outbox ------------------------------------------------------------------------------
+
+def test_send_is_refused_while_offline():
+    t, net, ticks = make()
+    assert t.send("[2,\"1\",\"Heartbeat\",{}]") is False
+
+
+def test_outbox_is_bounded_and_published_in_order_at_qos1():
+    t, net, ticks = online(outbox_len=3)
+    assert [t.send("f%d" % i) for i in range(4)] == [True, True, True, False]
+    for _ in range(3):
+        t.step()
+    assert net.published == [(b"CP001/in", b"f0", 1), (b"CP001/in", b"f1", 1),
+                             (b"CP001/in", b"f2", 1)]
+    assert t.send("f3") is True
+
+
+def test_oversized_frame_is_refused():
+    t, net, ticks = online()
+    with pytest.raises(ValueError):
+        t.send("x" * (MAX_PAYLOAD + 1))
+    assert t.send("x" * MAX_PAYLOAD) is True
+
+
+def test_reconnects_after_oserror_mid_publish_and_republishes():
+    t, net, ticks = online()
+    net.fail_publish = 1
+    assert t.send("[2,\"a\",\"Heartbeat\",{}]")
+    t.step()
+    assert not t.connected and t.status["failures"] == 1
+    assert t.status["last_error"] == "OSError: [Errno 104] reset mid-publish"
+    assert net.published == []
+    ticks.advance(2000)
+    t.step()
+    assert t.connected and t.status["connects"] == 2
+    t.step()
+    assert net.published == [(b"CP001/in", b"[2,\"a\",\"Heartbeat\",{}]", 1)]
+
+
+# -- sessions, inbound, stale window ----------------------------------------------------
+
+def test_subscribes_only_when_the_broker_lost_the_session():
+    t, net, ticks = online()
+    assert net.subscriptions == [(b"CP001/out", 1)]
+    net.fail_publish = 1
+    net.session_present = True
+    t.send("x")
+    t.step()
+    ticks.advance(2000)
+    t.step()
+    assert t.connected and net.subscriptions == [(b"CP001/out", 1)]
+
+
+def test_stale_window_flags_backlog_of_a_resumed_session():
+    t, net, ticks = make()
+    net.session_present = True
+    net.pending = [(b"CP001/out", b"[2,\"old\",\"RemoteStartTransaction\",{}]")]
+    t.step()
+    t.step()
+    assert t.receive() == ("[2,\"old\",\"RemoteStartTransaction\",{}]", True)
+    ticks.advance(1999)
+    net.pending.append((b"CP001/out", b"late-backlog"))
+    t.step()
+    assert t.receive() == ("late-backlog", True)
+    ticks.advance(1)
+    net.pending.append((b"CP001/out", b"live"))
+    t.step()
+    assert t.receive() == ("live", False)
+    assert t.receive() is None
+
+
+def test_nothing_is_stale_on_a_fresh_session():
+    w = StaleWindow(2000)
+    w.connected(False, 0)
+    assert not w.is_stale(0)
+    t, net, ticks = make()
+    net.pending = [(b"CP001/out", b"hello")]
+    t.step()
+    t.step()
+    assert t.receive() == ("hello", False)
+
+
+def test_duplicate_inbound_frames_are_passed_through():
+    t, net, ticks = online()
+    frame = b"[2,\"cs-1\",\"Reset\",{\"type\":\"Soft\"}]"
+    net.pending = [(b"CP001/out", frame), (b"CP001/out", frame)]
+    t.step()
+    assert t.receive() == (frame.decode(), False)
+    assert t.receive() == (frame.decode(), False)
+
+
+def test_full_inbox_stops_reading_the_socket():
+    t, net, ticks = online(inbox_len=2)
+    net.pending = [(b"CP001/out", b"m%d" % i) for i in range(3)]
+    t.step()
+    calls = net.check_calls
+    t.step()
+    assert net.check_calls == calls and len(net.pending) == 1
+    assert t.receive() == ("m0", False)
+    t.step()
+    assert [t.receive(), t.receive()] == [("m1", False), ("m2", False)]
+    assert t.status["dropped"] == 0
+
+
+def test_frames_on_other_topics_or_not_utf8_are_dropped():
+    t, net, ticks = online()
+    net.pending = [(b"CP002/out", b"x"), (b"CP001/out", b"\xff\xfe")]
+    t.step()
+    assert t.receive() is None and t.status["dropped"] == 2
+
+
+# -- configuration checks ----------------------------------------------------------------
+
+def test_topic_templates_are_checked():
+    assert make_topic("{id}/in", "CP001") == b"CP001/in"
+    assert make_topic("ocpp/v16/{id}/in", "CP001") == b"ocpp/v16/CP001/in"
+    with pytest.raises(ValueError, match="7 slashes"):
+        make_topic("a/b/c/d/e/f/g/{id}/in", "CP001")
+    for bad in ("{id}/#", "+/{id}", "$aws/{id}", "{idx}/in", "x" * 257):
+        with pytest.raises(ValueError):
+            make_topic(bad, "CP001")
+
+
+def test_client_id_is_checked():
+    for bad in ("", "CP/1", "CP+1", "CP#1", "x" * 129):
+        with pytest.raises(ValueError):
+            MqttTransport(bad, "broker.example")
+    MqttTransport("x" * 128, "broker.example")
+
+
+def test_stop_disconnects_politely():
+    t, net, ticks = online()
+    t.close()
+    assert net.clients[0].closed and not t.connected

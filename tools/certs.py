@@ -1,0 +1,188 @@
+"""Local PKI for the AWS IoT Core stand-in: a CA, the broker certificate and one client certificate per identity."""
+
+import argparse
+import datetime
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_NAME = "ca"
+BROKER_NAME = "broker"
+CSMS_CN = "csms"
+# Validity starts a day back so a device whose clock is slightly behind still accepts the chain.
+_BACKDATE = datetime.timedelta(days=1)
+_LIFETIME = datetime.timedelta(days=3650)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of one PKI folder; client(cn) issues a certificate on demand."""
+
+    dir: str
+    ca: str
+    ca_key: str
+    broker_cert: str
+    broker_key: str
+
+    def client(self, cn):
+        """(cert, key) for identity `cn`, issued by this CA if not there yet."""
+        return issue(self.dir, cn, client=True)
+
+
+def _paths(directory, name):
+    return os.path.join(directory, name + ".pem"), os.path.join(directory, name + ".key")
+
+
+def _write_atomic(path, data, mode):
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _save(cert_path, key_path, cert, key):
+    # Key first: a certificate without its key would be taken as a finished pair.
+    _write_atomic(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        0o600,
+    )
+    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _builder(subject, issuer, public_key):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + _LIFETIME)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def make_ca(directory, cn="Local IoT stand-in CA"):
+    """Create ca.pem/ca.key in `directory` unless present; return their paths."""
+    os.makedirs(directory, exist_ok=True)
+    cert_path, key_path = _paths(directory, CA_NAME)
+    if os.path.exists(cert_path) and os.path.exists(key_path):
+        return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _builder(_name(cn), _name(cn), key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    _save(cert_path, key_path, cert, key)
+    return cert_path, key_path
+
+
+def _load_ca(directory):
+    cert_path, key_path = make_ca(directory)
+    with open(cert_path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    with open(key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    return cert, key
+
+
+def issue(directory, cn, client=True, name=None):
+    """Issue a leaf certificate signed by the CA in `directory`; reuse it if already there.
+
+    client=True: clientAuth, files <cn>.pem/<cn>.key.
+    client=False: serverAuth for localhost/127.0.0.1, files <name or cn>.pem/.key.
+    """
+    cert_path, key_path = _paths(directory, name or cn)
+    if os.path.exists(cert_path) and os.path.exists(key_path):
+        return cert_path, key_path
+    ca_cert, ca_key = _load_ca(directory)
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (
+        _builder(_name(cn), ca_cert.subject, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    if not client:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    _save(cert_path, key_path, builder.sign(ca_key, hashes.SHA256()), key)
+    return cert_path, key_path
+
+
+def ensure_charger(directory, charge_point_id):
+    """Client certificate whose CN is the charge point id (the AWS thing name)."""
+    return issue(directory, charge_point_id, client=True)
+
+
+def ensure_pki(directory, chargers=(), csms=CSMS_CN):
+    """CA, broker certificate, one certificate per charger and one for the Central System.
+
+    A different `directory` gives an unrelated CA, which the broker of this one must refuse.
+    """
+    ca, ca_key = make_ca(directory)
+    broker_cert, broker_key = issue(directory, "localhost", client=False, name=BROKER_NAME)
+    for charge_point_id in chargers:
+        ensure_charger(directory, charge_point_id)
+    if csms:
+        issue(directory, csms, client=True)
+    return Pki(directory, ca, ca_key, broker_cert, broker_key)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dir", required=True, help="folder for the PEM files")
+    parser.add_argument("--charger", action="append", default=[], metavar="ID",
+                        help="charge point id to issue a client certificate for (repeatable)")
+    parser.add_argument("--csms", default=CSMS_CN, help="CN of the Central System certificate")
+    args = parser.parse_args(argv)
+    pki = ensure_pki(args.dir, args.charger, args.csms)
+    for path in sorted(os.listdir(pki.dir)):
+        if path.endswith((".pem", ".key")):
+            print(os.path.join(pki.dir, path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

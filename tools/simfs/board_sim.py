@@ -1,0 +1,180 @@
+"""Simulated ESP32 board for the host simulator (never on a device).
+
+The simulated world (EV, load, residual current, cards, the meter's register) is kept by the
+simulator process (tools/sim.py); this board connects to it over a loopback "bus" of JSON
+lines, shows the firmware the inputs it is told and reports the outputs it drives.
+Bus messages, simulator -> board:
+  {"t":"world","id":n,"connectors":{"1":{"ev":"C","load":16.0,"rcd":false,"wh":123}}}
+  {"t":"rfid","id":n,"uid":"04A1B2C3D4"}
+  {"t":"status","id":n}
+board -> simulator: {"t":"ack","id":n,"state":{...}} after running the firmware's loop once,
+so an answer reflects what the firmware did; {"t":"state",...} on changes; {"t":"frame",
+"dir":"in"|"out","text":...}; {"t":"reboot","hard":bool} just before the firmware restarts.
+"""
+import asyncio
+import gc
+import json
+import sys
+import time
+
+REBOOT_EXIT = 75  # the simulator restarts the firmware on this exit code
+VOLTS = 230.0
+
+
+class Pilot:
+    def __init__(self):
+        self.ev = "A"
+        self.amps = None
+
+    def state(self):
+        return self.ev
+
+    def offer(self, amps):
+        self.amps = amps
+
+
+class Relay:
+    def __init__(self):
+        self.closed = False
+
+    def set(self, closed):
+        self.closed = closed
+
+    def get(self):
+        return self.closed
+
+
+class Meter:
+    def __init__(self, connector):
+        self.connector = connector
+        self.wh = 0
+
+    def _amps(self):
+        c = self.connector
+        if not c.relay.closed or c.pilot.amps is None:
+            return 0.0
+        return min(c.load, c.pilot.amps)
+
+    def energy_wh(self):
+        return self.wh
+
+    def power_w(self):
+        return self._amps() * VOLTS
+
+    def current_a(self):
+        return (self._amps(),)
+
+    def voltage_v(self):
+        return (VOLTS,)
+
+
+class Rcd:
+    def __init__(self):
+        self.trip = False
+
+    def tripped(self):
+        return self.trip
+
+
+class Connector:
+    def __init__(self, max_amps):
+        self.pilot = Pilot()
+        self.relay = Relay()
+        self.meter = Meter(self)
+        self.rcd = Rcd()
+        self.lock = None
+        self.load = 0.0
+        self.max_amps = max_amps
+
+
+class Rfid:
+    def __init__(self):
+        self.cards = []
+
+    def poll(self):
+        return self.cards.pop(0) if self.cards else None
+
+
+class Board:
+    def __init__(self, options, cfg):
+        host, _, port = options["bus"].rpartition(":")
+        self.bus = (host, int(port))
+        n = options.get("connectors", 1)
+        self.connectors = [Connector(float(options.get("max_amps", 32))) for _ in range(n)]
+        self.rfid = Rfid()
+        self.info = {"chargePointVendor": "MicroOCPP-Py", "chargePointModel": "Simulator",
+                     "chargePointSerialNumber": cfg["id"], "meterType": "Simulated"}
+        self.started = time.ticks_ms()
+        self.peak = 0
+        self.rebooting = None
+        self.writer = None
+        self.cp = None
+
+    def reboot(self, hard):
+        self.rebooting = hard  # the bus task says goodbye and ends the process
+
+    def state(self):
+        cp = self.cp
+        alloc = gc.mem_alloc()
+        if alloc > self.peak:
+            self.peak = alloc
+        view = cp.view()
+        for key, c in view["connectors"].items():
+            c["pilot_state"] = c.pop("pilot")
+        view["heap_free"] = gc.mem_free()
+        view["heap_peak"] = self.peak
+        view["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)
+        view["mqtt"] = getattr(cp.transport, "status", None)
+        return view
+
+    async def _send(self, msg):
+        self.writer.write(json.dumps(msg).encode() + b"\n")
+        await self.writer.drain()
+
+    def _apply(self, msg):
+        t = msg["t"]
+        if t == "world":
+            for key, w in msg["connectors"].items():
+                c = self.connectors[int(key) - 1]
+                c.pilot.ev = w["ev"]
+                c.load = float(w["load"])
+                c.rcd.trip = w["rcd"]
+                c.meter.wh = int(w["wh"])
+        elif t == "rfid":
+            self.rfid.cards.append(msg["uid"])
+
+    async def run(self, cp):
+        self.cp = cp
+        frames = []
+        cp.engine.on_frame = lambda direction, text: frames.append((direction, text))
+        reader, self.writer = await asyncio.open_connection(*self.bus)
+        await self._send({"t": "hello", "state": self.state()})
+        asyncio.create_task(self._report(frames))
+        while True:
+            line = await reader.readline()
+            if not line:
+                sys.exit(1)  # the simulator is gone: so is the power
+            msg = json.loads(line)
+            self._apply(msg)
+            cp.loop()  # act on the new inputs now, so the answer shows the outcome
+            await self._send({"t": "ack", "id": msg.get("id"), "state": self.state()})
+
+    async def _report(self, frames):
+        last = None
+        while True:
+            while frames:
+                direction, text = frames.pop(0)
+                await self._send({"t": "frame", "dir": direction, "text": text})
+            if self.rebooting is not None:
+                await self._send({"t": "reboot", "hard": self.rebooting})
+                raise SystemExit(REBOOT_EXIT)
+            state = self.state()
+            brief = json.dumps(state["connectors"]) + str(state["online"])
+            if brief != last:
+                last = brief
+                await self._send({"t": "state", "state": state})
+            await asyncio.sleep_ms(50)
+
+
+def build(options, cfg):
+    return Board(options, cfg)
