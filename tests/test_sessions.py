@@ -250,3 +250,23 @@ def test_minimum_status_duration_suppresses_flapping(rig):
     rig.ev("B")
     rig.run(6)
     assert rig.statuses() == ["Available", "Preparing"]
+
+
+def test_status_sent_once_while_its_answer_is_slow(rig):
+    rig.cs.answers["StatusNotification"] = None
+    rig.ev("B")
+    call = rig.cp.engine.inflight
+    assert call.action == "StatusNotification"
+    rig.step(100)
+    rig.transport.deliver('[3,"%s",{}]' % call.uid)
+    rig.step(100)
+    assert rig.statuses() == ["Available", "Preparing"]
+
+
+def test_status_resent_after_timeout(rig):
+    rig.cs.answers["StatusNotification"] = None
+    rig.ev("B")
+    rig.step(30000)
+    rig.cs.answers.pop("StatusNotification")
+    rig.step()
+    assert rig.statuses() == ["Available", "Preparing", "Preparing"]

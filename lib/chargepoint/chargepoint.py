@@ -238,8 +238,8 @@ class ChargePoint:
                 c.error = c.fault
                 c.changed_at = self.clock.ticks_ms()
                 c.stamp = self.clock.stamp()
-            if (c.status, c.error) != c.reported and self.clock.since(c.changed_at) >= min_ms:
-                c.notify = True
+            c.notify = ((c.status, c.error) != c.reported
+                        and self.clock.since(c.changed_at) >= min_ms)
         status0 = "Available" if self.operative else "Unavailable"
         if status0 != self.status0:
             self.status0 = status0
@@ -262,19 +262,16 @@ class ChargePoint:
             c = self.connectors[cid - 1]
             payload = {"connectorId": cid, "errorCode": c.error, "status": c.status,
                        "timestamp": self.clock.resolve(c.stamp)}
-
-        def done(_):
-            if cid:
-                self.connectors[cid - 1].reported = (payload["status"], payload["errorCode"])
+            c.reported = (c.status, c.error)  # in flight counts as told; undone on failure
 
         def fail(code, _):
-            if code in ("Timeout", "Offline"):
+            if code in ("Timeout", "Offline", "Dropped"):
                 if cid:
-                    self.connectors[cid - 1].notify = True
+                    self.connectors[cid - 1].reported = None
                 else:
                     self._notify0 = True
 
-        return Call(self.new_uid(), "StatusNotification", payload, done, fail)
+        return Call(self.new_uid(), "StatusNotification", payload, None, fail)
 
     # -- heartbeat ------------------------------------------------------------------------
 
