@@ -30,9 +30,9 @@ def run(coro, timeout=30):
 class FakeCharger:
     """A charge point that speaks raw OCPP-J frames on <id>/in and reads <id>/out."""
 
-    def __init__(self, broker, charger_id=CP):
+    def __init__(self, broker, charger_id=CP, clean_session=True):
         self.id = charger_id
-        self.peer = Peer(broker, charger_id).connect()
+        self.peer = Peer(broker, charger_id, clean_session=clean_session).connect()
         assert self.peer.subscribe(charger_id + "/out") == [1]
 
     async def send(self, frame):
@@ -310,5 +310,26 @@ def test_frames_sent_while_the_csms_is_offline_arrive_when_it_is_back(start):
         await cs.start()
         assert await charger.receive() == [3, "2", {"idTagInfo": {"status": "Accepted"}}]
         assert cs.chargers[CP].heartbeats == 1
+
+    run(scenario(start, body))
+
+
+def test_call_made_while_the_broker_is_down_goes_out_after_reconnect(start, broker):
+    async def body(cs, charger):
+        charger.close()
+        # A persistent session, so the broker keeps what arrives for the charger before it is back.
+        FakeCharger(broker, clean_session=False).close()
+        await asyncio.to_thread(broker.stop)
+        await cs.wait_for(lambda: not cs.connected, timeout=WAIT)
+        pending = asyncio.ensure_future(cs.unlock_connector(CP, 1))
+        await asyncio.to_thread(broker.start)
+        back = FakeCharger(broker, clean_session=False)
+        try:
+            request = await back.receive()
+            assert request[2:] == ["UnlockConnector", {"connectorId": 1}]
+            await back.send([3, request[1], {"status": "Unlocked"}])
+            assert await asyncio.wait_for(pending, WAIT) == {"status": "Unlocked"}
+        finally:
+            back.close()
 
     run(scenario(start, body))

@@ -393,14 +393,18 @@ class CentralSystem:
         await self.stop()
 
     async def wait_for(self, predicate, timeout=10):
-        """Return predicate()'s first truthy value; re-checked after every frame and (dis)connection."""
+        """Return predicate()'s first truthy value, re-checked after every frame handled and every
+        (dis)connection; asyncio.TimeoutError after `timeout` seconds (None: wait for ever)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = None if timeout is None else loop.time() + timeout
         while True:
             tick = self._tick
             value = predicate()
             if value:
                 return value
+            if deadline is None:
+                await tick.wait()
+                continue
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise asyncio.TimeoutError("condition not met within %ss" % timeout)
@@ -449,7 +453,7 @@ class CentralSystem:
         while True:
             client = self._client
             if client is None:
-                await self.wait_for(lambda: self.connected, timeout=float("inf"))
+                await self.wait_for(lambda: self.connected, timeout=None)
                 continue
             try:
                 await client.publish(charger_id + OUT_SUFFIX, text, qos=QOS, timeout=5)

@@ -111,7 +111,7 @@ async def execute(cs, line):
     except ValueError as error:
         return "bad argument: %s" % error
     except OCPPError as error:
-        return "CALLERROR %s: %s %s" % (error.code, error.description, error.details or "")
+        return "%s: %s %s" % (error.code, error.description, error.details or "")
     except asyncio.TimeoutError:
         return "no answer within %ss" % cs.response_timeout
     return json.dumps(result)
@@ -153,6 +153,9 @@ async def serve(cs, interactive):
         text = await execute(cs, line)
         if text is None:
             stopping.set()
+        elif text and line.split()[0].lower() in COMMANDS:
+            # Answers come back in any order: say which command this one is for.
+            print("%s: %s" % (line.strip(), text), flush=True)
         elif text:
             print(text, flush=True)
 

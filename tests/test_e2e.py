@@ -1,0 +1,343 @@
+"""End to end: the unmodified firmware on the MicroPython binary (tools.sim), real Mosquitto with
+mutual TLS as the AWS IoT stand-in, and the development Central System on mobilityhouse ocpp."""
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jsonschema
+import pytest
+
+from conftest import ROOT, schema
+from tools.broker import free_port
+from tools.csms import CentralSystem
+
+TAG = "04A1B2C3D4"
+T = 20  # seconds any single expectation may take
+
+
+class Sim:
+    """One `python3 -m tools.sim` process and a control connection to it."""
+
+    def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None):
+        self.control = ("127.0.0.1", free_port())
+        cert, key = pki.client(cert_cn or cp_id)
+        self.args = [sys.executable, "-m", "tools.sim", "--id", cp_id,
+                     "--broker", "127.0.0.1:%d" % (port or broker.port),
+                     "--ca", ca or pki.ca, "--cert", cert, "--key", key, "--state", str(state),
+                     "--control", "%s:%d" % self.control, "--quiet"]
+        self.proc = None
+        self.reader = self.writer = None
+
+    async def start(self):
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + T
+        while True:  # the control port appears once the simulator is up
+            try:
+                self.reader, self.writer = await asyncio.open_connection(*self.control)
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("sim did not start: %s" % self.proc.stderr.read())
+                await asyncio.sleep(0.05)
+
+    async def ask(self, **req):
+        self.writer.write(json.dumps(req).encode() + b"\n")
+        await self.writer.drain()
+        answer = json.loads(await asyncio.wait_for(self.reader.readline(), T))
+        assert answer["ok"], answer
+        return answer
+
+    async def status(self, connector="1"):
+        return (await self.ask(cmd="status"))["connectors"][connector]
+
+    async def until(self, predicate, timeout=T):
+        deadline = time.monotonic() + timeout
+        while True:
+            s = await self.ask(cmd="status")
+            if predicate(s):
+                return s
+            assert time.monotonic() < deadline, s
+            await asyncio.sleep(0.05)
+
+    def power_cut(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        self.reader = self.writer = None  # their event loop has ended with the test
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def world(make_pki, make_broker, tmp_path):
+    pki = make_pki(chargers=("CP001", "CP002", "CP003"))
+    broker = make_broker(pki)
+    sims = []
+
+    def sim(**kw):
+        s = Sim(broker, pki, tmp_path / ("state-%d" % len(sims)), **kw)
+        sims.append(s)
+        return s
+
+    def csms(**kw):
+        cert, key = pki.client("csms")
+        return CentralSystem(broker.host, broker.port, pki.ca, cert, key, **kw)
+
+    yield broker, pki, sim, csms
+    for s in sims:
+        s.stop()
+
+
+def run(coro):
+    asyncio.run(asyncio.wait_for(coro, 180))
+
+
+def check_frames(charger):
+    """Every frame the charge point sent, against the official OCPP 1.6 schemas."""
+    for frame in charger.frames:
+        msg = frame.message()
+        if frame.direction == "in" and msg[0] == 2:
+            jsonschema.validate(msg[3], schema(msg[2]))
+
+
+async def online(sim, cs, cp_id="CP001"):
+    await sim.start()
+    await cs.wait_for(lambda: cp_id in cs.chargers and cs.chargers[cp_id].boots, T)
+    await sim.until(lambda s: s["online"])
+    return cs.chargers[cp_id]
+
+
+def test_rfid_session_with_meter_values_and_configuration(world):
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            assert (await cs.change_configuration("CP001", "MeterValueSampleInterval", "1"))[
+                "status"] == "Accepted"
+            conf = await cs.get_configuration("CP001", ["MeterValueSampleInterval"])
+            assert conf["configurationKey"][0]["value"] == "1"
+            await sim.ask(cmd="load", connector=1, amps=16.0)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="B")
+            await sim.ask(cmd="ev", connector=1, state="C")
+            s = await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            assert s["connectors"]["1"]["pilot_amps"] == 32.0
+            await cs.wait_for(lambda: cp.transactions and len(
+                list(cp.transactions.values())[0].meter_values) >= 2, T)
+            s = await sim.until(lambda s: s["connectors"]["1"]["energy_wh"] > 0)
+            await sim.ask(cmd="rfid", uid=TAG)
+            s = await sim.status()
+            assert not s["relay"] and s["status"] == "Finishing"
+            tx = await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
+            assert tx[0].reason == "Local" and tx[0].meter_stop >= tx[0].meter_start
+            await sim.ask(cmd="ev", connector=1, state="A")
+            await cs.wait_for(lambda: cp.statuses.get(1, {}).get("status") == "Available", T)
+            check_frames(cp)
+    run(scenario())
+
+
+def test_remote_start_stop_and_soft_reset(world):
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            assert (await cs.remote_start("CP001", TAG, connector_id=1))["status"] == "Accepted"
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] is not None)
+            txid = (await sim.status())["transaction_id"]
+            assert (await cs.remote_stop("CP001", txid))["status"] == "Accepted"
+            assert not (await sim.status())["relay"]
+            await cs.wait_for(lambda: cp.transactions[txid].stopped, T)
+            assert cp.transactions[txid].reason == "Remote"
+            first_uptime = (await sim.ask(cmd="status"))["uptime_ms"]
+            assert (await cs.reset("CP001", "Soft"))["status"] == "Accepted"
+            await cs.wait_for(lambda: len(cp.boots) == 2, T)
+            s = await sim.until(lambda s: s["boots"] == 2 and s["online"])
+            assert s["uptime_ms"] < first_uptime + 10000
+            check_frames(cp)
+    run(scenario())
+
+
+def test_broker_restart_mid_transaction_loses_nothing(world):
+    broker, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
+            await sim.ask(cmd="load", connector=1, amps=10.0)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await cs.wait_for(lambda: cp.transactions, T)
+            broker.stop()
+            await sim.until(lambda s: not s["online"])
+            await asyncio.sleep(3.5)  # meter values pile up while the broker is away
+            await sim.ask(cmd="rfid", uid=TAG)  # stopped offline: the same card
+            assert not (await sim.status())["relay"]
+            broker.start()
+            tx = await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], 60)
+            assert len(cp.transactions) == 1 and tx[0].reason == "Local"
+            stamps = [mv["timestamp"] for mv in tx[0].meter_values]
+            assert len(stamps) >= 3 and stamps == sorted(stamps)
+            sent = [f.message() for f in cp.frames if f.direction == "in"]
+            calls = [m for m in sent if m[0] == 2 and m[2] in (
+                "StartTransaction", "MeterValues", "StopTransaction")]
+            assert len({m[1] for m in calls}) == len(cp.calls("MeterValues")) + 2
+            check_frames(cp)
+    run(scenario())
+
+
+def test_power_cut_mid_transaction(world):
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            await sim.ask(cmd="load", connector=1, amps=32.0)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await cs.wait_for(lambda: cp.transactions, T)
+            s = await sim.until(lambda s: s["connectors"]["1"]["energy_wh"] >= 3)
+            before = s["connectors"]["1"]["energy_wh"]
+            sim.power_cut()
+            await sim.start()  # power back, same flash
+            s = await sim.status()
+            assert s["energy_wh"] >= before and not s["relay"]
+            tx = await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
+            assert tx[0].reason == "PowerLoss" and tx[0].meter_stop >= tx[0].meter_start
+            assert len(cp.calls("StopTransaction")) == 1
+            check_frames(cp)
+    run(scenario())
+
+
+def test_wrong_client_certificate_refused(world, make_pki):
+    _, _, make_sim, make_csms = world
+    rogue = make_pki("rogue", chargers=("CP001",))
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cert, key = rogue.client("CP001")  # signed by a CA the broker does not trust
+            sim.args[sim.args.index("--cert") + 1] = cert
+            sim.args[sim.args.index("--key") + 1] = key
+            await sim.start()
+            await asyncio.sleep(3)
+            assert not (await sim.ask(cmd="status"))["online"]
+            assert "CP001" not in cs.chargers
+    run(scenario())
+
+
+def test_wrong_ca_refused(world, make_pki):
+    _, _, make_sim, make_csms = world
+    rogue = make_pki("rogue", chargers=("CP001",))
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim(ca=rogue.ca)  # the broker's certificate does not chain to it
+            await sim.start()
+            await asyncio.sleep(3)
+            assert not (await sim.ask(cmd="status"))["online"]
+            assert "CP001" not in cs.chargers
+    run(scenario())
+
+
+def test_acl_keeps_charger_out_of_other_topics(world):
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            # CP002's certificate, configured as CP001: its frames go to CP001/in, which the
+            # policy does not allow it; nothing reaches the Central System as CP001.
+            impostor = make_sim(cp_id="CP001", cert_cn="CP002")
+            honest = make_sim(cp_id="CP003")
+            await impostor.start()
+            await online(honest, cs, "CP003")
+            await asyncio.sleep(2)
+            assert "CP001" not in cs.chargers
+            assert not (await impostor.ask(cmd="status"))["online"]
+    run(scenario())
+
+
+class Blackhole:
+    """A TCP proxy to the broker that can start swallowing everything: accepts connections
+    and never answers, like a broker hanging mid-handshake."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.hang = False
+        self.links = []
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _client(self, reader, writer):
+        if self.hang:
+            self.links.append(writer)  # keep it open, say nothing
+            return
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
+        self.links += [writer, up_w]
+
+        async def pipe(r, w):
+            try:
+                while not self.hang:
+                    data = await r.read(4096)
+                    if not data:
+                        break
+                    w.write(data)
+                    await w.drain()
+            except ConnectionError:
+                pass
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    def swallow(self):
+        self.hang = True
+        for w in self.links:  # the link drops; the firmware's next handshake hangs
+            w.close()
+        self.links = []
+
+
+def test_unplug_opens_relay_fast_while_broker_hangs(world):
+    broker, pki, make_sim, make_csms = world
+
+    async def scenario():
+        hole = await Blackhole(broker.port).start()
+        async with make_csms() as cs:
+            sim = make_sim(port=hole.port)
+            cp = await online(sim, cs)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            await cs.wait_for(lambda: cp.transactions, T)
+            hole.swallow()
+            await sim.until(lambda s: not s["online"])
+            while not hole.links:  # the firmware reconnects: TCP accepted, TLS unanswered
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            assert (await sim.status())["relay"]
+            t0 = time.monotonic()
+            s = await sim.ask(cmd="ev", connector=1, state="A")
+            took = time.monotonic() - t0
+            assert not s["connectors"]["1"]["relay"]
+            print("unplug to relay open while the broker hangs: %.1f ms" % (took * 1000))
+            assert took < 0.1
+    run(scenario())
