@@ -58,6 +58,7 @@ class FakeCharger:
 
 @pytest.fixture
 def broker(make_broker):
+    # One broker per test, not per module: some tests stop and restart it.
     return make_broker()
 
 

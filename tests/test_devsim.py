@@ -1,0 +1,143 @@
+"""`make sim` (tools.devsim): one command brings up broker, Central System and a simulated
+charger; commands on stdin drive a charging session; `quit` stops everything, leaving nothing behind."""
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+TIMEOUT = 60.0
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto"))
+    or not os.path.exists(os.path.join(VENV_BIN, "micropython")),
+    reason="needs mosquitto and the MicroPython unix port (make venv)")
+
+
+def descendants(pid):
+    """Every live process under `pid`, from /proc (no psutil)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid):
+    """True unless the process is gone or a zombie waiting for its reaper."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+class Output:
+    """The devsim's stdout, line by line, read in a thread so every wait has a deadline."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self._queue = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def until(self, predicate, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if predicate(line):
+                return line
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("not seen within %ss; output:\n%s"
+                                     % (timeout, "\n".join(self.lines[-60:])))
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError("output ended; output:\n%s" % "\n".join(self.lines[-60:]))
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+
+def test_devsim_charging_session_and_clean_quit(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PATH=os.pathsep.join([VENV_BIN, os.environ.get("PATH", ""), "/usr/sbin"]))
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.devsim", "--state", str(tmp_path / "state"), "--port", "0"],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, bufsize=1)
+    out = Output(proc.stdout)
+    try:
+        def send(command):
+            proc.stdin.write(command + "\n")
+            proc.stdin.flush()
+
+        out.until(lambda l: l.startswith("* ready"))
+        out.until(lambda l: l.startswith("[CP001 #1]") and "online" in l and "OFFLINE" not in l)
+        send("tap")
+        send("charge")
+        out.until(lambda l: l.startswith("[CP001 #1] Charging") and "relay CLOSED" in l)
+        assert any('"StartTransaction"' in l and "CP001 -> CSMS" in l for l in out.lines), \
+            "\n".join(out.lines)
+        family = descendants(proc.pid)
+        names = {comm(pid) for pid in family}
+        assert "mosquitto" in names and "micropython" in names, names
+        send("bogus")
+        out.until(lambda l: "unknown command" in l)
+        send("tap")  # the same card ends the session
+        out.until(lambda l: '"StopTransaction"' in l)
+        send("quit")
+        assert proc.wait(TIMEOUT) == 0, "\n".join(out.lines[-40:])
+        out.until(lambda l: l == "* stopped", timeout=5)
+        assert not any("Traceback" in l for l in out.lines), "\n".join(out.lines)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in family) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = [(pid, comm(pid)) for pid in family if alive(pid)]
+        assert not left, left
+        assert subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout == b""
+        print("devsim session: %.1f s" % (time.monotonic() - started))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
