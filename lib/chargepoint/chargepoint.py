@@ -76,7 +76,6 @@ class ChargePoint:
         self._reset = None  # (hard, ticks requested)
         self.stale_rejected = 0
         availability = store.read("availability", {})
-        self.operative = availability.get("0", True)
         for c in self.connectors:
             c.operative = availability.get(str(c.id), True)
             self.sessions.recover(c)
@@ -145,22 +144,12 @@ class ChargePoint:
             self.cache.put(id_tag, info)
 
     def set_operative(self, c, operative):
-        """Apply an availability change to connector c (or 0 for the charge point)."""
+        """Apply an availability change to connector c (or 0 for every connector)."""
         availability = self.store.read("availability", {})
-        if c == 0:
-            self.operative = operative
-            availability["0"] = operative
-            for each in self.connectors:
-                each.operative = operative
-                each.scheduled = None
-                availability[str(each.id)] = operative
-        else:
-            c.operative = operative
-            c.scheduled = None
-            availability[str(c.id)] = operative
-            if operative:
-                self.operative = True
-                availability["0"] = True
+        for each in (self.connectors if c == 0 else [c]):
+            each.operative = operative
+            each.scheduled = None
+            availability[str(each.id)] = operative
         self.store.write("availability", availability)
 
     # -- outgoing calls -------------------------------------------------------------------
@@ -240,7 +229,10 @@ class ChargePoint:
                 c.stamp = self.clock.stamp()
             c.notify = ((c.status, c.error) != c.reported
                         and self.clock.since(c.changed_at) >= min_ms)
-        status0 = "Available" if self.operative else "Unavailable"
+        # connector 0 stands for the charge point: unavailable when all its connectors are
+        status0 = "Available"
+        if not [c for c in self.connectors if c.operative]:
+            status0 = "Unavailable"
         if status0 != self.status0:
             self.status0 = status0
             self._notify0 = True

@@ -53,8 +53,6 @@ def change_availability(cp, p, stale):
             cp.set_operative(c, operative)
         else:
             c.scheduled = operative
-    if cid == 0:
-        cp.operative = operative or cp.operative
     return {"status": "Scheduled"}
 
 
