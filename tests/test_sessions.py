@@ -78,7 +78,7 @@ def test_ev_pauses_suspended_ev_and_relay_opens(rig):
     assert rig.hw().relay.closed and rig.conn().status == "Charging"
 
 
-def test_rcd_fault_opens_relay_and_reports_faulted(rig):
+def test_rcd_trip_opens_relay_and_ends_the_session(rig):
     charging(rig)
     rig.hw().rcd.trip = True
     rig.cp.loop()
@@ -86,8 +86,11 @@ def test_rcd_fault_opens_relay_and_reports_faulted(rig):
     rig.step()
     sn = rig.payloads("StatusNotification")[-1]
     assert sn["status"] == "Faulted" and sn["errorCode"] == "GroundFailure"
+    assert rig.payloads("StopTransaction")[0]["reason"] == "Other"
     rig.hw().rcd.trip = False
     rig.step()
+    assert not rig.hw().relay.closed and rig.conn().status == "Finishing"
+    rig.tap(TAG)  # a new session needs a new authorisation
     assert rig.hw().relay.closed and rig.conn().status == "Charging"
 
 

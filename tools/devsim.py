@@ -328,7 +328,12 @@ class DevSim:
                 return "usage: config KEY VALUE"
             return await self.cs.change_configuration(cp, args[0], " ".join(args[1:]))
         if name == "get":
-            return await self.cs.get_configuration(cp, args or None)
+            result = await self.cs.get_configuration(cp, args or None)
+            rows = ["  %s = %s%s" % (k.get("key"), k.get("value"), " (read-only)" if k.get("readonly") else "")
+                    for k in result.get("configurationKey") or []]
+            if result.get("unknownKey"):
+                rows.append("  unknown: " + ", ".join(result["unknownKey"]))
+            return "\n".join(["%s:" % " ".join(words)] + rows) if rows else result
         if name == "trigger":
             if len(args) != 1:
                 return "usage: trigger MESSAGE (e.g. StatusNotification)"
@@ -361,6 +366,12 @@ class DevSim:
                 return
             if not line.strip():
                 continue
+            if ALIASES.get(line.split()[0].lower(), line.split()[0].lower()) == "quit":
+                # let the commands typed before `quit` answer first (briefly)
+                pending = [t for t in self.tasks if t is not asyncio.current_task()
+                           and t.get_coro().__qualname__ == "DevSim.run_command"]
+                if pending:
+                    await asyncio.wait(pending, timeout=5)
             task = asyncio.ensure_future(self.run_command(line))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)

@@ -328,10 +328,13 @@ class Simulator:
                 answer = await self.request(line)
                 writer.write(json.dumps(answer).encode() + b"\n")
                 await writer.drain()
-        except ConnectionError:
+        except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            writer.close()
+            try:
+                writer.close()
+            except RuntimeError:  # the loop is already closing
+                pass
 
     def _connector(self, req):
         cid = req.get("connector", 1)
@@ -412,6 +415,7 @@ class Simulator:
             bus.close()
             if self.child and self.child.returncode is None:
                 self.child.kill()
+                await self.child.wait()
             self.world.integrate()
             self.world.save()
 

@@ -36,6 +36,9 @@ class Sessions:
             if hw.lock is not None and cp.config.get("UnlockConnectorOnEVSideDisconnect"):
                 hw.lock.unlock()
         c.plugged = plugged
+        if c.tx is not None and c.fault == "GroundFailure":
+            # a residual-current trip ends the session: charging never resumes by itself
+            self.stop(c, "Other")
         if c.auth is not None and c.tx is None:
             if plugged and c.fault == "NoError" and c.operative:
                 self.start(c)
