@@ -228,6 +228,14 @@ def test_power_cut_mid_transaction(world):
     run(scenario())
 
 
+async def refused(sim, cs):
+    """The charger starts, cannot get through the broker's TLS, and never reaches the CSMS."""
+    await sim.start()
+    await asyncio.sleep(3)
+    assert not (await sim.ask(cmd="status"))["online"]
+    assert "CP001" not in cs.chargers
+
+
 def test_wrong_client_certificate_refused(world, make_pki):
     _, _, make_sim, make_csms = world
     rogue = make_pki("rogue", chargers=("CP001",))
@@ -238,10 +246,7 @@ def test_wrong_client_certificate_refused(world, make_pki):
             cert, key = rogue.client("CP001")  # signed by a CA the broker does not trust
             sim.args[sim.args.index("--cert") + 1] = cert
             sim.args[sim.args.index("--key") + 1] = key
-            await sim.start()
-            await asyncio.sleep(3)
-            assert not (await sim.ask(cmd="status"))["online"]
-            assert "CP001" not in cs.chargers
+            await refused(sim, cs)
     run(scenario())
 
 
@@ -251,11 +256,8 @@ def test_wrong_ca_refused(world, make_pki):
 
     async def scenario():
         async with make_csms() as cs:
-            sim = make_sim(ca=rogue.ca)  # the broker's certificate does not chain to it
-            await sim.start()
-            await asyncio.sleep(3)
-            assert not (await sim.ask(cmd="status"))["online"]
-            assert "CP001" not in cs.chargers
+            # the broker's certificate does not chain to this CA
+            await refused(make_sim(ca=rogue.ca), cs)
     run(scenario())
 
 

@@ -75,6 +75,7 @@ class ChargePoint:
         self._notify0 = False
         self._reset = None  # (hard, ticks requested)
         self.stale_rejected = 0
+        self.vendor_data = {}  # DataTransfer vendorId -> handler(messageId, data) -> answer
         availability = store.read("availability", {})
         for c in self.connectors:
             c.operative = availability.get(str(c.id), True)
@@ -271,7 +272,10 @@ class ChargePoint:
         interval = self.config.get("HeartbeatInterval") * 1000
         if (interval and self.transport.connected and self.engine.inflight is None
                 and not self.outbox and self.clock.since(self.engine.sent_at) >= interval):
-            self.call("Heartbeat", {}, self._clock_from)
+            self.send_heartbeat()
+
+    def send_heartbeat(self):
+        self.call("Heartbeat", {}, self._clock_from)
 
     def _clock_from(self, payload):
         self.clock.set_wall(parse_iso(payload["currentTime"]))

@@ -91,7 +91,3 @@ def _text(kind, value):
     if kind == BOOL:
         return "true" if value else "false"
     return str(value)
-
-
-def csl_items(value):
-    return [p for p in value.split(",") if p]

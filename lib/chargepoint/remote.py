@@ -68,7 +68,7 @@ def clear_cache(cp):
 
 
 def data_transfer(cp, p):
-    handler = getattr(cp, "vendor_data", {}).get(p["vendorId"])
+    handler = cp.vendor_data.get(p["vendorId"])
     if handler is None:
         return {"status": "UnknownVendorId"}
     return handler(p.get("messageId"), p.get("data"))
@@ -145,7 +145,7 @@ def trigger_message(cp, p):
     if what == "BootNotification":
         cp.trigger_boot()
     elif what == "Heartbeat":
-        cp.call("Heartbeat", {}, cp._clock_from)
+        cp.send_heartbeat()
     elif what == "StatusNotification":
         ids = [cid] if cid is not None else [0] + [c.id for c in cp.connectors]
         for i in ids:
