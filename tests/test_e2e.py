@@ -25,6 +25,7 @@ class Sim:
 
     def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None):
         self.control = ("127.0.0.1", free_port())
+        self.state = str(state)
         cert, key = pki.client(cert_cn or cp_id)
         self.args = [sys.executable, "-m", "tools.sim", "--id", cp_id,
                      "--broker", "127.0.0.1:%d" % (port or broker.port),
@@ -65,6 +66,13 @@ class Sim:
             assert time.monotonic() < deadline, s
             await asyncio.sleep(0.05)
 
+    def firmware_log(self):
+        try:
+            with open(os.path.join(self.state, "firmware.log"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
     def power_cut(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -98,6 +106,9 @@ def world(make_pki, make_broker, tmp_path):
     yield broker, pki, sim, csms
     for s in sims:
         s.stop()
+    for s in sims:  # a firmware that died (MemoryError, say) would be restarted unnoticed
+        log = s.firmware_log()
+        assert "Traceback" not in log and "MemoryError" not in log, log[-2000:]
 
 
 def run(coro):
@@ -147,6 +158,10 @@ def test_rfid_session_with_meter_values_and_configuration(world):
             await sim.ask(cmd="ev", connector=1, state="A")
             await cs.wait_for(lambda: cp.statuses.get(1, {}).get("status") == "Available", T)
             check_frames(cp)
+            s = await sim.ask(cmd="status")
+            assert s["boots"] == 1, s  # the firmware never died on the way
+            print("firmware heap over the session (ESP32 terms): peak %d B, free %d B"
+                  % (s["heap_peak"], s["heap_free"]))
     run(scenario())
 
 

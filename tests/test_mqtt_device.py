@@ -61,6 +61,9 @@ def finish(proc, timeout=30):
     assert proc.returncode == 0, "probe crashed:\n" + out + err
     events = {}
     for line in out.splitlines():
+        if line.startswith("mqtt: "):  # the transport's own log lines
+            events.setdefault("log", []).append(line)
+            continue
         event = json.loads(line)
         events[event["event"]] = event
     assert "done" in events and events.get("stopped", {}).get("stopped"), out + err
@@ -181,4 +184,5 @@ def test_wrong_ca_fails_the_connect_and_is_reported(charger, micropython, make_p
     assert not done["connected"] and done["status"]["connects"] == 0
     assert done["status"]["failures"] >= 1
     assert "certificate" in done["status"]["last_error"].lower()
+    assert "mqtt: link down: " + done["status"]["last_error"] in events["log"]
     assert done["max_gap_ms"] < MAX_GAP_MS

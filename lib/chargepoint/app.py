@@ -2,8 +2,8 @@
 and runs them in one asyncio loop. The only module that knows which pieces are real."""
 import asyncio
 import gc
+import sys
 
-from chargepoint import devconfig
 from chargepoint.chargepoint import ChargePoint
 from chargepoint.store import FileStore
 
@@ -62,11 +62,26 @@ async def main(cp, board, transport):
     await asyncio.gather(*tasks)
 
 
-def run(config_path="config.json", data_dir="data"):
+def load_config(path):
+    """The checked device configuration, or None after printing what is wrong. The checker
+    is needed once per boot: it is dropped afterwards, giving its heap back."""
+    from chargepoint import devconfig
+
     try:
-        cfg = devconfig.load(config_path)
+        return devconfig.load(path)
     except devconfig.ConfigError as e:
         print("config:", e)
+        return None
+    finally:
+        sys.modules.pop("chargepoint.devconfig", None)
+        package = sys.modules.get("chargepoint")
+        if package is not None and hasattr(package, "devconfig"):
+            delattr(package, "devconfig")
+
+
+def run(config_path="config.json", data_dir="data"):
+    cfg = load_config(config_path)
+    if cfg is None:
         return None
     board = build_board(cfg)
     try:

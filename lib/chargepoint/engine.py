@@ -8,14 +8,7 @@ import json
 from micropython import const
 
 from chargepoint import schema
-from chargepoint.errors import (
-    CallError,
-    FormationViolationError,
-    InternalError,
-    NotImplementedActionError,
-    NotSupportedError,
-    ProtocolError,
-)
+from chargepoint.errors import CallError
 
 _CALL = const(2)
 _RESULT = const(3)
@@ -152,8 +145,8 @@ class Engine:
         handler = self.handlers.get(action)
         if handler is None:
             if action in schema.KNOWN_ACTIONS:
-                raise NotSupportedError("%s is not supported" % action)
-            raise NotImplementedActionError("unknown action %s" % action)
+                raise CallError("NotSupported", "%s is not supported" % action)
+            raise CallError("NotImplemented", "unknown action %s" % action)
         rules = schema.REQUESTS.get(action)
         if rules is not None:
             schema.check(rules, payload)
@@ -162,7 +155,7 @@ class Engine:
         except CallError:
             raise
         except Exception as e:  # a handler bug must not stop the firmware
-            raise InternalError("%s: %r" % (action, e))
+            raise CallError("InternalError", "%s: %r" % (action, e))
 
     def _on_answer(self, msg):
         c = self.inflight

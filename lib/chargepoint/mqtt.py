@@ -524,6 +524,7 @@ class MqttTransport:
         self.status["failures"] += 1
         self.status["last_error"] = _error_text(e)
         self.status["state"] = "backoff"
+        print("mqtt: link down:", self.status["last_error"])  # the serial log's one line
         self.reconnect.failed(self._ticks())
 
     @staticmethod

@@ -7,7 +7,7 @@ answered Rejected/UnlockFailed without acting: the operator's intent may be long
 Reads and configuration changes are carried out.
 """
 from chargepoint import metering
-from chargepoint.errors import OccurenceConstraintViolationError
+from chargepoint.errors import CallError
 
 _ACCEPTED = {"status": "Accepted"}
 _REJECTED = {"status": "Rejected"}
@@ -80,7 +80,7 @@ def get_configuration(cp, p):
     if not keys:
         keys = config.names()
     elif len(keys) > config.get("GetConfigurationMaxKeys"):
-        raise OccurenceConstraintViolationError("more than GetConfigurationMaxKeys keys")
+        raise CallError("OccurenceConstraintViolation", "more than GetConfigurationMaxKeys keys")
     known = []
     unknown = []
     for k in keys:

@@ -14,12 +14,7 @@ TypeConstraintViolation; a value outside an enumeration, below its minimum or a 
 dateTime a PropertyConstraintViolation.
 """
 from chargepoint.clock import parse_iso
-from chargepoint.errors import (
-    FormationViolationError,
-    OccurenceConstraintViolationError,
-    PropertyConstraintViolationError,
-    TypeConstraintViolationError,
-)
+from chargepoint.errors import CallError
 
 TYPES = {
     "IdTagInfo": "status e 1 Accepted|Blocked|Expired|Invalid|ConcurrentTx;"
@@ -83,18 +78,19 @@ def _fields(rules):
 def check(rules, payload, where=""):
     """Raise the CallError an OCPP 1.6 receiver owes for `payload`, or return None."""
     if not isinstance(payload, dict):
-        raise FormationViolationError("payload%s is not an object" % where)
+        raise CallError("FormationViolation", "payload%s is not an object" % where)
     fields = _fields(rules)
     for key in payload:
         for field in fields:
             if field[0] == key:
                 break
         else:
-            raise FormationViolationError("unexpected field %s%s" % (where, key))
+            raise CallError("FormationViolation", "unexpected field %s%s" % (where, key))
     for name, kind, required, arg in fields:
         if name not in payload:
             if required == "1":
-                raise OccurenceConstraintViolationError("missing field %s%s" % (where, name))
+                raise CallError("OccurenceConstraintViolation",
+                                "missing field %s%s" % (where, name))
             continue
         _value(kind, arg, payload[name], where + name)
 
@@ -102,33 +98,33 @@ def check(rules, payload, where=""):
 def _value(kind, arg, v, name):
     if kind == "i":
         if not isinstance(v, int) or isinstance(v, bool):
-            raise TypeConstraintViolationError("%s must be an integer" % name)
+            raise CallError("TypeConstraintViolation", "%s must be an integer" % name)
         if arg != "-" and v < int(arg):
-            raise PropertyConstraintViolationError("%s must be >= %s" % (name, arg))
+            raise CallError("PropertyConstraintViolation", "%s must be >= %s" % (name, arg))
     elif kind == "n":
         if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise TypeConstraintViolationError("%s must be a number" % name)
+            raise CallError("TypeConstraintViolation", "%s must be a number" % name)
     elif kind == "s":
         if not isinstance(v, str):
-            raise TypeConstraintViolationError("%s must be a string" % name)
+            raise CallError("TypeConstraintViolation", "%s must be a string" % name)
         if arg != "0" and len(v) > int(arg):
-            raise TypeConstraintViolationError("%s longer than CiString%s" % (name, arg))
+            raise CallError("TypeConstraintViolation", "%s longer than CiString%s" % (name, arg))
     elif kind == "e":
         if not isinstance(v, str):
-            raise TypeConstraintViolationError("%s must be a string" % name)
+            raise CallError("TypeConstraintViolation", "%s must be a string" % name)
         if v not in arg.split("|"):
-            raise PropertyConstraintViolationError("%s: %s is not allowed" % (name, v))
+            raise CallError("PropertyConstraintViolation", "%s: %s is not allowed" % (name, v))
     elif kind == "t":
         if not isinstance(v, str):
-            raise TypeConstraintViolationError("%s must be a dateTime string" % name)
+            raise CallError("TypeConstraintViolation", "%s must be a dateTime string" % name)
         if parse_iso(v) is None:
-            raise PropertyConstraintViolationError("%s is not an ISO 8601 dateTime" % name)
+            raise CallError("PropertyConstraintViolation", "%s is not an ISO 8601 dateTime" % name)
     elif kind == "o":
         if not isinstance(v, dict):
-            raise TypeConstraintViolationError("%s must be an object" % name)
+            raise CallError("TypeConstraintViolation", "%s must be an object" % name)
         check(TYPES[arg], v, name + ".")
     elif kind == "a":
         if not isinstance(v, list):
-            raise TypeConstraintViolationError("%s must be an array" % name)
+            raise CallError("TypeConstraintViolation", "%s must be an array" % name)
         for item in v:
             _value(arg[0], arg[1:], item, name + "[]")

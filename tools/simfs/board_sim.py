@@ -21,10 +21,20 @@ REBOOT_EXIT = 75  # the simulator restarts the firmware on this exit code
 VOLTS = 230.0
 
 
-class Pilot:
-    def __init__(self):
-        self.ev = "A"
-        self.amps = None
+class Connector:
+    """One connector's simulated pilot, relay, meter and residual-current monitor. One object
+    plays all four parts (their method names do not clash): every class costs heap."""
+
+    def __init__(self, max_amps):
+        self.pilot = self.relay = self.meter = self.rcd = self
+        self.lock = None
+        self.max_amps = max_amps
+        self.ev = "A"  # pilot: the EV's state
+        self.amps = None  # pilot: current offered, None without PWM
+        self.closed = False  # relay
+        self.wh = 0  # meter register
+        self.trip = False  # residual current
+        self.load = 0.0  # what the EV would draw
 
     def state(self):
         return self.ev
@@ -32,28 +42,16 @@ class Pilot:
     def offer(self, amps):
         self.amps = amps
 
-
-class Relay:
-    def __init__(self):
-        self.closed = False
-
     def set(self, closed):
         self.closed = closed
 
     def get(self):
         return self.closed
 
-
-class Meter:
-    def __init__(self, connector):
-        self.connector = connector
-        self.wh = 0
-
     def _amps(self):
-        c = self.connector
-        if not c.relay.closed or c.pilot.amps is None:
+        if not self.closed or self.amps is None:
             return 0.0
-        return min(c.load, c.pilot.amps)
+        return min(self.load, self.amps)
 
     def energy_wh(self):
         return self.wh
@@ -67,32 +65,8 @@ class Meter:
     def voltage_v(self):
         return (VOLTS,)
 
-
-class Rcd:
-    def __init__(self):
-        self.trip = False
-
     def tripped(self):
         return self.trip
-
-
-class Connector:
-    def __init__(self, max_amps):
-        self.pilot = Pilot()
-        self.relay = Relay()
-        self.meter = Meter(self)
-        self.rcd = Rcd()
-        self.lock = None
-        self.load = 0.0
-        self.max_amps = max_amps
-
-
-class Rfid:
-    def __init__(self):
-        self.cards = []
-
-    def poll(self):
-        return self.cards.pop(0) if self.cards else None
 
 
 class Board:
@@ -101,7 +75,8 @@ class Board:
         self.bus = (host, int(port))
         n = options.get("connectors", 1)
         self.connectors = [Connector(float(options.get("max_amps", 32))) for _ in range(n)]
-        self.rfid = Rfid()
+        self.rfid = self  # the reader: poll()
+        self.cards = []
         self.info = {"chargePointVendor": "MicroOCPP-Py", "chargePointModel": "Simulator",
                      "chargePointSerialNumber": cfg["id"], "meterType": "Simulated"}
         self.started = time.ticks_ms()
@@ -110,11 +85,15 @@ class Board:
         self.writer = None
         self.cp = None
 
+    def poll(self):
+        return self.cards.pop(0) if self.cards else None
+
     def reboot(self, hard):
         self.rebooting = hard  # the bus task says goodbye and ends the process
 
     def state(self):
         cp = self.cp
+        gc.collect()  # live figures: what is held, not garbage waiting for a collection
         alloc = gc.mem_alloc()
         if alloc > self.peak:
             self.peak = alloc
@@ -136,12 +115,12 @@ class Board:
         if t == "world":
             for key, w in msg["connectors"].items():
                 c = self.connectors[int(key) - 1]
-                c.pilot.ev = w["ev"]
+                c.ev = w["ev"]
                 c.load = float(w["load"])
-                c.rcd.trip = w["rcd"]
-                c.meter.wh = int(w["wh"])
+                c.trip = w["rcd"]
+                c.wh = int(w["wh"])
         elif t == "rfid":
-            self.rfid.cards.append(msg["uid"])
+            self.cards.append(msg["uid"])
 
     async def run(self, cp):
         self.cp = cp
