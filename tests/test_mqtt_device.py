@@ -101,6 +101,25 @@ def test_frames_round_trip_over_mutual_tls(charger, micropython):
     assert done["max_gap_ms"] < MAX_GAP_MS
 
 
+def test_ca_bundle_trusts_every_certificate_in_it(charger, micropython, make_pki, tmp_path):
+    """AWS publishes several root CAs; a bundle must work whichever of them signed the server
+    (here the broker's CA comes second, after a stranger's)."""
+    broker, pki, cert, key = charger
+    bundle = tmp_path / "bundle.pem"
+    with open(make_pki("stranger").ca) as a, open(pki.ca) as b:
+        bundle.write_text(a.read() + b.read())
+    with Peer(broker, "csms") as csms:
+        csms.connect()
+        csms.subscribe("+/in")
+        proc = micropython("roundtrip", broker.port, str(bundle), cert, key, 10)
+        try:
+            assert csms.expect(timeout=10)[0] == "CP001/in"
+            csms.publish("CP001/out", b'[3,"boot-1",{"status":"Accepted"}]')
+        finally:
+            events = finish(proc)
+    assert events["done"]["status"]["connects"] == 1, events
+
+
 def test_backlog_of_a_resumed_session_is_flagged_stale(charger, micropython):
     broker, pki, cert, key = charger
     with Peer(broker, "csms") as csms:

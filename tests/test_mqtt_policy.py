@@ -8,7 +8,7 @@ import errno
 import pytest
 
 from chargepoint.mqtt import (MAX_PAYLOAD, KeepAlive, MqttTransport, Reconnect, StaleWindow,
-                              TlsLink, make_topic)
+                              TlsLink, make_topic, pem_blocks)
 from fakes import FakeTicks
 
 PUBLISH_QOS1 = 0x32
@@ -389,3 +389,16 @@ def test_stop_disconnects_politely():
     t, net, ticks = online()
     t.close()
     assert net.clients[0].closed and not t.connected
+
+
+def test_pem_blocks_gives_every_block_as_der_and_leaves_der_alone():
+    import base64
+    one, two = b"\x30\x82first", b"\x30\x82second-block"
+
+    def pem(der, label="CERTIFICATE"):
+        body = base64.encodebytes(der).decode()
+        return "-----BEGIN %s-----\n%s-----END %s-----\n" % (label, body, label)
+    bundle = ("Bag Attributes: junk\n" + pem(one) + pem(two, "PRIVATE KEY")).encode()
+    assert pem_blocks(bundle) == [one, two]
+    assert pem_blocks(pem(one).encode().rstrip(b"\n")) == [one]
+    assert pem_blocks(one) == [one]

@@ -284,23 +284,29 @@ def _read(path):
         return f.read()
 
 
-def pem_to_der(data):
-    """First PEM block of `data` as DER; DER input is returned unchanged."""
-    if not data.startswith(b"-----BEGIN"):
-        return data
+def pem_blocks(data):
+    """Every PEM block of `data` as DER, in order; DER input is returned as the one block."""
+    if b"-----BEGIN" not in data:
+        return [data]
     import binascii
 
-    start = data.index(b"\n") + 1
-    end = data.index(b"-----END", start)
-    return binascii.a2b_base64(data[start:end])
+    blocks = []
+    begin = data.find(b"-----BEGIN")
+    while begin >= 0:
+        start = data.index(b"\n", begin) + 1
+        end = data.index(b"-----END", start)
+        blocks.append(binascii.a2b_base64(data[start:end]))
+        begin = data.find(b"-----BEGIN", end + 8)
+    return blocks
 
 
 def tls_context(cafile, certfile, keyfile):
     """Mutual TLS as AWS IoT wants it: server checked against `cafile`, our cert presented.
 
-    Files may be PEM or DER. mbedTLS builds without PEM parsing (the unix port's, measured)
-    reject PEM with "invalid cert"; then the first PEM block is converted to DER and loaded
-    instead (a CA bundle then contributes only its first certificate).
+    Files may be PEM or DER; `cafile` may be a bundle of several CA certificates (AWS's RSA
+    and ECC roots, say). mbedTLS builds without PEM parsing (the unix port's, measured) reject
+    PEM with "invalid cert"; then each PEM block is converted to DER and loaded on its own
+    (every load adds to the trusted chain).
     """
     import ssl
 
@@ -310,12 +316,14 @@ def tls_context(cafile, certfile, keyfile):
     try:
         ctx.load_verify_locations(cadata=ca)
     except ValueError:
-        ctx.load_verify_locations(cadata=pem_to_der(ca))
+        for der in pem_blocks(ca):
+            ctx.load_verify_locations(cadata=der)
+    del ca
     cert, key = _read(certfile), _read(keyfile)
     try:
         ctx.load_cert_chain(cert, key)
     except ValueError:
-        ctx.load_cert_chain(pem_to_der(cert), pem_to_der(key))
+        ctx.load_cert_chain(pem_blocks(cert)[0], pem_blocks(key)[0])
     return ctx
 
 
