@@ -109,6 +109,9 @@ def test_devsim_charging_session_and_clean_quit(tmp_path):
             proc.stdin.flush()
 
         out.until(lambda l: l.startswith("* ready"))
+        online = [i for i, l in enumerate(out.lines) if l.startswith("* charger CP001 online")]
+        ready = [i for i, l in enumerate(out.lines) if l.startswith("* ready")]
+        assert online and online[0] < ready[0], "\n".join(out.lines)  # ready means online
         out.until(lambda l: l.startswith("[CP001 #1]") and "online" in l and "OFFLINE" not in l)
         send("tap")
         send("charge")

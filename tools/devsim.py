@@ -36,6 +36,7 @@ DEFAULT_TAG = "04A1B2C3D4"
 DEFAULT_PORT = 8883
 DEFAULT_LOAD = 16.0
 FRAME_WIDTH = 200  # longer frames are shortened on screen
+ONLINE_TIMEOUT = 30  # seconds for the charger to be connected and accepted
 SIM_START_TIMEOUT = 90.0  # first run compiles the firmware with mpy-cross
 POLL_INTERVAL = 0.5
 ENERGY_REPRINT = 10.0  # while energy flows, repeat the status line at most this often
@@ -210,6 +211,25 @@ class DevSim:
         if not answer.get("ok"):
             say("! load: %s" % answer.get("error"))
         say("* charger %s up, EV load %g A; logs: %s/firmware.log" % (self.cp, DEFAULT_LOAD, sim_state))
+        await self._until_online()
+
+    async def _until_online(self):
+        """Ready means the charger is connected and its BootNotification was accepted."""
+        deadline = time.monotonic() + ONLINE_TIMEOUT
+        answer = {}
+        while time.monotonic() < deadline:
+            answer = await self.control.ask(cmd="status")
+            if answer.get("online"):
+                say("* charger %s online: BootNotification accepted" % self.cp)
+                return
+            if self.stopping.is_set():
+                raise asyncio.CancelledError
+            await asyncio.sleep(0.2)
+        mqtt = answer.get("mqtt") or {}
+        say("! charger %s not online after %d s (MQTT %s%s); commands still work, see %s"
+            % (self.cp, ONLINE_TIMEOUT, mqtt.get("state", "?"),
+               ": " + mqtt["last_error"] if mqtt.get("last_error") else "",
+               os.path.join(self.state, self.cp, "firmware.log")))
 
     def _sim_log_tail(self, limit=2000):
         try:
