@@ -221,6 +221,19 @@ def test_call_error_from_the_charger_raises_the_matching_exception(start):
     run(scenario(start, body))
 
 
+def test_trigger_of_an_unknown_message_is_refused_before_sending(start):
+    async def body(cs, charger):
+        with pytest.raises(ValueError, match="no message 'Bogus' to trigger; one of Boot"):
+            await cs.trigger_message(CP, "Bogus")
+        pending = asyncio.ensure_future(cs.trigger_message(CP, "Heartbeat"))
+        request = await charger.receive()  # the refused one never went out
+        assert request[2:] == ["TriggerMessage", {"requestedMessage": "Heartbeat"}]
+        await charger.send([3, request[1], {"status": "Accepted"}])
+        assert await asyncio.wait_for(pending, WAIT) == {"status": "Accepted"}
+
+    run(scenario(start, body))
+
+
 def test_unanswered_call_times_out(start):
     async def body(cs, charger):
         with pytest.raises(asyncio.TimeoutError):

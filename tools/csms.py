@@ -22,7 +22,7 @@ from ocpp.exceptions import NotSupportedError, OCPPError
 from ocpp.messages import Call, CallResult, MessageType, unpack
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
-from ocpp.v16.enums import Action
+from ocpp.v16.enums import Action, MessageTrigger
 
 LOG = logging.getLogger("csms")
 
@@ -498,6 +498,9 @@ class CentralSystem:
         return await self._request(cp_id, call.Reset(type=kind.capitalize()), timeout)
 
     async def trigger_message(self, cp_id, message, connector_id=None, *, timeout=None):
+        known = [m.value for m in MessageTrigger]
+        if message not in known:  # else the library's schema error reads like the charger's
+            raise ValueError("no message %r to trigger; one of %s" % (message, ", ".join(known)))
         return await self._request(cp_id, call.TriggerMessage(
             requested_message=message, connector_id=connector_id), timeout)
 
