@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from broker_fixtures import Peer
+from tools import certs
 from tools import fetch_umqtt
 from tools.broker import free_port
 
@@ -118,6 +119,24 @@ def test_ca_bundle_trusts_every_certificate_in_it(charger, micropython, make_pki
         finally:
             events = finish(proc)
     assert events["done"]["status"]["connects"] == 1, events
+
+
+def test_server_certificate_for_another_host_is_refused(micropython, make_broker, tmp_path):
+    """Signed by the right CA but issued for another name: the hostname check must refuse it
+    (a stolen certificate of some other server must not stand in for the endpoint)."""
+    pki_dir = str(tmp_path / "pki")
+    certs.make_ca(pki_dir)
+    certs.issue(pki_dir, "elsewhere.example", client=False, name=certs.BROKER_NAME,
+                hosts=("elsewhere.example",))
+    pki = certs.ensure_pki(pki_dir, chargers=["CP001"])  # keeps that broker certificate
+    broker = make_broker(pki=pki)
+    cert, key = pki.client("CP001")
+    events = finish(micropython("stall", broker.port, pki.ca, cert, key, 3))
+    done = events["done"]
+    assert not done["connected"] and done["status"]["connects"] == 0, done
+    assert done["status"]["failures"] >= 1
+    # mbedTLS's name-mismatch flag (MBEDTLS_X509_BADCERT_CN_MISMATCH), not another failure
+    assert "does not match with the expected CN" in done["status"]["last_error"], done["status"]
 
 
 def test_backlog_of_a_resumed_session_is_flagged_stale(charger, micropython):

@@ -112,11 +112,11 @@ def _load_ca(directory):
     return cert, key
 
 
-def issue(directory, cn, client=True, name=None):
+def issue(directory, cn, client=True, name=None, hosts=("localhost", "127.0.0.1")):
     """Issue a leaf certificate signed by the CA in `directory`; reuse it if already there.
 
     client=True: clientAuth, files <cn>.pem/<cn>.key.
-    client=False: serverAuth for localhost/127.0.0.1, files <name or cn>.pem/.key.
+    client=False: serverAuth for `hosts` (DNS names or IP addresses), files <name or cn>.pem/.key.
     """
     cert_path, key_path = _paths(directory, name or cn)
     if os.path.exists(cert_path) and os.path.exists(key_path):
@@ -142,13 +142,18 @@ def issue(directory, cn, client=True, name=None):
     )
     if not client:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([_host(h) for h in hosts]),
             critical=False,
         )
     _save(cert_path, key_path, builder.sign(ca_key, hashes.SHA256()), key)
     return cert_path, key_path
+
+
+def _host(text):
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text))
+    except ValueError:
+        return x509.DNSName(text)
 
 
 def ensure_charger(directory, charge_point_id):
