@@ -25,6 +25,7 @@ class FakeNet:
         self.subscriptions = []
         self.pending = []  # (topic, payload) the broker will deliver
         self.published = []
+        self.publish_ticks = []
         self.fail_publish = 0
         self.answer_pings = True
         self.pings = 0
@@ -72,6 +73,7 @@ class FakeClient:
             self.net.fail_publish -= 1
             raise OSError(errno.ECONNRESET, "reset mid-publish")
         self.net.published.append((topic, msg, qos))
+        self.net.publish_ticks.append(self.net.ticks())
         self._rx()  # PUBACK
 
     def ping(self):
@@ -267,9 +269,25 @@ def test_outbox_is_bounded_and_published_in_order_at_qos1():
     assert [t.send("f%d" % i) for i in range(4)] == [True, True, True, False]
     for _ in range(3):
         t.step()
+        ticks.advance(20)
     assert net.published == [(b"CP001/in", b"f0", 1), (b"CP001/in", b"f1", 1),
                              (b"CP001/in", b"f2", 1)]
     assert t.send("f3") is True
+
+
+def test_publishes_are_paced_to_at_most_50_a_second():
+    t, net, ticks = online(outbox_len=20)
+    for i in range(20):
+        assert t.send("f%d" % i)
+    waits = []
+    while len(net.published) < 20:
+        wait = t.step()
+        waits.append(wait)
+        ticks.advance(wait or 1)
+    gaps = [b - a for a, b in zip(net.publish_ticks, net.publish_ticks[1:])]
+    assert min(gaps) >= 20 and max(gaps) <= 21, gaps  # paced, but not slower than needed
+    assert max(waits[:-1]) <= 20  # while frames wait, the thread sleeps until the next slot
+    assert [m for _, m, _ in net.published] == [b"f%d" % i for i in range(20)]
 
 
 def test_oversized_frame_is_refused():

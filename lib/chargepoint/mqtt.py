@@ -38,7 +38,8 @@ time; the thread body only calls `step()` and sleeps):
   may be an hour old. Duplicates are passed through: AWS may redeliver with a new packet id,
   so de-duplication is the engine's job, by OCPP unique id.
 - Outbox: at most `outbox_len` frames; a frame leaves the outbox only after its PUBACK, so a
-  link lost mid-publish republishes it after reconnecting (at least once).
+  link lost mid-publish republishes it after reconnecting (at least once). PUBLISHes are
+  at least 20 ms apart: never more than 50 a second (AWS IoT allows 100 per connection).
 - Inbox: at most `inbox_len` frames; while it is full the thread stops reading the socket
   (back-pressure on the broker). Frames delivered while it is full during a PUBACK wait are
   dropped and counted in status["dropped"].
@@ -64,6 +65,7 @@ _MAX_KEEPALIVE = const(1200)
 _MIN_CONNECT_GAP_MS = const(1000)  # AWS: one CONNECT per second per client id
 _POLL_MS = const(25)  # idle thread sleep between socket polls
 _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
+_PUBLISH_GAP_MS = const(20)  # at most 50 PUBLISH/s: half AWS IoT's 100/s per connection
 _DRAIN = const(4)  # inbound packets handled per step before looking at the outbox again
 _ETIMEDOUT = const(110)
 
@@ -373,6 +375,7 @@ class MqttTransport:
         self._stack_size = stack_size
         self._client = None
         self._rx_seen = 0
+        self._published_at = None  # ticks of the last PUBLISH sent
         self._running = False
         self._thread_alive = False
         self.connected = False
@@ -488,18 +491,28 @@ class MqttTransport:
             client.ping()
             ka.pinged(now)
         frame = self.outbox.peek()
+        paced = 0  # ms until the next PUBLISH is allowed
         if frame is not None:
-            client.publish(self.topic_in, frame, False, 1)  # returns after PUBACK
-            self.outbox.get()
-            self.status["published"] += 1
-            ka.sent(self._ticks())
+            last = self._published_at
+            if last is not None:
+                paced = max(0, _PUBLISH_GAP_MS - ticks_diff(now, last))
+            if not paced:
+                self._published_at = now
+                client.publish(self.topic_in, frame, False, 1)  # returns after PUBACK
+                self.outbox.get()
+                self.status["published"] += 1
+                ka.sent(self._ticks())
         handled = 0
         while handled < _DRAIN and not self.inbox.full():
             if client.check_msg() is None:
                 break
             handled += 1
         self._note_rx()
-        return 0 if handled or len(self.outbox) else _POLL_MS
+        if handled:
+            return 0
+        if len(self.outbox):
+            return paced
+        return _POLL_MS
 
     def _note_rx(self):
         link = self._link
