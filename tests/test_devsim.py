@@ -1,5 +1,5 @@
 """`make sim` (tools.devsim): one command brings up broker, Central System and a simulated
-charger; commands on stdin drive a charging session; `quit` stops everything, leaving nothing behind."""
+charger; commands on stdin drive a charging session; `quit` or Ctrl-C stops everything, leaving nothing behind."""
 import os
 import queue
 import shutil
@@ -144,3 +144,30 @@ def test_devsim_charging_session_and_clean_quit(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def test_devsim_ctrl_c_stops_everything(tmp_path):
+    """A terminal's Ctrl-C reaches the whole foreground process group at once."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PATH=os.pathsep.join([VENV_BIN, os.environ.get("PATH", ""), "/usr/sbin"]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.devsim", "--state", str(tmp_path / "state"), "--port", "0"],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+    out = Output(proc.stdout)
+    try:
+        out.until(lambda l: l.startswith("* ready"))
+        family = descendants(proc.pid)
+        assert {"mosquitto", "micropython"} <= {comm(pid) for pid in family}
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(TIMEOUT) == 0, "\n".join(out.lines[-40:])
+        out.until(lambda l: l == "* stopped", timeout=5)
+        assert not any("Traceback" in l for l in out.lines), "\n".join(out.lines)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in family) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [(pid, comm(pid)) for pid in family if alive(pid)]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
