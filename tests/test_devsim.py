@@ -1,5 +1,6 @@
 """`make sim` (tools.devsim): one command brings up broker, Central System and a simulated
-charger; commands on stdin drive a charging session; `quit` or Ctrl-C stops everything, leaving nothing behind."""
+charger; commands on stdin drive a charging session; `quit` or Ctrl-C stops everything,
+leaving nothing behind."""
 import os
 import queue
 import shutil
