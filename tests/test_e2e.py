@@ -189,6 +189,30 @@ def test_remote_start_stop_and_soft_reset(world):
     run(scenario())
 
 
+def test_hard_reset_mid_transaction_ends_it_and_boots_again(world):
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            await sim.ask(cmd="load", connector=1, amps=10.0)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            txid = (await cs.wait_for(lambda: list(cp.transactions), T))[0]
+            assert (await cs.reset("CP001", "Hard"))["status"] == "Accepted"
+            await cs.wait_for(lambda: cp.transactions[txid].stopped and len(cp.boots) == 2, T)
+            assert cp.transactions[txid].reason == "HardReset"
+            s = await sim.until(lambda s: s["boots"] == 2 and s["online"])
+            c = s["connectors"]["1"]
+            # the EV still asks for charge, but the session ended with the reset
+            assert c["transaction_id"] is None and not c["relay"], c
+            assert len(cp.calls("StopTransaction")) == 1
+            check_frames(cp)
+    run(scenario())
+
+
 def test_broker_restart_mid_transaction_loses_nothing(world):
     broker, _, make_sim, make_csms = world
 
