@@ -112,3 +112,52 @@ def test_heartbeat_sets_clock():
     r.run(301)
     from chargepoint.clock import iso
     assert iso(r.cp.clock.wall()).startswith("2030-01-01T00:0")
+
+
+def test_clock_takes_the_central_systems_time_to_the_millisecond():
+    from chargepoint.clock import iso
+    r = Rig()
+    r.cs.answers["BootNotification"] = {"status": "Accepted", "interval": 300,
+                                        "currentTime": "2026-11-21T12:00:00.900Z"}
+    r.step()
+    assert iso(r.cp.clock.wall()) == "2026-11-21T12:00:00Z"
+    r.ticks.advance(99)
+    assert r.cp.clock.stamp() == "2026-11-21T12:00:00Z"
+    r.ticks.advance(1)  # 1.0 s after the Central System's 12:00:00
+    assert r.cp.clock.stamp() == "2026-11-21T12:00:01Z"
+
+
+def test_clock_is_integer_and_exact_over_days_of_rebasing():
+    """No floats (single precision on the ESP32) and no drift from the hourly re-base."""
+    from chargepoint.clock import Clock, parse_iso
+    from fakes import FakeTicks
+    ticks = FakeTicks()
+    clock = Clock(ticks_ms=ticks)
+    marker = clock.stamp()
+    assert marker.startswith("@")
+    ticks.advance(1000)
+    clock.set_wall(*parse_iso("2026-11-21T12:00:00.900Z", True))
+    assert clock.resolve(marker) == "2026-11-21T11:59:59Z"  # 1 s before 12:00:00.9
+    start = parse_iso("2026-11-21T12:00:00Z")
+    for _ in range(10 * 24 * 60):  # ten days in one-minute steps, keep() every step
+        ticks.advance(60000)
+        clock.keep()
+        assert isinstance(clock.wall(), int)
+    assert clock.wall() == start + 10 * 86400  # 12:00:00.9 + 10 days
+    ticks.advance(99)
+    assert clock.wall() == start + 10 * 86400
+    ticks.advance(1)
+    assert clock.wall() == start + 10 * 86400 + 1
+
+
+def test_parse_iso_fractions_and_offsets():
+    from chargepoint.clock import parse_iso
+    base = parse_iso("2026-11-21T12:00:00Z")
+    assert isinstance(base, int) and parse_iso("2026-11-21T12:00:00.25Z") == base
+    assert parse_iso("2026-11-21T12:00:00.25Z", True) == (base, 250)
+    assert parse_iso("2026-11-21T12:00:00.123456+00:00", True) == (base, 123)
+    assert parse_iso("2026-11-21T13:00:00.5+01:00", True) == (base, 500)
+    assert parse_iso("2026-11-21T12:00:00-02:30") == base + 9000
+    for bad in ("2026-11-21T12:00:00.Z", "2026-11-21T12:00:00.5X", "2026-13-01T00:00:00Z",
+                "2026-11-21 12:00", 20261121):
+        assert parse_iso(bad) is None, bad

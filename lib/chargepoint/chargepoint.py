@@ -195,8 +195,7 @@ class ChargePoint:
         self._boot_asked = False
         self.registration = payload["status"]
         self.engine.answer_calls = self.registration != "Rejected"
-        now = parse_iso(payload["currentTime"])
-        self.clock.set_wall(now)
+        self.clock.set_wall(*parse_iso(payload["currentTime"], True))
         interval = payload["interval"]
         if self.registration == "Accepted":
             if interval > 0:
@@ -278,7 +277,7 @@ class ChargePoint:
         self.call("Heartbeat", {}, self._clock_from)
 
     def _clock_from(self, payload):
-        self.clock.set_wall(parse_iso(payload["currentTime"]))
+        self.clock.set_wall(*parse_iso(payload["currentTime"], True))
 
     # -- reset ----------------------------------------------------------------------------
 
@@ -301,6 +300,7 @@ class ChargePoint:
     # -- the loop -------------------------------------------------------------------------
 
     def loop(self):
+        self.clock.keep()
         sessions = self.sessions
         for c in self.connectors:
             sessions.step(c)  # the safety path runs first, every time

@@ -1,6 +1,10 @@
 """Monotonic milliseconds plus a settable wall clock, with OCPP timestamps."""
 import time
 
+from micropython import const
+
+_REBASE_MS = const(3600000)
+
 try:
     _ticks_ms = time.ticks_ms
     _ticks_diff = time.ticks_diff
@@ -55,18 +59,23 @@ def iso(unix):
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, s // 3600, s // 60 % 60, s % 60)
 
 
-def parse_iso(text):
-    """'YYYY-MM-DDTHH:MM:SS[.fff][Z|+hh:mm]' -> unix seconds (int), or None if malformed."""
+def parse_iso(text, with_ms=False):
+    """'YYYY-MM-DDTHH:MM:SS[.fff][Z|+hh:mm]' -> unix seconds (int), or None if malformed.
+    with_ms=True: (seconds, milliseconds 0..999), for setting the clock to the millisecond."""
     if not isinstance(text, str) or len(text) < 19 or text[4] != "-" or text[10] not in "Tt ":
         return None
     try:
         y, mo, d = int(text[0:4]), int(text[5:7]), int(text[8:10])
         h, mi, s = int(text[11:13]), int(text[14:16]), int(text[17:19])
         rest = text[19:]
+        ms = 0
         if rest[:1] == ".":
             i = 1
             while i < len(rest) and rest[i] in "0123456789":
                 i += 1
+            if i == 1:
+                return None
+            ms = int((rest[1:i] + "00")[:3])
             rest = rest[i:]
         offset = 0
         if rest in ("Z", "z", ""):
@@ -81,7 +90,8 @@ def parse_iso(text):
         return None
     if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 61):
         return None
-    return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset
+    unix = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset
+    return (unix, ms) if with_ms else unix
 
 
 class Clock:
@@ -95,7 +105,10 @@ class Clock:
     def __init__(self, boot=0, ticks_ms=None):
         self.boot = boot
         self._ticks = ticks_ms or _ticks_ms
-        self._base = None  # (ticks at set, unix seconds at set)
+        # [ticks, unix seconds, ms past that second] at one instant, or None while unknown.
+        # Integers only: the ESP32's floats are single precision (a unix time as a float is
+        # only good to 128 s). Re-based hourly by keep(), so ticks never wrap under it.
+        self._base = None
 
     def ticks_ms(self):
         return self._ticks()
@@ -106,30 +119,44 @@ class Clock:
     def is_set(self):
         return self._base is not None
 
-    def set_wall(self, unix):
-        self._base = (self._ticks(), unix)
+    def set_wall(self, unix, ms=0):
+        self._base = [self._ticks(), int(unix), ms]
+
+    def keep(self):
+        """Call often (every loop): moves the base forward once an hour, long before the
+        ESP32's ticks_ms (period 2**30 ms, 12.4 days) could wrap under it."""
+        b = self._base
+        if b is not None:
+            now = self._ticks()
+            elapsed = _ticks_diff(now, b[0]) + b[2]
+            if elapsed >= _REBASE_MS:
+                b[0] = now
+                b[1] += elapsed // 1000
+                b[2] = elapsed % 1000
+
+    def _at(self, ticks):
+        b = self._base
+        return b[1] + (_ticks_diff(ticks, b[0]) + b[2]) // 1000
 
     def wall(self):
-        """Unix seconds (float) or None when the clock has never been set."""
+        """Unix seconds (int) or None when the clock has never been set."""
         if self._base is None:
             return None
-        return self._base[1] + _ticks_diff(self._ticks(), self._base[0]) / 1000
+        return self._at(self._ticks())
 
     def stamp(self):
-        w = self.wall()
-        if w is None:
+        if self._base is None:
             return "@%d:%d" % (self.boot, self._ticks())
-        return iso(w)
+        return iso(self._at(self._ticks()))
 
     def resolve(self, stamp):
         """Turn a marker from `stamp()` into ISO 8601. Markers from an earlier boot, whose
         offset can no longer be known, take the current time: late but never 1970."""
         if not isinstance(stamp, str) or stamp[:1] != "@":
             return stamp
-        w = self.wall()
-        if w is None:
+        if self._base is None:
             return stamp
         boot, _, t = stamp[1:].partition(":")
         if int(boot) == self.boot:
-            return iso(w - _ticks_diff(self._ticks(), int(t)) / 1000)
-        return iso(w)
+            return iso(self._at(int(t)))
+        return iso(self.wall())
