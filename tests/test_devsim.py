@@ -95,15 +95,31 @@ class Output:
                 return line
 
 
-def test_devsim_charging_session_and_clean_quit(tmp_path):
+def start_devsim(tmp_path, **popen):
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                PATH=os.pathsep.join([VENV_BIN, os.environ.get("PATH", ""), "/usr/sbin"]))
-    started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tools.devsim", "--state", str(tmp_path / "state"), "--port", "0"],
         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, bufsize=1)
-    out = Output(proc.stdout)
+        stderr=subprocess.STDOUT, text=True, bufsize=1, **popen)
+    return proc, Output(proc.stdout)
+
+
+def assert_stopped_cleanly(proc, out, family):
+    """Exit status 0, "* stopped" said, no traceback, and every process it started gone."""
+    assert proc.wait(TIMEOUT) == 0, "\n".join(out.lines[-40:])
+    out.until(lambda l: l == "* stopped", timeout=5)
+    assert not any("Traceback" in l for l in out.lines), "\n".join(out.lines)
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [(pid, comm(pid)) for pid in family if alive(pid)]
+    assert not left, left
+
+
+def test_devsim_charging_session_and_clean_quit(tmp_path):
+    started = time.monotonic()
+    proc, out = start_devsim(tmp_path)
     try:
         def send(command):
             proc.stdin.write(command + "\n")
@@ -127,14 +143,7 @@ def test_devsim_charging_session_and_clean_quit(tmp_path):
         send("tap")  # the same card ends the session
         out.until(lambda l: '"StopTransaction"' in l)
         send("quit")
-        assert proc.wait(TIMEOUT) == 0, "\n".join(out.lines[-40:])
-        out.until(lambda l: l == "* stopped", timeout=5)
-        assert not any("Traceback" in l for l in out.lines), "\n".join(out.lines)
-        deadline = time.monotonic() + 5
-        while any(alive(pid) for pid in family) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = [(pid, comm(pid)) for pid in family if alive(pid)]
-        assert not left, left
+        assert_stopped_cleanly(proc, out, family)
         assert subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout == b""
         print("devsim session: %.1f s" % (time.monotonic() - started))
     finally:
@@ -149,25 +158,13 @@ def test_devsim_charging_session_and_clean_quit(tmp_path):
 
 def test_devsim_ctrl_c_stops_everything(tmp_path):
     """A terminal's Ctrl-C reaches the whole foreground process group at once."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PATH=os.pathsep.join([VENV_BIN, os.environ.get("PATH", ""), "/usr/sbin"]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.devsim", "--state", str(tmp_path / "state"), "--port", "0"],
-        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
-    out = Output(proc.stdout)
+    proc, out = start_devsim(tmp_path, start_new_session=True)
     try:
         out.until(lambda l: l.startswith("* ready"))
         family = descendants(proc.pid)
         assert {"mosquitto", "micropython"} <= {comm(pid) for pid in family}
         os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(TIMEOUT) == 0, "\n".join(out.lines[-40:])
-        out.until(lambda l: l == "* stopped", timeout=5)
-        assert not any("Traceback" in l for l in out.lines), "\n".join(out.lines)
-        deadline = time.monotonic() + 5
-        while any(alive(pid) for pid in family) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not [(pid, comm(pid)) for pid in family if alive(pid)]
+        assert_stopped_cleanly(proc, out, family)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -130,6 +130,14 @@ async def online(sim, cs, cp_id="CP001"):
     return cs.chargers[cp_id]
 
 
+async def start_charging(sim, cs, cp, amps):
+    """The EV draws `amps` once charging; a card and state C start the transaction."""
+    await sim.ask(cmd="load", connector=1, amps=amps)
+    await sim.ask(cmd="rfid", uid=TAG)
+    await sim.ask(cmd="ev", connector=1, state="C")
+    return await cs.wait_for(lambda: list(cp.transactions), T)
+
+
 def test_rfid_session_with_meter_values_and_configuration(world):
     _, _, make_sim, make_csms = world
 
@@ -196,11 +204,8 @@ def test_hard_reset_mid_transaction_ends_it_and_boots_again(world):
         async with make_csms() as cs:
             sim = make_sim()
             cp = await online(sim, cs)
-            await sim.ask(cmd="load", connector=1, amps=10.0)
-            await sim.ask(cmd="rfid", uid=TAG)
-            await sim.ask(cmd="ev", connector=1, state="C")
+            txid = (await start_charging(sim, cs, cp, 10.0))[0]
             await sim.until(lambda s: s["connectors"]["1"]["relay"])
-            txid = (await cs.wait_for(lambda: list(cp.transactions), T))[0]
             assert (await cs.reset("CP001", "Hard"))["status"] == "Accepted"
             await cs.wait_for(lambda: cp.transactions[txid].stopped and len(cp.boots) == 2, T)
             assert cp.transactions[txid].reason == "HardReset"
@@ -221,10 +226,7 @@ def test_broker_restart_mid_transaction_loses_nothing(world):
             sim = make_sim()
             cp = await online(sim, cs)
             await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
-            await sim.ask(cmd="load", connector=1, amps=10.0)
-            await sim.ask(cmd="rfid", uid=TAG)
-            await sim.ask(cmd="ev", connector=1, state="C")
-            await cs.wait_for(lambda: cp.transactions, T)
+            await start_charging(sim, cs, cp, 10.0)
             broker.stop()
             await sim.until(lambda s: not s["online"])
             await asyncio.sleep(3.5)  # meter values pile up while the broker is away
@@ -250,10 +252,7 @@ def test_power_cut_mid_transaction(world):
         async with make_csms() as cs:
             sim = make_sim()
             cp = await online(sim, cs)
-            await sim.ask(cmd="load", connector=1, amps=32.0)
-            await sim.ask(cmd="rfid", uid=TAG)
-            await sim.ask(cmd="ev", connector=1, state="C")
-            await cs.wait_for(lambda: cp.transactions, T)
+            await start_charging(sim, cs, cp, 32.0)
             s = await sim.until(lambda s: s["connectors"]["1"]["energy_wh"] >= 3)
             before = s["connectors"]["1"]["energy_wh"]
             sim.power_cut()

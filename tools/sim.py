@@ -113,14 +113,9 @@ def prepare_flash(a, bus_port):
         json.dump(config, f, indent=2)
     shutil.copyfile(os.path.join(ROOT, "main.py"), os.path.join(fs, "main.py"))
     shutil.copyfile(os.path.join(ROOT, "boot.py"), os.path.join(fs, "boot.py"))
-    old_lib = os.path.join(fs, "lib", "chargepoint")  # earlier layouts kept the code here
-    if os.path.isdir(old_lib):
-        shutil.rmtree(old_lib)
     # The ROMFS tree: lib/ of the repository, plus what the simulator needs in place of the
     # ESP32 firmware's own parts (the simulated board, umqtt.simple, the ssl bridge).
     tree = os.path.join(a.state, "rom")
-    if os.path.isdir(tree):
-        shutil.rmtree(tree)
     cross = _tool("mpy-cross")
     jobs = []
     src_lib = os.path.join(ROOT, "lib")
@@ -135,10 +130,17 @@ def prepare_flash(a, bus_port):
         subprocess.run([sys.executable, os.path.join(ROOT, "tools", "fetch_umqtt.py")],
                        check=True, stdout=subprocess.DEVNULL)
     jobs.append((fetched, os.path.join("umqtt_134", "simple.mpy")))
+    wanted = set()
     for src, rel in jobs:
         dst = os.path.join(tree, "lib", rel)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        subprocess.run([cross, "-o", dst, src], check=True)
+        wanted.add(dst)
+        if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            subprocess.run([cross, "-o", dst, src], check=True)
+    for dirpath, _, files in os.walk(tree):  # a module deleted from the sources goes too
+        for name in files:
+            if os.path.join(dirpath, name) not in wanted:
+                os.remove(os.path.join(dirpath, name))
     image = os.path.join(a.state, "flash.romfs")
     with open(image, "wb") as f:
         f.write(romfs_image(tree))

@@ -145,9 +145,10 @@ class Clock:
         return self._at(self._ticks())
 
     def stamp(self):
-        if self._base is None:
+        w = self.wall()
+        if w is None:
             return "@%d:%d" % (self.boot, self._ticks())
-        return iso(self._at(self._ticks()))
+        return iso(w)
 
     def resolve(self, stamp):
         """Turn a marker from `stamp()` into ISO 8601. Markers from an earlier boot, whose

@@ -80,7 +80,8 @@ class Board:
         self.info = {"chargePointVendor": "MicroOCPP-Py", "chargePointModel": "Simulator",
                      "chargePointSerialNumber": cfg["id"], "meterType": "Simulated"}
         self.started = time.ticks_ms()
-        self.peak = 0
+        self.peak = 0  # largest live heap measured
+        self.free = 0  # free heap at the last measurement
         self.rebooting = None
         self.writer = None
         self.cp = None
@@ -91,16 +92,18 @@ class Board:
     def reboot(self, hard):
         self.rebooting = hard  # the bus task says goodbye and ends the process
 
-    def state(self):
+    def state(self, measure=False):
+        """The view the simulator shows. measure=True (answers to requests, not the 50 ms
+        change reports) first collects, for live heap figures: what is held, not garbage."""
         cp = self.cp
-        gc.collect()  # live figures: what is held, not garbage waiting for a collection
-        alloc = gc.mem_alloc()
-        if alloc > self.peak:
-            self.peak = alloc
+        if measure:
+            gc.collect()
+            self.peak = max(self.peak, gc.mem_alloc())
+            self.free = gc.mem_free()
         view = cp.view()
         for key, c in view["connectors"].items():
             c["pilot_state"] = c.pop("pilot")
-        view["heap_free"] = gc.mem_free()
+        view["heap_free"] = self.free
         view["heap_peak"] = self.peak
         view["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)
         view["mqtt"] = getattr(cp.transport, "status", None)
@@ -127,7 +130,7 @@ class Board:
         frames = []
         cp.engine.on_frame = lambda direction, text: frames.append((direction, text))
         reader, self.writer = await asyncio.open_connection(*self.bus)
-        await self._send({"t": "hello", "state": self.state()})
+        await self._send({"t": "hello", "state": self.state(True)})
         asyncio.create_task(self._report(frames))
         while True:
             line = await reader.readline()
@@ -136,7 +139,7 @@ class Board:
             msg = json.loads(line)
             self._apply(msg)
             cp.loop()  # act on the new inputs now, so the answer shows the outcome
-            await self._send({"t": "ack", "id": msg.get("id"), "state": self.state()})
+            await self._send({"t": "ack", "id": msg.get("id"), "state": self.state(True)})
 
     async def _report(self, frames):
         last = None
