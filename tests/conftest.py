@@ -68,6 +68,7 @@ class CentralSystem:
     def __init__(self, rig):
         self.rig = rig
         self.authorized = {"04A1B2C3D4", "CAFE0001"}
+        self.parents = {}  # idTag -> parentIdTag given in its idTagInfo
         self.next_tx = 100
         self.answers = {}
         self.calls = []  # (action, payload) in order received
@@ -82,19 +83,21 @@ class CentralSystem:
         if action == "Heartbeat":
             return {"currentTime": now}
         if action == "Authorize":
-            return {"idTagInfo": {"status": self._status(payload["idTag"])}}
+            return {"idTagInfo": self._info(payload["idTag"])}
         if action == "StartTransaction":
             self.next_tx += 1
-            return {"transactionId": self.next_tx,
-                    "idTagInfo": {"status": self._status(payload["idTag"])}}
+            return {"transactionId": self.next_tx, "idTagInfo": self._info(payload["idTag"])}
         if action == "StopTransaction":
             return {"idTagInfo": {"status": "Accepted"}} if "idTag" in payload else {}
         if action == "DataTransfer":
             return {"status": "Accepted"}
         return {}
 
-    def _status(self, tag):
-        return "Accepted" if tag in self.authorized else "Invalid"
+    def _info(self, tag):
+        info = {"status": "Accepted" if tag in self.authorized else "Invalid"}
+        if tag in self.parents:
+            info["parentIdTag"] = self.parents[tag]
+        return info
 
 
 class Rig:

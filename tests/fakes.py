@@ -1,9 +1,13 @@
-"""Fake clock, store, transport and hardware: the one place tests get their stand-ins.
+"""Fake clock, store, transport, MQTT broker and hardware: the one place tests get their stand-ins.
 
 Plain Python that also runs under MicroPython, so the same fakes back the end-to-end
 scenario that runs on the `micropython` binary.
 """
+import errno
 import json
+
+
+PUBLISH_QOS1 = 0x32
 
 
 class FakeTicks:
@@ -55,6 +59,9 @@ class LoopbackTransport:
             return False
         self.sent.append(text)
         return True
+
+    def can_send(self):
+        return self.connected
 
     def receive(self):
         if not self.inbox:
@@ -120,12 +127,24 @@ class FakeRcd:
 
 
 class FakeLock:
+    """A motorised cable lock; `works = False` jams it (locking and unlocking fail)."""
+
     def __init__(self, works=True):
         self.works = works
+        self.locked = False
+        self.locks = 0
         self.unlocks = 0
+
+    def lock(self):
+        self.locks += 1
+        if self.works:
+            self.locked = True
+        return self.works
 
     def unlock(self):
         self.unlocks += 1
+        if self.works:
+            self.locked = False
         return self.works
 
 
@@ -156,3 +175,127 @@ class FakeBoard:
         self.rfid = FakeRfid()
         self.info = {"chargePointVendor": "OpenEVSE-Py", "chargePointModel": "Sim-1",
                      "chargePointSerialNumber": "SN0001", "firmwareVersion": "0.1.0"}
+
+
+class FakeNet:
+    """The broker as seen through umqtt.simple's MQTTClient API."""
+
+    def __init__(self, ticks):
+        self.ticks = ticks
+        self.connects = []  # ticks of every CONNECT
+        self.refuse = 0  # refuse this many CONNECTs
+        self.session_present = False
+        self.subscriptions = []
+        self.pending = []  # (topic, payload) the broker will deliver
+        self.ahead = 0  # this many pending frames reach us before the next PUBACK
+        self.unacked = []  # delivered, never acknowledged: sent again on the next CONNECT
+        self.published = []
+        self.publish_ticks = []
+        self.fail_publish = 0
+        self.answer_pings = True
+        self.pings = 0
+        self.check_calls = 0
+        self.clients = []
+
+    def factory(self, client_id, server, port, keepalive, ssl):
+        client = FakeClient(self, client_id, keepalive, ssl)
+        self.clients.append(client)
+        return client
+
+
+class FakeClient:
+    """umqtt.simple's behaviour on a scripted packet stream: `publish` at QoS 1 reads
+    packets until its PUBACK, handing PUBLISHes to the callback and acknowledging each one
+    after the callback returns (an exception from the callback skips the PUBACK)."""
+
+    def __init__(self, net, client_id, keepalive, ssl):
+        self.net = net
+        self.client_id = client_id
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.cb = None
+        self.pingresp = False
+        self.closed = False
+        self.sock = self
+        self.pid = 0
+        self.stream = []  # packets on their way to us: ("pub", topic, msg) / ("puback", pid)
+        self._rest = b""  # the unread remainder of the PUBACK wait_msg returned
+
+    def _rx(self):
+        self.ssl.rx += 1  # bytes arrived on the TLS socket
+
+    def set_callback(self, f):
+        self.cb = f
+
+    def connect(self, clean_session=True):
+        assert clean_session is False
+        self.net.connects.append(self.net.ticks())
+        if self.net.refuse:
+            self.net.refuse -= 1
+            raise OSError(errno.ECONNREFUSED, "refused")
+        self.net.pending[:0] = self.net.unacked  # the persistent session delivers them again
+        self.net.unacked = []
+        self._rx()
+        return self.net.session_present
+
+    def subscribe(self, topic, qos=0):
+        self.net.subscriptions.append((topic, qos))
+        self._rx()
+
+    def publish(self, topic, msg, retain=False, qos=0):
+        if self.net.fail_publish:
+            self.net.fail_publish -= 1
+            raise OSError(errno.ECONNRESET, "reset mid-publish")
+        self.net.published.append((topic, msg, qos))
+        self.net.publish_ticks.append(self.net.ticks())
+        self.pid += 1
+        ahead, self.net.ahead = self.net.pending[:self.net.ahead], 0
+        del self.net.pending[:len(ahead)]
+        self.stream += [("pub",) + f for f in ahead] + [("puback", self.pid)]
+        while True:
+            if self.wait_msg() == 0x40 and self.read(1) == b"\x02":
+                got = self.read(2)
+                if got[0] << 8 | got[1] == self.pid:
+                    return
+
+    def read(self, n):
+        data, self._rest = self._rest[:n], self._rest[n:]
+        return data
+
+    def wait_msg(self):
+        if not self.stream:
+            return None
+        packet = self.stream.pop(0)
+        self._rx()
+        if packet[0] == "puback":
+            self._rest = b"\x02" + bytes([packet[1] >> 8, packet[1] & 255])
+            return 0x40
+        frame = packet[1:]
+        self.net.unacked.append(frame)
+        self.cb(*frame)  # raising here leaves it unacknowledged
+        self.net.unacked.remove(frame)
+        return PUBLISH_QOS1
+
+    def ping(self):
+        self.net.pings += 1
+        self.pingresp = self.net.answer_pings
+
+    def check_msg(self):
+        self.net.check_calls += 1
+        if self.pingresp:
+            self.pingresp = False
+            self._rx()
+            return None
+        if not self.stream and self.net.pending:
+            self.stream.append(("pub",) + self.net.pending.pop(0))
+        return self.wait_msg()
+
+    def disconnect(self):
+        self.close()
+
+    def close(self):
+        self.closed = True
+        for packet in self.stream:  # what was on its way is sent again after a reconnect
+            if packet[0] == "pub":
+                self.net.unacked.append(packet[1:])
+        self.stream = []

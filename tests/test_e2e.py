@@ -23,14 +23,15 @@ T = 20  # seconds any single expectation may take
 class Sim:
     """One `python3 -m tools.sim` process and a control connection to it."""
 
-    def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None):
+    def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None,
+                 lock=False):
         self.control = ("127.0.0.1", free_port())
         self.state = str(state)
         cert, key = pki.client(cert_cn or cp_id)
         self.args = [sys.executable, "-m", "tools.sim", "--id", cp_id,
                      "--broker", "127.0.0.1:%d" % (port or broker.port),
                      "--ca", ca or pki.ca, "--cert", cert, "--key", key, "--state", str(state),
-                     "--control", "%s:%d" % self.control, "--quiet"]
+                     "--control", "%s:%d" % self.control, "--quiet"] + (["--lock"] if lock else [])
         self.proc = None
         self.reader = self.writer = None
 
@@ -194,6 +195,123 @@ def test_remote_start_stop_and_soft_reset(world):
             s = await sim.until(lambda s: s["boots"] == 2 and s["online"])
             assert s["uptime_ms"] < first_uptime + 10000
             check_frames(cp)
+    run(scenario())
+
+
+def test_burst_of_frames_gets_every_call_answered(world):
+    """Issue 7: a burst at least 50 frames long, garbage and duplicates included, published in
+    one go while the firmware is also publishing (its answers and MeterValues)."""
+    _, _, make_sim, make_csms = world
+    calls = [("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "120"}),
+             ("GetConfiguration", {"key": ["HeartbeatInterval", "NumberOfConnectors"]}),
+             ("DataTransfer", {"vendorId": "nobody"}),
+             ("ClearCache", {}),
+             ("NoSuchAction", {}),
+             ("ChangeAvailability", {"connectorId": 1}),  # a required field missing
+             ("GetConfiguration", {})]  # every key: a long answer
+    garbage = [b"{", b"\xff\xfe", b"", b'[2, 7, "Heartbeat", {}]', b'"text"', b"[5,\"x\"]",
+               b"[3,\"nobody-asked\",{}]", b"[" * 3000]
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
+            await start_charging(sim, cs, cp, 16.0)
+            burst, uids = [], []
+            for i in range(6):
+                for n, (action, payload) in enumerate(calls):
+                    uids.append("burst-%d-%d" % (i, n))
+                    burst.append(json.dumps([2, uids[-1], action, payload]))
+                burst.append(garbage[i])
+                burst.append(garbage[(i + 3) % len(garbage)])
+            start = json.dumps([2, "burst-start", "RemoteStartTransaction", {"idTag": TAG}])
+            burst[10:10] = [start, burst[0], start]  # duplicates, one of an actuating CALL
+            uids.append("burst-start")
+            assert len(burst) >= 50
+            await cs.send_raw("CP001", burst)
+            await cs.wait_for(lambda: all(cp.replies(u, "in") for u in uids), 60)
+            s = await sim.ask(cmd="status")
+            assert s["boots"] == 1 and s["online"], s  # no reboot on the way
+            for u in uids:
+                answers = cp.replies(u, "in")
+                assert all(a == answers[0] for a in answers), answers
+            # the charger is busy: the remote start is refused once, and not run again
+            assert cp.replies("burst-start", "in")[0][2] == {"status": "Rejected"}
+            assert len(cp.replies("burst-0-0", "in")) == 2
+            assert cp.replies("burst-0-4", "in")[0][2] == "NotImplemented"
+            assert s["connectors"]["1"]["relay"]  # and the session went on throughout
+            print("burst of %d frames: %d refusals over %d connections, %d dropped, heap peak %d B"
+                  % (len(burst), s["mqtt"]["refused"], s["mqtt"]["connects"],
+                     s["mqtt"]["dropped"], s["heap_peak"]))
+            await sim.ask(cmd="rfid", uid=TAG)
+            tx = await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
+            assert tx[0].reason == "Local"
+            check_frames(cp)
+    run(scenario())
+
+
+def test_cable_lock_on_a_socket_outlet(world):
+    """Issue 7 part 5: --lock; the lock follows the transaction, a jammed lock faults the
+    connector and nothing starts; UnlockConnector stops the session and opens the lock."""
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim(lock=True)
+            cp = await online(sim, cs)
+            assert (await sim.status())["locked"] is False
+            await start_charging(sim, cs, cp, 16.0)
+            s = await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            assert s["connectors"]["1"]["locked"] is True
+            await sim.ask(cmd="rfid", uid=TAG)  # stop: relay open, then the cable released
+            s = await sim.status()
+            assert not s["relay"] and s["locked"] is False and s["status"] == "Finishing"
+            await sim.ask(cmd="ev", connector=1, state="A")
+            await cs.wait_for(lambda: cp.statuses[1]["status"] == "Available", T)
+            # a jammed lock: Faulted/ConnectorLockFailure, no StartTransaction, relay open
+            await sim.ask(cmd="lock", connector=1, fail=True)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await cs.wait_for(lambda: cp.statuses[1]["status"] == "Faulted", T)
+            assert cp.statuses[1]["errorCode"] == "ConnectorLockFailure"
+            s = await sim.status()
+            assert not s["relay"] and s["locked"] is False and s["transaction_id"] is None
+            assert len(cp.calls("StartTransaction")) == 1
+            await sim.ask(cmd="ev", connector=1, state="A")
+            await sim.ask(cmd="lock", connector=1, fail=False)
+            await cs.wait_for(lambda: cp.statuses[1]["status"] == "Available", T)
+            # UnlockConnector mid-session: the transaction stops, then the lock opens
+            await start_charging(sim, cs, cp, 16.0)
+            txid = (await cs.wait_for(lambda: len(cp.transactions) == 2 and list(
+                cp.transactions), T))[-1]
+            await sim.until(lambda s: s["connectors"]["1"]["locked"])
+            assert (await cs.unlock_connector("CP001", 1))["status"] == "Unlocked"
+            s = await sim.status()
+            assert not s["relay"] and s["locked"] is False
+            await cs.wait_for(lambda: cp.transactions[txid].stopped, T)
+            assert cp.transactions[txid].reason == "UnlockCommand"
+            check_frames(cp)
+    run(scenario())
+
+
+def test_tethered_cable_has_no_lock(world):
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            assert (await sim.status())["locked"] is None
+            sim.writer.write(b'{"cmd":"lock","connector":1,"fail":true}\n')
+            answer = json.loads(await sim.reader.readline())
+            assert answer["ok"] is False and "--lock" in answer["error"]
+            await start_charging(sim, cs, cp, 16.0)
+            await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            assert (await cs.unlock_connector("CP001", 1))["status"] == "NotSupported"
+            s = await sim.status()
+            assert s["relay"] and s["transaction_id"] is not None  # the session goes on
+            assert not cp.calls("StopTransaction")
     run(scenario())
 
 

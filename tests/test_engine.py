@@ -176,7 +176,8 @@ def test_handler_exception_becomes_internal_error(rig):
 
 
 @pytest.mark.parametrize("garbage", ["", "nonsense", "{}", "[]", "[2]", '[9,"a"]', "[2,5,6,7]",
-                                     "\x00\xff", '"text"', "[3]", "null"])
+                                     "\x00\xff", '"text"', "[3]", "null", "[2,1,2,{}]",
+                                     "[" * 5000 + "]" * 5000])
 def test_garbage_never_stops_the_firmware(rig, garbage):
     rig.transport.deliver(garbage)
     rig.step()

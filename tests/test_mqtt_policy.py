@@ -1,103 +1,14 @@
 """MqttTransport policy on CPython: backoff, keepalive, outbox, stale window, reconnects.
 
-A scripted fake stands in for umqtt.simple (same API) and a fake clock stands in for
-ticks_ms; the network thread is never started, each test turns `step()` by hand.
+A scripted fake broker (fakes.FakeNet) stands in for umqtt.simple (same API) and a fake
+clock for ticks_ms; the network thread is never started, each test turns `step()` by hand.
 """
-import errno
 
 import pytest
 
 from chargepoint.mqtt import (MAX_PAYLOAD, KeepAlive, MqttTransport, Reconnect, StaleWindow,
                               TlsLink, make_topic, pem_blocks)
-from fakes import FakeTicks
-
-PUBLISH_QOS1 = 0x32
-
-
-class FakeNet:
-    """The broker as seen through umqtt.simple's MQTTClient API."""
-
-    def __init__(self, ticks):
-        self.ticks = ticks
-        self.connects = []  # ticks of every CONNECT
-        self.refuse = 0  # refuse this many CONNECTs
-        self.session_present = False
-        self.subscriptions = []
-        self.pending = []  # (topic, payload) the broker will deliver
-        self.published = []
-        self.publish_ticks = []
-        self.fail_publish = 0
-        self.answer_pings = True
-        self.pings = 0
-        self.check_calls = 0
-        self.clients = []
-
-    def factory(self, client_id, server, port, keepalive, ssl):
-        client = FakeClient(self, client_id, keepalive, ssl)
-        self.clients.append(client)
-        return client
-
-
-class FakeClient:
-    def __init__(self, net, client_id, keepalive, ssl):
-        self.net = net
-        self.client_id = client_id
-        self.keepalive = keepalive
-        self.ssl = ssl
-        self.cb = None
-        self.pingresp = False
-        self.closed = False
-        self.sock = self
-
-    def _rx(self):
-        self.ssl.rx += 1  # bytes arrived on the TLS socket
-
-    def set_callback(self, f):
-        self.cb = f
-
-    def connect(self, clean_session=True):
-        assert clean_session is False
-        self.net.connects.append(self.net.ticks())
-        if self.net.refuse:
-            self.net.refuse -= 1
-            raise OSError(errno.ECONNREFUSED, "refused")
-        self._rx()
-        return self.net.session_present
-
-    def subscribe(self, topic, qos=0):
-        self.net.subscriptions.append((topic, qos))
-        self._rx()
-
-    def publish(self, topic, msg, retain=False, qos=0):
-        if self.net.fail_publish:
-            self.net.fail_publish -= 1
-            raise OSError(errno.ECONNRESET, "reset mid-publish")
-        self.net.published.append((topic, msg, qos))
-        self.net.publish_ticks.append(self.net.ticks())
-        self._rx()  # PUBACK
-
-    def ping(self):
-        self.net.pings += 1
-        self.pingresp = self.net.answer_pings
-
-    def check_msg(self):
-        self.net.check_calls += 1
-        if self.pingresp:
-            self.pingresp = False
-            self._rx()
-            return None
-        if self.net.pending:
-            topic, msg = self.net.pending.pop(0)
-            self._rx()
-            self.cb(topic, msg)
-            return PUBLISH_QOS1
-        return None
-
-    def disconnect(self):
-        self.closed = True
-
-    def close(self):
-        self.closed = True
+from fakes import FakeNet, FakeTicks
 
 
 def lowest(n):
@@ -375,6 +286,76 @@ def test_full_inbox_stops_reading_the_socket():
     t.step()
     assert [t.receive(), t.receive()] == [("m1", False), ("m2", False)]
     assert t.status["dropped"] == 0
+
+
+def test_frame_arriving_in_a_puback_wait_with_the_inbox_full_is_refused_and_redelivered():
+    t, net, ticks = online(inbox_len=2)
+    net.session_present = True
+    net.pending = [(b"CP001/out", b"m%d" % i) for i in range(5)]
+    net.ahead = 5  # all five reach us while we wait for the PUBACK of our own frame
+    assert t.send("ours")
+    t.step()
+    # our frame is acknowledged; m0 and m1 are taken, m2..m4 are refused (no PUBACK)
+    assert net.published == [(b"CP001/in", b"ours", 1)] and not len(t.outbox)
+    assert net.unacked == [(b"CP001/out", b"m%d" % i) for i in (2, 3, 4)]
+    assert t.status["refused"] == 3 and t.status["dropped"] == 0 and t.connected
+    t.step()  # refusing: the socket is not read while the taken frames wait
+    assert net.check_calls == 0 and t.connected
+    assert [t.receive(), t.receive()] == [("m0", False), ("m1", False)]
+    t.step()  # the inbox is empty: reconnect to have the refused frames again
+    assert not t.connected and net.clients[0].closed and t.status["failures"] == 0
+    ticks.advance(999)
+    t.step()
+    assert len(net.connects) == 1  # never two CONNECTs within a second
+    ticks.advance(1)
+    t.step()
+    assert t.connected and len(net.connects) == 2
+    t.step()
+    # the redelivered backlog is seconds old: not stale, although the session was resumed
+    assert [t.receive(), t.receive()] == [("m2", False), ("m3", False)]
+    t.step()
+    assert [t.receive(), t.receive()] == [("m4", False), None]
+    assert t.status["received"] == 5 and net.unacked == []
+
+
+def test_while_refusing_the_outbox_still_goes_out_and_the_reconnect_waits_for_the_inbox():
+    t, net, ticks = online(inbox_len=1)
+    net.pending = [(b"CP001/out", b"a"), (b"CP001/out", b"b")]
+    net.ahead = 2
+    t.send("one")
+    t.send("two")
+    t.step()
+    ticks.advance(20)
+    t.step()  # "a" still waits in the inbox: no reconnect yet, but "two" is published
+    assert [m for _, m, _ in net.published] == [b"one", b"two"] and t.connected
+    assert net.unacked == [(b"CP001/out", b"b")] and net.check_calls == 0
+    assert t.receive() == ("a", False)
+    t.step()
+    assert not t.connected
+    ticks.advance(1000)
+    t.step()
+    t.step()
+    assert t.receive() == ("b", False)
+
+
+def test_inbox_holds_a_bounded_number_of_bytes():
+    t, net, ticks = online(inbox_bytes=100)
+    net.pending = [(b"CP001/out", b"x" * 300), (b"CP001/out", b"y" * 10)]
+    t.step()
+    assert len(t.inbox) == 1 and t.inbox.bytes == 300  # an empty inbox takes any frame
+    assert len(net.pending) == 1  # and over budget the socket is not read
+    assert t.receive()[0] == "x" * 300 and t.inbox.bytes == 0
+    t.step()
+    assert t.receive() == ("y" * 10, False)
+
+
+def test_can_send_only_while_connected_with_room_in_the_outbox():
+    t, net, ticks = make(outbox_len=1)
+    assert not t.can_send()
+    t.step()
+    assert t.can_send()
+    t.send("f")
+    assert not t.can_send()
 
 
 def test_frames_on_other_topics_or_not_utf8_are_dropped():

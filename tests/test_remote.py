@@ -51,6 +51,49 @@ def test_whole_charge_point_unavailable_reports_connector_zero(rig):
     assert zero == ["Available", "Unavailable"]
 
 
+def zero(rig):
+    return [p["status"] for p in rig.payloads("StatusNotification") if p["connectorId"] == 0]
+
+
+def test_connector_availability_is_its_own_and_zero_stays_available():
+    # OCTT TC_013/TC_014: one connector Inoperative does not make the charge point so
+    r = Rig(connectors=2)
+    r.step()
+    assert r.send("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})[2] == \
+        {"status": "Accepted"}
+    assert r.send("ChangeAvailability", {"connectorId": 2, "type": "Inoperative"})[2] == \
+        {"status": "Accepted"}
+    r.send("Reset", {"type": "Soft"})
+    r.run(4)
+    assert r.reboots == [False]
+    r.boot()
+    r.step()
+    assert r.statuses(1)[-1] == "Unavailable" and r.statuses(2)[-1] == "Unavailable"
+    assert zero(r) == ["Available", "Available"]  # before and after the reset
+
+
+def test_charge_point_inoperative_schedules_the_busy_connector_and_follows_it():
+    r = Rig(connectors=2)
+    r.step()
+    charging(r)
+    assert r.send("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})[2] == \
+        {"status": "Scheduled"}
+    r.step()
+    assert r.statuses(2)[-1] == "Unavailable"  # the idle one at once
+    assert r.statuses(1)[-1] == "Charging" and zero(r) == ["Available"]
+    r.tap(TAG)  # the transaction ends: connector 1, then the charge point, unavailable
+    r.step()
+    assert r.statuses(1)[-1] == "Unavailable" and zero(r) == ["Available", "Unavailable"]
+    r.power_cut()
+    r.step()
+    assert zero(r)[-1] == "Unavailable" and r.statuses(1)[-1] == "Unavailable"  # persisted
+    assert r.send("ChangeAvailability", {"connectorId": 0, "type": "Operative"})[2] == \
+        {"status": "Accepted"}
+    r.step()
+    assert zero(r)[-1] == "Available"
+    assert r.statuses(1)[-1] == "Preparing" and r.statuses(2)[-1] == "Available"
+
+
 def test_soft_reset_stops_transaction_and_reboots(rig):
     charging(rig)
     assert rig.send("Reset", {"type": "Soft"})[2] == {"status": "Accepted"}
@@ -79,33 +122,88 @@ def test_soft_reset_waits_for_stop_to_be_delivered(rig):
     assert rig.reboots == [False]  # gives up waiting; the stop is persisted for after boot
 
 
-def test_unlock_connector_stops_transaction():
+def test_unlock_connector_stops_transaction_then_unlocks():
     r = Rig(lock=True)
     r.step()
     charging(r)
+    assert r.hw().lock.locked and r.hw().relay.closed  # a socket outlet locks its cable
     assert r.send("UnlockConnector", {"connectorId": 1})[2] == {"status": "Unlocked"}
     assert r.payloads("StopTransaction")[0]["reason"] == "UnlockCommand"
-    assert r.hw().lock.unlocks == 1
-
-
-def test_unlock_without_lock_or_unknown_connector(rig):
-    assert rig.send("UnlockConnector", {"connectorId": 1})[2] == {"status": "NotSupported"}
-    assert rig.send("UnlockConnector", {"connectorId": 2})[2] == {"status": "NotSupported"}
-
-
-def test_unlock_failure_reported():
-    r = Rig(lock=True)
-    r.hw().lock.works = False
+    assert not r.hw().lock.locked and not r.hw().relay.closed
     r.step()
+    assert r.statuses()[-1] == "Finishing"
+
+
+def test_unlock_without_a_lock_is_not_supported_and_the_session_goes_on(rig):
+    charging(rig)
+    assert rig.send("UnlockConnector", {"connectorId": 1})[2] == {"status": "NotSupported"}
+    rig.step()
+    assert rig.conn().tx is not None and rig.hw().relay.closed
+    assert rig.payloads("StopTransaction") == []
+
+
+def test_unlock_unknown_connector_is_not_supported():
+    r = Rig(lock=True)
+    r.step()
+    for cid in (0, 2):
+        assert r.send("UnlockConnector", {"connectorId": cid})[2] == {"status": "NotSupported"}
+
+
+def test_unlock_failure_reported_and_the_transaction_stopped_all_the_same():
+    r = Rig(lock=True)
+    r.step()
+    charging(r)
+    r.hw().lock.works = False
     assert r.send("UnlockConnector", {"connectorId": 1})[2] == {"status": "UnlockFailed"}
+    assert r.payloads("StopTransaction")[0]["reason"] == "UnlockCommand"
+    assert not r.hw().relay.closed and r.hw().lock.locked
 
 
-def test_unlock_on_ev_side_disconnect():
+def test_lock_failure_at_start_faults_and_never_goes_live():
+    r = Rig(lock=True)
+    r.step()
+    r.hw().lock.works = False
+    r.tap(TAG)
+    r.ev("C")
+    r.run(2)
+    assert r.conn().tx is None and not r.hw().relay.closed and r.hw().pilot.amps is None
+    assert r.payloads("StartTransaction") == []
+    faulted = r.payloads("StatusNotification")[-1]
+    assert (faulted["status"], faulted["errorCode"]) == ("Faulted", "ConnectorLockFailure")
+    r.hw().lock.works = True
+    r.ev("A")  # the cable out clears it
+    r.step()
+    assert r.statuses()[-1] == "Available"
+    charging(r)
+    assert r.hw().relay.closed and r.hw().lock.locked
+
+
+def test_cable_released_when_the_transaction_stops_and_at_boot():
+    r = Rig(lock=True)
+    r.step()
+    charging(r)
+    r.tap(TAG)
+    assert not r.hw().lock.locked and r.statuses()[-1] == "Finishing"
+    charging(r)
+    r.power_cut()
+    r.step()
+    assert not r.hw().lock.locked  # the transaction ended with the power: cable released
+    assert r.payloads("StopTransaction")[-1]["reason"] == "PowerLoss"
+
+
+def test_unlock_on_ev_side_disconnect_follows_its_key():
     r = Rig(lock=True)
     r.step()
     charging(r)
     r.ev("A")
-    assert r.hw().lock.unlocks == 1
+    assert not r.hw().lock.locked
+    r.send("ChangeConfiguration", {"key": "UnlockConnectorOnEVSideDisconnect",
+                                   "value": "false"})
+    charging(r)
+    r.ev("A")  # unplugged at the car: the cable stays locked at the charger
+    assert r.hw().lock.locked and r.payloads("StopTransaction")[-1]["reason"] == "EVDisconnected"
+    assert r.send("UnlockConnector", {"connectorId": 1})[2] == {"status": "Unlocked"}
+    assert not r.hw().lock.locked
 
 
 def test_clear_cache(rig):

@@ -53,6 +53,59 @@ def test_different_tag_is_refused(rig):
     assert rig.payloads("StopTransaction") == []
 
 
+def test_card_of_the_same_group_stops_the_transaction(rig):
+    # OCTT TC_069: the parentIdTag of the new card equals that of the starting card
+    rig.cs.parents = {TAG: "FLEET1", OTHER: "FLEET1"}
+    charging(rig)
+    assert rig.conn().tx["parent"] == "FLEET1"
+    rig.tap(OTHER)
+    assert not rig.hw().relay.closed and rig.conn().tx is None
+    stop = rig.payloads("StopTransaction")[0]
+    assert stop["idTag"] == OTHER and stop["reason"] == "Local"
+    assert rig.statuses()[-1] == "Finishing"
+    assert rig.payloads("Authorize")[-1] == {"idTag": OTHER}
+
+
+def test_card_of_another_group_or_of_none_leaves_the_transaction_running(rig):
+    rig.cs.parents = {TAG: "FLEET1", OTHER: "FLEET2"}
+    charging(rig)
+    rig.tap(OTHER)
+    rig.cs.authorized.add("0BADCAFE")  # accepted, no parent at all
+    rig.tap("0BADCAFE")
+    rig.cs.authorized.discard(OTHER)
+    rig.cs.parents[OTHER] = "FLEET1"  # the right group, but no longer accepted
+    rig.tap(OTHER)
+    rig.run(2)
+    assert rig.hw().relay.closed and rig.conn().tx["tag"] == TAG
+    assert rig.payloads("StopTransaction") == []
+    assert len(rig.payloads("Authorize")) == 4
+
+
+def test_group_stop_from_the_cache_while_offline(rig):
+    rig.cs.parents = {TAG: "FLEET1", OTHER: "FLEET1"}
+    rig.tap(OTHER)  # known to the cache, with its parent
+    rig.tap(OTHER)  # and cancelled again
+    charging(rig)
+    rig.transport.connected = False
+    rig.tap(OTHER)
+    assert not rig.hw().relay.closed and rig.conn().tx is None
+    assert len(rig.payloads("Authorize")) == 2  # no round trip: the cache knew the group
+    rig.transport.connected = True
+    rig.step()
+    stop = rig.payloads("StopTransaction")[0]
+    assert stop["idTag"] == OTHER and stop["reason"] == "Local"
+
+
+def test_parent_learned_from_start_transaction_is_kept_with_the_transaction(rig):
+    rig.cs.parents = {TAG: "FLEET1", OTHER: "FLEET1"}
+    rig.send("RemoteStartTransaction", {"idTag": TAG, "connectorId": 1})
+    rig.ev("C")
+    assert rig.conn().tx["parent"] == "FLEET1"
+    assert rig.store.read("tx1")["parent"] == "FLEET1"  # on flash: survives a power cut
+    rig.tap(OTHER)
+    assert rig.payloads("StopTransaction")[0]["idTag"] == OTHER
+
+
 def test_unknown_tag_not_authorised(rig):
     rig.tap("DEADBEEF")
     rig.ev("C")

@@ -47,7 +47,8 @@ def test_malformed_requests_answered_and_sim_keeps_running(make_pki, make_broker
             for bad in [b"nonsense", b"[1,2]", b'{"cmd":"fly"}', b'{"cmd":"ev","state":"Z"}',
                         b'{"cmd":"ev","connector":9,"state":"B"}',
                         b'{"cmd":"load","connector":1,"amps":"many"}',
-                        b'{"cmd":"fault","connector":1,"kind":"fire"}', b'{"cmd":"rfid"}']:
+                        b'{"cmd":"fault","connector":1,"kind":"fire"}', b'{"cmd":"rfid"}',
+                        b'{"cmd":"lock","connector":1,"fail":true}']:  # no --lock
                 sim.writer.write(bad + b"\n")
                 await sim.writer.drain()
                 answer = json.loads(await sim.reader.readline())
@@ -65,7 +66,7 @@ def test_malformed_requests_answered_and_sim_keeps_running(make_pki, make_broker
                                       "connectors"}
                 c = second["connectors"]["1"]
                 assert set(c) >= {"status", "relay", "pilot_amps", "transaction_id",
-                                  "energy_wh"}
+                                  "energy_wh", "locked"}
                 w.close()
             s = await sim.status()
             assert s["status"] == "Preparing" and s["relay"] is False

@@ -58,7 +58,7 @@ class Frame:
         """The frame as a parsed JSON list, or None if it is not JSON."""
         try:
             return json.loads(self.text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
             return None
 
 
@@ -463,6 +463,19 @@ class CentralSystem:
                 LOG.warning("publish to %s%s failed (%s), retrying", charger_id, OUT_SUFFIX, error)
                 if self._client is client:
                     await asyncio.sleep(self.reconnect_delay)
+
+    async def send_raw(self, cp_id, frames):
+        """Publish `frames` (str or bytes each, any content) to the charger all at once, as a
+        misbehaving or busy Central System might; the answers land in the charger's record."""
+        self.charger(cp_id)
+        client = self._client
+        if client is None:
+            raise aiomqtt.MqttError("not connected to the broker")
+        for frame in frames:
+            self._record(cp_id, "out", frame.decode("utf-8", "replace")
+                         if isinstance(frame, bytes) else frame)
+        await asyncio.gather(*(client.publish(cp_id + OUT_SUFFIX, frame, qos=QOS, timeout=10)
+                               for frame in frames))
 
     def id_tag_status(self, id_tag):
         return "Accepted" if id_tag in self.authorized else "Invalid"

@@ -2,12 +2,14 @@
 
     python3 -m tools.sim --id CP001 --broker 127.0.0.1:8883 --ca CA.pem --cert CP001.pem \
         --key CP001.key --state DIR --control 127.0.0.1:PORT [--heap BYTES] [--connectors N]
+        [--lock]
 
 DIR is the device's flash: `DIR/fs` its filesystem (config.json, the credentials, boot.py,
 main.py and the firmware's own records in `data/`), `DIR/flash.romfs` the firmware's code as
 a ROMFS image, mounted at /rom and executed in place as on an ESP32 (see simboot.py).
 This process owns the physical world (EV, load, residual current, cards, the meter's energy
-register in `DIR/meter.json`) and the control socket; the firmware runs in a child process
+register in `DIR/meter.json`, with --lock the cable locks in `DIR/locks.json`) and the control
+socket; the firmware runs in a child process
 and is restarted on Reset. `kill -9` of this process is a power cut (the child dies with it).
 
 Control socket: JSON lines over TCP, one response line per request line:
@@ -15,7 +17,12 @@ Control socket: JSON lines over TCP, one response line per request line:
   {"cmd":"rfid","uid":"04A1B2C3D4"}                   a card presented to the reader
   {"cmd":"load","connector":1,"amps":16.0}            current the EV would draw
   {"cmd":"fault","connector":1,"kind":"rcd"|"clear"}  residual-current trip / cleared
+  {"cmd":"lock","connector":1,"fail":true|false}      (--lock) the cable lock jams / works
   {"cmd":"status"}                                    firmware and connector state
+
+--lock: every connector is a socket outlet with a motorised cable lock; without it the cable
+is tethered and the board has no lock. `status` shows each connector's "locked": the lock's
+physical state, or null without --lock.
 """
 import argparse
 import asyncio
@@ -72,6 +79,7 @@ def parse_args(argv):
     p.add_argument("--heap", type=int, default=110000)
     p.add_argument("--connectors", type=int, default=1)
     p.add_argument("--max-amps", type=float, default=32.0)
+    p.add_argument("--lock", action="store_true", help="socket outlets with a cable lock")
     p.add_argument("--quiet", action="store_true", help="no live log on stdout")
 
 
@@ -109,6 +117,9 @@ def prepare_flash(a, bus_port):
                        "key": "key.pem", "keepalive": 60},
               "hardware": {"driver": "sim", "connectors": a.connectors,
                            "bus": "127.0.0.1:%d" % bus_port, "max_amps": a.max_amps}}
+    if a.lock:
+        config["hardware"]["lock"] = True
+        config["hardware"]["locks"] = os.path.abspath(os.path.join(a.state, "locks.json"))
     with open(os.path.join(fs, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     shutil.copyfile(os.path.join(ROOT, "main.py"), os.path.join(fs, "main.py"))
@@ -162,21 +173,37 @@ def _die_with_parent():
         pass
 
 
-class World:
-    """The physical side: EV per connector, load, RCD, and the meter's energy register."""
+def _load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
-    def __init__(self, state_dir, n):
+
+def _save(path, value):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
+
+
+class World:
+    """The physical side: EV per connector, load, RCD, the meter's energy register and, on
+    socket outlets, the cable lock (its bolt and whether it jams)."""
+
+    def __init__(self, state_dir, n, lock=False):
         self.path = os.path.join(state_dir, "meter.json")
-        saved = {}
-        try:
-            with open(self.path) as f:
-                saved = json.load(f)
-        except (OSError, ValueError):
-            pass
+        self.locks_path = os.path.join(state_dir, "locks.json") if lock else None
+        saved = _load(self.path)
+        locks = _load(self.locks_path) if lock else {}
         self.connectors = {str(i): {"ev": "A", "load": 0.0, "rcd": False,
                                     "wh": float(saved.get(str(i), 0))} for i in range(1, n + 1)}
+        self.locks = {k: list(locks.get(k, (False, False))) for k in self.connectors} \
+            if lock else None  # connector -> [locked, jam]
         self.drive = {k: (False, None) for k in self.connectors}  # relay, pilot amps
         self.saved = {k: int(v["wh"]) for k, v in self.connectors.items()}
+        self.saved_locks = json.dumps(self.locks)
         self.t = time.monotonic()
 
     def integrate(self):
@@ -191,27 +218,33 @@ class World:
     def save(self):
         whole = {k: int(c["wh"]) for k, c in self.connectors.items()}
         if whole != self.saved:
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(whole, f)
-            os.replace(tmp, self.path)
+            _save(self.path, whole)
             self.saved = whole
+        if self.locks is not None and json.dumps(self.locks) != self.saved_locks:
+            _save(self.locks_path, self.locks)
+            self.saved_locks = json.dumps(self.locks)
 
     def wire(self):
-        return {k: {"ev": c["ev"], "load": c["load"], "rcd": c["rcd"], "wh": int(c["wh"])}
+        wire = {k: {"ev": c["ev"], "load": c["load"], "rcd": c["rcd"], "wh": int(c["wh"])}
                 for k, c in self.connectors.items()}
+        if self.locks is not None:
+            for k, w in wire.items():
+                w["jam"] = self.locks[k][1]
+        return wire
 
     def observe(self, state):
         for k, c in state.get("connectors", {}).items():
             if k in self.drive:
                 self.integrate()
                 self.drive[k] = (bool(c.get("relay")), c.get("pilot_amps"))
+                if self.locks is not None and c.get("locked") is not None:
+                    self.locks[k][0] = c["locked"]  # the firmware drives the bolt
 
 
 class Simulator:
     def __init__(self, a):
         self.a = a
-        self.world = World(a.state, a.connectors)
+        self.world = World(a.state, a.connectors, a.lock)
         self.child = None
         self.writer = None  # bus to the running firmware
         self.up = asyncio.Event()
@@ -377,6 +410,15 @@ class Simulator:
                     if req.get("kind") not in ("rcd", "clear"):
                         raise UsageError("kind must be rcd or clear")
                     c["rcd"] = req["kind"] == "rcd"
+                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                elif cmd == "lock":
+                    c = self._connector(req)
+                    if self.world.locks is None:
+                        raise UsageError("no cable lock: start the simulator with --lock")
+                    if not isinstance(req.get("fail"), bool):
+                        raise UsageError("fail must be true or false")
+                    self.world.locks[str(req.get("connector", 1))][1] = req["fail"]
+                    self.world.save()
                     state = await self.ask({"t": "world", "connectors": self.world.wire()})
                 elif cmd == "status":
                     state = await self.ask({"t": "world", "connectors": self.world.wire()})

@@ -10,11 +10,12 @@ class AuthCache:
     def __init__(self, store, clock):
         self.store = store
         self.clock = clock
-        self.entries = store.read("authcache", {})  # idTag -> [status, expiry unix or 0]
+        # idTag -> [status, expiry unix or 0, parentIdTag or None]
+        self.entries = store.read("authcache", {})
 
     def put(self, id_tag, info):
         expiry = parse_iso(info.get("expiryDate")) or 0
-        entry = [info["status"], expiry]
+        entry = [info["status"], expiry, info.get("parentIdTag")]
         if self.entries.get(id_tag) == entry:
             return
         self.entries.pop(id_tag, None)
@@ -32,6 +33,11 @@ class AuthCache:
         if entry[1] and now is not None and now > entry[1]:
             return "Expired"
         return entry[0]
+
+    def parent(self, id_tag):
+        """The cached parentIdTag of `id_tag`, or None."""
+        entry = self.entries.get(id_tag)
+        return entry[2] if entry is not None and len(entry) > 2 else None
 
     def clear(self):
         self.entries = {}

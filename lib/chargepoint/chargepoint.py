@@ -71,15 +71,20 @@ class ChargePoint:
         self.registration = None  # None (not asked yet), "Pending", "Rejected", "Accepted"
         self._boot_due = None  # ticks at which to (re)send BootNotification; None = now
         self._boot_asked = False
-        self.status0 = None  # connector 0's notify state: [status, notify]
+        self.status0 = None  # connector 0's status as last computed
         self._notify0 = False
         self._reset = None  # (hard, ticks requested)
         self.stale_rejected = 0
         self.vendor_data = {}  # DataTransfer vendorId -> handler(messageId, data) -> answer
         availability = store.read("availability", {})
+        # connector 0 (the charge point as a whole) has an availability of its own
+        self.operative0 = availability.get("0", True)
+        self.scheduled0 = None  # its change waiting for the connectors' transactions to end
         for c in self.connectors:
             c.operative = availability.get(str(c.id), True)
             self.sessions.recover(c)
+            if c.hw.lock is not None:
+                c.hw.lock.unlock()  # no transaction survives a boot: release the cable
         remote.install(self)
 
     # -- identity of messages and transactions --------------------------------------------
@@ -145,12 +150,22 @@ class ChargePoint:
             self.cache.put(id_tag, info)
 
     def set_operative(self, c, operative):
-        """Apply an availability change to connector c (or 0 for every connector)."""
+        """Apply an availability change to connector c, or with 0 to the charge point itself
+        and every connector (OCPP 1.6 §5.2). Connector 0 follows a change scheduled for it
+        once no connector waits for its transaction to end."""
         availability = self.store.read("availability", {})
+        if c == 0:
+            self.operative0 = operative
+            self.scheduled0 = None
+            availability["0"] = operative
         for each in (self.connectors if c == 0 else [c]):
             each.operative = operative
             each.scheduled = None
             availability[str(each.id)] = operative
+        if self.scheduled0 is not None and not [x for x in self.connectors
+                                                if x.scheduled is not None]:
+            self.operative0 = availability["0"] = self.scheduled0
+            self.scheduled0 = None
         self.store.write("availability", availability)
 
     # -- outgoing calls -------------------------------------------------------------------
@@ -229,10 +244,7 @@ class ChargePoint:
                 c.stamp = self.clock.stamp()
             c.notify = ((c.status, c.error) != c.reported
                         and self.clock.since(c.changed_at) >= min_ms)
-        # connector 0 stands for the charge point: unavailable when all its connectors are
-        status0 = "Available"
-        if not [c for c in self.connectors if c.operative]:
-            status0 = "Unavailable"
+        status0 = "Available" if self.operative0 else "Unavailable"
         if status0 != self.status0:
             self.status0 = status0
             self._notify0 = True
@@ -311,6 +323,8 @@ class ChargePoint:
                 sessions.tap(uid)
         transport = self.transport
         for _ in range(_FRAMES_PER_LOOP):
+            if not transport.can_send():  # no room for an answer: leave the frame queued
+                break
             msg = transport.receive()
             if msg is None:
                 break

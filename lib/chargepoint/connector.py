@@ -8,9 +8,10 @@ class Connector:
         self.pilot = "A"
         self.plugged = False
         self.fault = "NoError"
+        self.lock_failed = False  # the cable lock failed at start: Faulted until unplugged
         self.offered = None  # amps on the pilot, None = PWM off
         self.tx = None  # the running transaction's persisted record
-        self.auth = None  # [idTag, ticks granted, chargingProfile]: authorised, not started
+        self.auth = None  # [idTag, ticks granted, chargingProfile, parentIdTag]: not started
         self.authorizing = None  # idTag whose Authorize is in flight
         self.finishing = False  # transaction over, cable still in
         self.operative = True

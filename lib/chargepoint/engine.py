@@ -1,7 +1,7 @@
 """OCPP-J RPC engine: framing, one CALL in flight, timeouts, routing, validation, de-duplication.
 
-Pure protocol: it is handed a transport (`send(text)`, `connected`), a clock and a source of
-outgoing calls, and is fed inbound frame text. No I/O of its own.
+Pure protocol: it is handed a transport (`send(text)`, `can_send()`, `connected`), a clock
+and a source of outgoing calls, and is fed inbound frame text. No I/O of its own.
 """
 import json
 
@@ -14,7 +14,8 @@ _CALL = const(2)
 _RESULT = const(3)
 _ERROR = const(4)
 MAX_FRAME = const(16384)  # larger inbound frames are refused before parsing
-_RECENT = const(8)  # inbound CALL ids remembered for duplicate deliveries
+_RECENT = const(16)  # inbound CALL ids remembered for duplicate deliveries
+_RECENT_TEXT = const(512)  # answers up to this long are kept to be sent again as they were
 
 
 class Call:
@@ -68,7 +69,7 @@ class Engine:
             self.stats["timeouts"] += 1
             if c.fail:
                 c.fail("Timeout", "no answer in %d ms" % limit)
-        if not self.transport.connected or self.next_call is None:
+        if not self.transport.can_send() or self.next_call is None:
             return
         c = self.next_call()
         if c is None:
@@ -103,7 +104,7 @@ class Engine:
             return
         try:
             msg = json.loads(text)
-        except ValueError:
+        except (ValueError, RuntimeError, MemoryError):  # not JSON; nested past the heap
             self.stats["bad"] += 1
             return
         if not isinstance(msg, list) or len(msg) < 2 or not isinstance(msg[1], str):
@@ -122,7 +123,9 @@ class Engine:
         if not self.answer_calls:
             return
         for seen, response in self._recent:
-            if seen == uid:  # QoS 1 redelivery: answer again, do not act again
+            # QoS 1 redelivery: answer again, do not act again. Long answers are not kept;
+            # only reads give them (GetConfiguration), and a read may run again.
+            if seen == uid and response is not None:
                 self._send(response, "out")
                 return
         if len(msg) != 4:
@@ -136,7 +139,7 @@ class Engine:
                 response = json.dumps([_RESULT, uid, self._dispatch(msg[2], msg[3], stale)])
             except CallError as e:
                 response = frame_error(uid, e.code, e.description, e.details)
-        self._recent.append((uid, response))
+        self._recent.append((uid, response if len(response) <= _RECENT_TEXT else None))
         if len(self._recent) > _RECENT:
             self._recent.pop(0)
         self._send(response, "out")

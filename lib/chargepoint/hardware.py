@@ -17,7 +17,8 @@ Connector hardware:
   meter.current_a()  -> tuple of per-phase currents (1 or 3 items)
   meter.voltage_v()  -> tuple of per-phase voltages
   rcd                residual-current monitor with tripped() -> bool, or None if absent
-  lock               cable lock with unlock() -> bool, or None (tethered cable)
+  lock               cable lock of a socket outlet, or None (tethered cable): lock() -> bool
+                     and unlock() -> bool, False when the motor or its feedback fails
   max_amps           current the installation allows on this connector (float)
 
 Drivers take their pins and buses as arguments; one composition root builds the board.

@@ -12,8 +12,10 @@ Engine-facing interface::
     t.start()
     t.connected          # MQTT session is up
     t.send(text)         # queue a frame for <id>/in at QoS 1; False when offline/full
+    t.can_send()         # connected and the outbox has room (for the answer to a frame)
     t.receive()          # None or (text, stale) from <id>/out
-    t.status             # dict: state, connects, failures, last_error, published, received, dropped
+    t.status             # dict: state, connects, failures, last_error, published, received,
+                         # dropped, refused
     t.stop()
 
 Policy (pure classes below, each taking an injected `ticks_ms` clock so host tests can step
@@ -40,9 +42,17 @@ time; the thread body only calls `step()` and sleeps):
 - Outbox: at most `outbox_len` frames; a frame leaves the outbox only after its PUBACK, so a
   link lost mid-publish republishes it after reconnecting (at least once). PUBLISHes are
   at least 20 ms apart: never more than 50 a second (AWS IoT allows 100 per connection).
-- Inbox: at most `inbox_len` frames; while it is full the thread stops reading the socket
-  (back-pressure on the broker). Frames delivered while it is full during a PUBACK wait are
-  dropped and counted in status["dropped"].
+- Inbox: at most `inbox_len` frames (8) and `inbox_bytes` of them (16 KB; one frame of any
+  size is taken when the inbox is empty), so inbound frames never hold more than that. While
+  it is full the thread stops reading the socket (back-pressure on the broker). A frame that
+  arrives while it is full, during a PUBACK wait, is *refused*: the callback raises before
+  umqtt sends its PUBACK, so the broker keeps it. From then on every PUBLISH is refused
+  (order is kept) until the inbox has drained; then the thread disconnects and reconnects at
+  once (only the 1 s CONNECT gap applies) and the persistent session redelivers what was
+  refused. That backlog is not marked stale: it is seconds old. A frame that is
+  acknowledged is therefore always handed to the engine; status["refused"] counts refusals.
+  The engine takes a frame only when the outbox has room for its answer (`can_send()`).
+  Frames on another topic or not UTF-8 are acknowledged and dropped (status["dropped"]).
 
 Mechanism: `TlsLink` is handed to umqtt.simple as its `ssl=` object. It sets a timeout on the
 TCP socket before the TLS handshake (a server that accepts and then says nothing cannot hang
@@ -68,6 +78,8 @@ _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
 _PUBLISH_GAP_MS = const(20)  # at most 50 PUBLISH/s: half AWS IoT's 100/s per connection
 _DRAIN = const(4)  # inbound packets handled per step before looking at the outbox again
 _ETIMEDOUT = const(110)
+_PUBACK = const(0x40)
+_EPROTO = const(71)
 
 try:
     _sleep_ms = time.sleep_ms
@@ -207,35 +219,51 @@ class StaleWindow:
 
 
 class Mailbox:
-    """Bounded FIFO shared by the asyncio side and the network thread."""
+    """Bounded FIFO shared by the asyncio side and the network thread: at most `limit` items
+    and, when `max_bytes` is set, at most that many bytes of them (an empty mailbox takes one
+    item of any size)."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, max_bytes=0):
         if limit < 1:
             raise ValueError("mailbox size must be >= 1")
         self.limit = limit
-        self._items = []
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items = []  # [(item, size)]
         self._lock = _thread.allocate_lock()
 
     def __len__(self):
         return len(self._items)
 
     def full(self):
-        return len(self._items) >= self.limit
+        return len(self._items) >= self.limit or (self.max_bytes and self.bytes >= self.max_bytes)
 
-    def put(self, item):
+    def put(self, item, size=0):
         with self._lock:
-            if len(self._items) >= self.limit:
+            n = len(self._items)
+            if n >= self.limit or (n and self.max_bytes and self.bytes + size > self.max_bytes):
                 return False
-            self._items.append(item)
+            self._items.append((item, size))
+            self.bytes += size
             return True
 
     def peek(self):
         with self._lock:
-            return self._items[0] if self._items else None
+            return self._items[0][0] if self._items else None
 
     def get(self):
         with self._lock:
-            return self._items.pop(0) if self._items else None
+            if not self._items:
+                return None
+            item, size = self._items.pop(0)
+            self.bytes -= size
+            return item
+
+
+class _Refused(Exception):
+    # Raised from umqtt's message callback: umqtt then skips that PUBLISH's PUBACK, and the
+    # packet stream stays intact (the whole packet has been read).
+    pass
 
 
 class TlsLink:
@@ -353,7 +381,7 @@ class MqttTransport:
 
     def __init__(self, client_id, server, port=8883, ssl=None, keepalive=300,
                  topic_in="{id}/in", topic_out="{id}/out", ticks_ms=None,
-                 client_factory=None, rand=None, outbox_len=8, inbox_len=8,
+                 client_factory=None, rand=None, outbox_len=8, inbox_len=8, inbox_bytes=16384,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None):
         check_client_id(client_id)
@@ -371,7 +399,9 @@ class MqttTransport:
         self.keepalive_policy = KeepAlive(keepalive, pong_ms)
         self.stale = StaleWindow(stale_ms)
         self.outbox = Mailbox(outbox_len)
-        self.inbox = Mailbox(inbox_len)
+        self.inbox = Mailbox(inbox_len, inbox_bytes)
+        self._refusing = False  # PUBLISHes are being refused until a reconnect
+        self._fresh = False  # the next session's backlog is seconds old, not stale
         self._stack_size = stack_size
         self._client = None
         self._rx_seen = 0
@@ -380,7 +410,7 @@ class MqttTransport:
         self._thread_alive = False
         self.connected = False
         self.status = {"state": "idle", "connects": 0, "failures": 0, "last_error": None,
-                       "published": 0, "received": 0, "dropped": 0}
+                       "published": 0, "received": 0, "dropped": 0, "refused": 0}
 
     # -- engine side (asyncio thread): never blocks beyond a lock held for a list op --------
 
@@ -391,6 +421,11 @@ class MqttTransport:
         if len(frame) > MAX_PAYLOAD:
             raise ValueError("frame of %d bytes exceeds the 128 KB MQTT payload limit" % len(frame))
         return self.outbox.put(frame)
+
+    def can_send(self):
+        """Whether a frame sent now would be taken: the engine reads an inbound frame only
+        then, so its answer is never refused."""
+        return self.connected and not self.outbox.full()
 
     def receive(self):
         return self.inbox.get()
@@ -472,7 +507,8 @@ class MqttTransport:
             self._failed(e)
             return
         now = self._ticks()
-        self.stale.connected(bool(present), now)
+        self.stale.connected(bool(present) and not self._fresh, now)
+        self._fresh = self._refusing = False
         self.keepalive_policy.start(now)
         self.reconnect.connected(now)
         self._rx_seen = self._link.rx if self._link is not None else 0
@@ -498,13 +534,22 @@ class MqttTransport:
                 paced = max(0, _PUBLISH_GAP_MS - ticks_diff(now, last))
             if not paced:
                 self._published_at = now
-                client.publish(self.topic_in, frame, False, 1)  # returns after PUBACK
+                self._publish(client, frame)  # returns after its PUBACK
                 self.outbox.get()
                 self.status["published"] += 1
                 ka.sent(self._ticks())
+        if self._refusing:
+            self._note_rx()
+            if not len(self.inbox):  # room for the refused frames: have them sent again
+                self._redeliver()
+                return 0
+            return paced if len(self.outbox) else _POLL_MS
         handled = 0
         while handled < _DRAIN and not self.inbox.full():
-            if client.check_msg() is None:
+            try:
+                if client.check_msg() is None:
+                    break
+            except _Refused:
                 break
             handled += 1
         self._note_rx()
@@ -530,10 +575,39 @@ class MqttTransport:
         except UnicodeError:
             self.status["dropped"] += 1
             return
-        if self.inbox.put((text, self.stale.is_stale(self._ticks()))):
-            self.status["received"] += 1
-        else:
-            self.status["dropped"] += 1
+        if self._refusing or not self.inbox.put((text, self.stale.is_stale(self._ticks())),
+                                                len(msg)):
+            self._refusing = True
+            self.status["refused"] += 1
+            raise _Refused()
+        self.status["received"] += 1
+
+    def _publish(self, client, frame):
+        try:
+            client.publish(self.topic_in, frame, False, 1)
+            return
+        except _Refused:  # a PUBLISH came in during the PUBACK wait and was refused
+            pass
+        # umqtt left its PUBACK wait: go on waiting, reading the PUBACK as umqtt does
+        pid = client.pid
+        while True:
+            try:
+                op = client.wait_msg()
+            except _Refused:
+                continue
+            if op == _PUBACK:
+                sock = client.sock
+                if sock.read(1) != b"\x02":
+                    raise OSError(_EPROTO, "bad PUBACK")
+                got = sock.read(2)
+                if got[0] << 8 | got[1] == pid:
+                    return
+
+    def _redeliver(self):
+        print("mqtt: reconnecting to have the frames refused while the inbox was full again")
+        self.close()  # DISCONNECT: the session and its unacknowledged messages stay
+        self._fresh = True
+        self.status["state"] = "backoff"
 
     def _lost(self, e):
         client, self._client = self._client, None

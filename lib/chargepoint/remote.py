@@ -48,11 +48,13 @@ def change_availability(cp, p, stale):
     if not busy:
         cp.set_operative(0 if cid == 0 else targets[0], operative)
         return _ACCEPTED
-    for c in targets:  # change the idle ones now, the busy ones after their transaction
+    for c in busy:  # the busy ones change after their transaction, the idle ones now
+        c.scheduled = operative
+    if cid == 0:
+        cp.scheduled0 = operative
+    for c in targets:
         if c.tx is None:
             cp.set_operative(c, operative)
-        else:
-            c.scheduled = operative
     return {"status": "Scheduled"}
 
 
@@ -168,15 +170,13 @@ def trigger_message(cp, p):
 
 
 def unlock_connector(cp, p, stale):
+    # Without a cable lock (tethered cable) there is nothing to do: the session goes on.
     c = cp.connector(p["connectorId"])
-    if c is None:
+    if c is None or c.hw.lock is None:
         return {"status": "NotSupported"}
     if stale:
         cp.stale_rejected += 1
         return {"status": "UnlockFailed"}
     if c.tx is not None:
-        cp.sessions.stop(c, "UnlockCommand")
-    lock = c.hw.lock
-    if lock is None:
-        return {"status": "NotSupported"}
-    return {"status": "Unlocked" if lock.unlock() else "UnlockFailed"}
+        cp.sessions.stop(c, "UnlockCommand")  # stopped whether or not the lock then opens
+    return {"status": "Unlocked" if c.hw.lock.unlock() else "UnlockFailed"}

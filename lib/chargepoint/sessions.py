@@ -26,8 +26,10 @@ class Sessions:
         hw = c.hw
         state = hw.pilot.state()
         c.pilot = state
-        c.fault = fault_code(hw, state)
         plugged = state in ("B", "C", "D")
+        if not plugged:
+            c.lock_failed = False
+        c.fault = "ConnectorLockFailure" if c.lock_failed else fault_code(hw, state)
         if c.plugged and not plugged:
             c.plugged = False
             c.finishing = False
@@ -58,7 +60,8 @@ class Sessions:
     # -- authorisation --------------------------------------------------------------------
 
     def tap(self, id_tag):
-        """A card on the reader: stop the session it owns, or begin one on a free connector."""
+        """A card on the reader: stop the session it started, or one started by a card of its
+        group (the same parentIdTag: OCPP 1.6 local stop), or begin one on a free connector."""
         cp = self.cp
         for c in cp.connectors:
             if c.tx is not None and c.tx["tag"] == id_tag:
@@ -71,65 +74,99 @@ class Sessions:
         for c in cp.connectors:
             if c.idle() and (target is None or (c.plugged and not target.plugged)):
                 target = c
-        if target is None:
+        group = False  # a running transaction has a parentIdTag this card may share
+        for c in cp.connectors:
+            if c.tx is not None and c.tx.get("parent"):
+                group = True
+        if target is None and not group:
             return "refused"
-        self.authorize(target, id_tag)
+        self.authorize(target, id_tag, None, group)
         return "authorizing"
 
-    def authorize(self, c, id_tag, profile=None):
+    def authorize(self, c, id_tag, profile=None, group=False):
+        """Authorise `id_tag` for connector `c` (None: no free connector). With `group`, a
+        card whose parentIdTag is that of a running transaction stops it instead."""
         cp = self.cp
-        cached = cp.cache.status(id_tag) if cp.config.get("AuthorizationCacheEnabled") else None
+        cached = parent = None
+        if cp.config.get("AuthorizationCacheEnabled"):
+            cached = cp.cache.status(id_tag)
+            parent = cp.cache.parent(id_tag)
+        if group and cached == "Accepted" and self._group_stop(id_tag, parent):
+            return
         if not cp.online():
-            self._offline_decision(c, id_tag, cached, profile)
+            self._offline_decision(c, id_tag, cached, profile, parent)
             return
         if cached == "Accepted" and cp.config.get("LocalPreAuthorize"):
-            self.grant(c, id_tag, profile)
+            self.grant(c, id_tag, profile, parent)
             return
-        c.authorizing = id_tag
+        if c is not None:
+            c.authorizing = id_tag
 
         def done(payload):
             info = payload["idTagInfo"]
             cp.cache_info(id_tag, info)
-            if info["status"] == "Accepted":
-                self.grant(c, id_tag, profile)
-            else:
+            ok = info["status"] == "Accepted"
+            if c is not None:
                 c.authorizing = None
+            if ok and group and self._group_stop(id_tag, info.get("parentIdTag")):
+                return
+            if ok:
+                self.grant(c, id_tag, profile, info.get("parentIdTag"))
 
         def fail(code, _):
-            if code in ("Timeout", "Offline"):
-                self._offline_decision(c, id_tag, cached, profile)
-            else:
+            if c is not None:
                 c.authorizing = None
+            if code in ("Timeout", "Offline"):
+                self._offline_decision(c, id_tag, cached, profile, parent)
 
         cp.call("Authorize", {"idTag": id_tag}, done, fail, _AUTHORIZE_TIMEOUT_MS)
 
-    def _offline_decision(self, c, id_tag, cached, profile):
+    def _group_stop(self, id_tag, parent):
+        """Stop the transaction started by a card of `parent`'s group; True if there was one."""
+        if not parent:
+            return False
+        for c in self.cp.connectors:
+            if c.tx is not None and c.tx.get("parent") == parent:
+                self.stop(c, "Local", id_tag)
+                return True
+        return False
+
+    def _offline_decision(self, c, id_tag, cached, profile, parent):
         cfg = self.cp.config
         if cached == "Accepted" and cfg.get("LocalAuthorizeOffline"):
-            self.grant(c, id_tag, profile)
+            self.grant(c, id_tag, profile, parent)
         elif cached is None and cfg.get("AllowOfflineTxForUnknownId"):
             self.grant(c, id_tag, profile)
-        else:
-            c.authorizing = None
 
-    def grant(self, c, id_tag, profile):
+    def grant(self, c, id_tag, profile, parent=None):
+        if c is None:
+            return
         c.authorizing = None
         if c.tx is None:
-            c.auth = [id_tag, self.cp.clock.ticks_ms(), profile]
+            c.auth = [id_tag, self.cp.clock.ticks_ms(), profile, parent]
 
     # -- transactions ---------------------------------------------------------------------
 
     def start(self, c):
         cp = self.cp
-        id_tag, _, profile = c.auth
+        id_tag, _, profile, parent = c.auth
         c.auth = None
         c.finishing = False
+        lock = c.hw.lock
+        if lock is not None and not lock.lock():
+            # A socket outlet whose cable cannot be locked must not go live (OCTT TC_024):
+            # no StartTransaction, Faulted until the cable is taken out.
+            c.lock_failed = True
+            c.fault = "ConnectorLockFailure"
+            return
         wh = c.hw.meter.energy_wh()
         stamp = cp.clock.stamp()
         tx = {"ref": cp.new_ref(), "tag": id_tag, "start": wh, "ts": stamp, "ok": True,
               "id": None, "last": [wh, stamp], "conn": c.id}
         if profile is not None:
             tx["profile"] = profile
+        if parent:
+            tx["parent"] = parent  # a card of the same group may stop it
         measurands = cp.config.get("StopTxnSampledData")
         if measurands:
             tx["begin"] = metering.sample(c, measurands, "Transaction.Begin", stamp)
@@ -152,6 +189,8 @@ class Sessions:
         c.offered = None
         c.tx = None
         c.finishing = c.plugged  # a transaction ends in Finishing until the cable is out
+        if hw.lock is not None and reason != "EVDisconnected":
+            hw.lock.unlock()  # the relay is open: release the cable (unplug has its own rule)
         self.queue_stop(tx, hw.meter.energy_wh(), self.cp.clock.stamp(), reason, id_tag)
         if c.scheduled is not None:
             self.cp.set_operative(c, c.scheduled)
@@ -205,6 +244,8 @@ class Sessions:
             tx = c.tx
             if tx is not None and tx["ref"] == record["r"]:
                 tx["id"] = payload["transactionId"]
+                if info.get("parentIdTag"):
+                    tx["parent"] = info["parentIdTag"]
                 if info["status"] != "Accepted":
                     if cp.config.get("StopTransactionOnInvalidId"):
                         self.stop(c, "DeAuthorized")

@@ -4,7 +4,8 @@ The simulated world (EV, load, residual current, cards, the meter's register) is
 simulator process (tools/sim.py); this board connects to it over a loopback "bus" of JSON
 lines, shows the firmware the inputs it is told and reports the outputs it drives.
 Bus messages, simulator -> board:
-  {"t":"world","id":n,"connectors":{"1":{"ev":"C","load":16.0,"rcd":false,"wh":123}}}
+  {"t":"world","id":n,"connectors":{"1":{"ev":"C","load":16.0,"rcd":false,"wh":123,
+   "jam":false}}}
   {"t":"rfid","id":n,"uid":"04A1B2C3D4"}
   {"t":"status","id":n}
 board -> simulator: {"t":"ack","id":n,"state":{...}} after running the firmware's loop once,
@@ -21,13 +22,32 @@ REBOOT_EXIT = 75  # the simulator restarts the firmware on this exit code
 VOLTS = 230.0
 
 
+class Lock:
+    """A motorised cable lock (socket outlet). `jam` makes locking and unlocking fail;
+    `bolt` is its physical state, which outlives the firmware (kept by the simulator)."""
+
+    def __init__(self):
+        self.bolt = False
+        self.jam = False
+
+    def lock(self):
+        if not self.jam:
+            self.bolt = True
+        return not self.jam
+
+    def unlock(self):
+        if not self.jam:
+            self.bolt = False
+        return not self.jam
+
+
 class Connector:
     """One connector's simulated pilot, relay, meter and residual-current monitor. One object
     plays all four parts (their method names do not clash): every class costs heap."""
 
-    def __init__(self, max_amps):
+    def __init__(self, max_amps, lock):
         self.pilot = self.relay = self.meter = self.rcd = self
-        self.lock = None
+        self.lock = Lock() if lock else None
         self.max_amps = max_amps
         self.ev = "A"  # pilot: the EV's state
         self.amps = None  # pilot: current offered, None without PWM
@@ -74,7 +94,17 @@ class Board:
         host, _, port = options["bus"].rpartition(":")
         self.bus = (host, int(port))
         n = options.get("connectors", 1)
-        self.connectors = [Connector(float(options.get("max_amps", 32))) for _ in range(n)]
+        lock = options.get("lock", False)
+        self.connectors = [Connector(float(options.get("max_amps", 32)), lock)
+                           for _ in range(n)]
+        if lock:  # the locks as they were when the power went, before the firmware runs
+            try:
+                with open(options["locks"]) as f:
+                    locks = json.load(f)
+            except (OSError, ValueError):
+                locks = {}
+            for i, c in enumerate(self.connectors):
+                c.lock.bolt, c.lock.jam = locks.get(str(i + 1), (False, False))
         self.rfid = self  # the reader: poll()
         self.cards = []
         self.info = {"chargePointVendor": "MicroOCPP-Py", "chargePointModel": "Simulator",
@@ -103,6 +133,8 @@ class Board:
         view = cp.view()
         for key, c in view["connectors"].items():
             c["pilot_state"] = c.pop("pilot")
+            lock = self.connectors[int(key) - 1].lock
+            c["locked"] = None if lock is None else lock.bolt
         view["heap_free"] = self.free
         view["heap_peak"] = self.peak
         view["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)
@@ -122,6 +154,8 @@ class Board:
                 c.load = float(w["load"])
                 c.trip = w["rcd"]
                 c.wh = int(w["wh"])
+                if c.lock is not None:
+                    c.lock.jam = w["jam"]
         elif t == "rfid":
             self.cards.append(msg["uid"])
 
