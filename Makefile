@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 UMQTT := build/mpy/umqtt_134/simple.py
 
-.PHONY: test venv check-device sim mosquitto clean
+.PHONY: test venv check-device sim mosquitto clean twin
 
 venv: $(STAMP)
 
@@ -35,6 +35,12 @@ test: check-device $(UMQTT) mosquitto
 
 sim: $(STAMP) $(UMQTT) mosquitto
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m tools.devsim
+
+# The device twin: 32-bit MicroPython v1.28.0 unix binaries, with and without our code frozen
+# in, so heap figures on the host are the ESP32's (firmware/README.md).
+twin:
+	$(PYTHON) -m tools.twin
+	$(PYTHON) -m tools.twin --stock
 
 clean:
 	rm -rf $(VENV) build state

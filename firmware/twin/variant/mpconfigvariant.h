@@ -1,0 +1,11 @@
+// The device twin: the unix port's standard variant, built 32-bit (mpconfigvariant.mk) so
+// objects have the ESP32's sizes. Same feature level as the ESP32 port.
+#define MICROPY_CONFIG_ROM_LEVEL (MICROPY_CONFIG_ROM_LEVEL_EXTRA_FEATURES)
+
+// Floats as on the ESP32: single precision (a unix time held in a float moves in 128 s steps
+// there, and must here too). time.time() then returns an int, as on the ESP32.
+#define MICROPY_FLOAT_IMPL (MICROPY_FLOAT_IMPL_FLOAT)
+
+// What every unix variant but "minimal" enables: ssl/socket/_thread come from the .mk,
+// VfsRom, the unix time/os modules and .mpy loading from here.
+#include "variants/mpconfigvariant_common.h"
