@@ -13,9 +13,18 @@ sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tests", "shim"),
 import jsonschema  # noqa: E402
 import ocpp.v16  # noqa: E402
 
-from chargepoint.chargepoint import ChargePoint  # noqa: E402
-from chargepoint.clock import Clock, iso  # noqa: E402
+from chargepoint.model.chargepoint import ChargePoint  # noqa: E402
+from chargepoint.ocpp.timestamps import iso  # noqa: E402
+from chargepoint.platform.clock import Clock  # noqa: E402
 from fakes import FakeBoard, FakeTicks, LoopbackTransport, MemoryStore  # noqa: E402
+
+@pytest.fixture(scope="session")
+def twins():
+    """The device twins (tools/twin.py), built before a test starts a simulator: a first
+    build takes about a minute, longer than a simulator may take to come up."""
+    from tools import twin
+    return twin.ensure(), twin.ensure(stock=True)
+
 
 try:  # fixtures of the broker stand-in, when present
     from broker_fixtures import *  # noqa: F401,F403,E402

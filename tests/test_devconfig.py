@@ -43,7 +43,16 @@ def test_minimal_file_gets_defaults(folder):
                  "topic_in": "{id}/in", "topic_out": "{id}/out"},
         "wifi": {"ssid": "", "password": ""},
         "hardware": {"driver": "sim", "connectors": 1},
+        "repl": False,
     }
+
+
+def test_repl_is_a_switch(folder):
+    cfg = minimal()
+    cfg["repl"] = True
+    assert load(write(folder, cfg))["repl"] is True
+    cfg["repl"] = "yes"
+    assert "repl: expected true or false, got a string" in error(folder, cfg)
 
 
 def test_hardware_options_are_free_form(folder):

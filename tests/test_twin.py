@@ -58,9 +58,10 @@ def test_libraries_frozen(binaries, which, tmp_path):
 
 
 def test_firmware_imports_frozen_from_an_empty_folder(binaries, tmp_path):
-    out = run(binaries["twin"], "import chargepoint.engine, chargepoint.app, chargepoint.mqtt;"
-                                "print(chargepoint.engine.__file__)", tmp_path)
-    assert out == "chargepoint/engine.py"
+    out = run(binaries["twin"], "import chargepoint.ocpp.engine, chargepoint.app, "
+                                "chargepoint.transport.mqtt, chargepoint.hardware;"
+                                "print(chargepoint.ocpp.engine.__file__)", tmp_path)
+    assert out == "chargepoint/ocpp/engine.py"
     assert os.listdir(str(tmp_path)) == []
 
 
@@ -87,19 +88,20 @@ def test_floats_are_single_precision_as_on_the_esp32(binaries, tmp_path):
 def test_mpy_cross_compiles_the_engine(binaries, tmp_path):
     out = tmp_path / "engine.mpy"
     subprocess.run([twin.mpy_cross(), "-o", str(out),
-                    os.path.join(ROOT, "lib", "chargepoint", "engine.py")], check=True)
+                    os.path.join(ROOT, "lib", "chargepoint", "ocpp", "engine.py")], check=True)
     assert out.read_bytes()[:2] == b"M\x06"  # .mpy format 6, what v1.28.0 loads
 
 
 def test_frozen_firmware_costs_less_heap_than_deployed_mpy(binaries, tmp_path):
     deployed = tmp_path / "deployed"
-    (deployed / "chargepoint").mkdir(parents=True)
-    src = os.path.join(ROOT, "lib", "chargepoint")
-    for name in sorted(os.listdir(src)):
-        if name.endswith(".py"):
-            subprocess.run([twin.mpy_cross(), "-o", str(deployed / "chargepoint" /
-                                                         (name[:-3] + ".mpy")),
-                            os.path.join(src, name)], check=True)
+    lib = os.path.join(ROOT, "lib")
+    for folder, _, names in os.walk(os.path.join(lib, "chargepoint")):
+        out = deployed / os.path.relpath(folder, lib)
+        out.mkdir(parents=True)
+        for name in sorted(names):
+            if name.endswith(".py"):
+                subprocess.run([twin.mpy_cross(), "-o", str(out / (name[:-3] + ".mpy")),
+                                os.path.join(folder, name)], check=True)
     empty = tmp_path / "empty"
     empty.mkdir()
     frozen = int(run(binaries["twin"], heap_of("chargepoint.app"), empty, heapsize=110000))

@@ -4,8 +4,9 @@ import asyncio
 import gc
 import sys
 
-from chargepoint.chargepoint import ChargePoint
-from chargepoint.store import FileStore
+from chargepoint.model.chargepoint import ChargePoint
+from chargepoint.platform.clock import Clock
+from chargepoint.platform.store import FileStore
 
 VERSION = "0.1.0"
 LOOP_MS = 20  # the safety path (relay) runs at least this often
@@ -13,17 +14,17 @@ LOOP_MS = 20  # the safety path (relay) runs at least this often
 
 def build_board(cfg):
     """`hardware.driver` names the board module `board_<driver>`; its build(options, cfg)
-    returns a board as documented in chargepoint.hardware."""
+    returns a board as documented in chargepoint.model.board."""
     options = cfg["hardware"]
     module = __import__("board_" + options["driver"])
     return module.build(options, cfg)
 
 
 def build_transport(cfg):
-    from chargepoint import mqtt
+    from chargepoint.transport import mqtt, tls
 
     m = cfg["mqtt"]
-    ssl = mqtt.tls_context(m["ca"], m["cert"], m["key"])
+    ssl = tls.tls_context(m["ca"], m["cert"], m["key"])
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
                               topic_out=m["topic_out"])
@@ -49,15 +50,16 @@ async def _run_loop(cp):
         await asyncio.sleep_ms(LOOP_MS)
 
 
-async def main(cp, board, transport):
+async def main(cp, board, transport, repl=False):
     tasks = [asyncio.create_task(_run_loop(cp))]
     if hasattr(board, "run"):
         tasks.append(asyncio.create_task(board.run(cp)))
-    try:
-        import aiorepl  # present when installed with `mpremote mip install aiorepl`
-        tasks.append(asyncio.create_task(aiorepl.task()))
-    except ImportError:
-        pass
+    if repl:  # config.json "repl": frozen in our image, or `mpremote mip install aiorepl`
+        try:
+            import aiorepl
+            tasks.append(asyncio.create_task(aiorepl.task()))
+        except ImportError:
+            print("config: repl: aiorepl is not installed")
     transport.start()
     await asyncio.gather(*tasks)
 
@@ -91,11 +93,11 @@ def run(config_path="config.json", data_dir="data"):
         return None
     info = dict(board.info)
     info.setdefault("firmwareVersion", VERSION)
-    cp = ChargePoint(board, transport, FileStore(data_dir), reboot=_reboot(board, transport),
-                     boot_info=info)
+    cp = ChargePoint(board, transport, FileStore(data_dir), Clock(),
+                     reboot=_reboot(board, transport), boot_info=info)
     gc.collect()
     try:
-        asyncio.run(main(cp, board, transport))
+        asyncio.run(main(cp, board, transport, cfg["repl"]))
     finally:
         transport.stop()
         asyncio.new_event_loop()

@@ -15,7 +15,8 @@ Example `config.json` (only `id` and `mqtt.endpoint` are required)::
         "topic_out": "{id}/out"
       },
       "wifi": {"ssid": "garage", "password": "secret"},
-      "hardware": {"driver": "sim", "connectors": 1}
+      "hardware": {"driver": "sim", "connectors": 1},
+      "repl": false
     }
 
 - `id`: charge point id = MQTT client id = AWS thing name: 1..128 bytes, no `/`, `+`, `#`.
@@ -24,6 +25,8 @@ Example `config.json` (only `id` and `mqtt.endpoint` are required)::
 - `mqtt.keepalive`: seconds, 30..1200 (AWS IoT's range). Topics: `{id}` is replaced by the
   id; at most 256 bytes and 7 slashes, no wildcards.
 - `wifi`: may be left out where there is no Wi-Fi (the host simulator): ssid "" then.
+- `repl`: true starts aiorepl (an asyncio REPL on the serial console) beside the firmware;
+  off by default: aiorepl's Ctrl-D stops the event loop.
 - `hardware`: free-form options for the board driver; only `driver` (string) and
   `connectors` (integer 1..8) are checked here, the driver checks the rest.
 
@@ -31,7 +34,7 @@ Example `config.json` (only `id` and `mqtt.endpoint` are required)::
 message is one line naming the file, the field and what was expected: the caller prints it,
 there is never a stack trace for a configuration mistake.
 """
-from chargepoint.mqtt import check_client_id, make_topic
+from chargepoint.transport.mqtt import check_client_id, make_topic
 
 
 class ConfigError(Exception):
@@ -53,7 +56,7 @@ _WIFI = {
     "ssid": ("str", ""),
     "password": ("str", ""),
 }
-_TOP = ("id", "mqtt", "wifi", "hardware")
+_TOP = ("id", "mqtt", "wifi", "hardware", "repl")
 _TYPES = {"str": (str, "a string"), "int": (int, "an integer"), "dict": (dict, "an object")}
 
 
@@ -165,7 +168,10 @@ def check(cfg, path="config.json"):
     if not 1 <= connectors <= 8:
         raise ConfigError("%s: hardware.connectors: expected 1..8, got %d" % (path, connectors))
     hardware["connectors"] = connectors
-    return {"id": cp_id, "mqtt": mqtt, "wifi": wifi, "hardware": hardware}
+    repl = cfg.get("repl", False)
+    if not isinstance(repl, bool):
+        raise ConfigError("%s: repl: expected true or false, got %s" % (path, _json_type(repl)))
+    return {"id": cp_id, "mqtt": mqtt, "wifi": wifi, "hardware": hardware, "repl": repl}
 
 
 def load(path="config.json"):

@@ -13,7 +13,8 @@ import json
 import sys
 import time
 
-from chargepoint.mqtt import MqttTransport, tls_context
+from chargepoint.transport.mqtt import MqttTransport
+from chargepoint.transport.tls import tls_context
 
 
 def emit(**kw):

@@ -8,9 +8,10 @@ import gc
 import json
 import sys
 
-from chargepoint.chargepoint import ChargePoint
-from chargepoint.clock import Clock, iso
-from chargepoint.store import FileStore
+from chargepoint.model.chargepoint import ChargePoint
+from chargepoint.ocpp.timestamps import iso
+from chargepoint.platform.clock import Clock
+from chargepoint.platform.store import FileStore
 from fakes import FakeBoard, FakeTicks, LoopbackTransport
 
 T0 = 1795262400

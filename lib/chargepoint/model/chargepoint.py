@@ -1,19 +1,24 @@
 """The charge point: OCPP 1.6 Core profile on top of the engine, the connectors and the queue.
 
-Composition: `ChargePoint(board, transport, clock, store, ...)`, then call `loop()` every few
+Composition: `ChargePoint(board, transport, store, clock, ...)`, then call `loop()` every few
 tens of milliseconds. Nothing in here blocks or does I/O except through the injected store,
-transport and hardware.
+transport, clock and hardware:
+  board      as documented in chargepoint.model.board
+  transport  send(text), can_send(), connected, receive() -> None or (text, stale)
+  store      read(name, default), write(name, value) (atomic), remove(name), names(prefix):
+             chargepoint.platform.store.FileStore on the device
+  clock      chargepoint.platform.clock.Clock (tests give it fake ticks)
 """
 from micropython import const
 
-from chargepoint import metering, remote
-from chargepoint.authcache import AuthCache
-from chargepoint.clock import Clock, parse_iso, ticks_add
-from chargepoint.config import BOOL, CSL, INT, RO, STR, Config
-from chargepoint.connector import Connector
-from chargepoint.engine import Call, Engine
-from chargepoint.sessions import Sessions
-from chargepoint.txqueue import TxQueue, resolve_stamps
+from chargepoint.model import metering, remote
+from chargepoint.model.authcache import AuthCache
+from chargepoint.model.connector import Connector
+from chargepoint.model.sessions import Sessions
+from chargepoint.model.txqueue import TxQueue, resolve_stamps
+from chargepoint.ocpp.config import BOOL, CSL, INT, RO, STR, Config
+from chargepoint.ocpp.engine import Call, Engine
+from chargepoint.ocpp.timestamps import parse_iso
 
 _OUTBOX = const(16)  # volatile calls waiting; the oldest goes when full
 _BOOT_RETRY_S = const(60)  # after Pending/Rejected with interval 0
@@ -45,7 +50,7 @@ _ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TS
 
 
 class ChargePoint:
-    def __init__(self, board, transport, store, clock=None, reboot=None, boot_info=None):
+    def __init__(self, board, transport, store, clock, reboot=None, boot_info=None):
         self.board = board
         self.transport = transport
         self.store = store
@@ -53,8 +58,8 @@ class ChargePoint:
         state["n"] += 1
         store.write("boot", state)
         self.boot = state["n"]
-        self.clock = clock or Clock(self.boot)
-        self.clock.boot = self.boot
+        self.clock = clock
+        clock.boot = self.boot
         self._uid = 0
         self._ref = 0
         self.reboot = reboot  # reboot(hard): the platform's reset, injected
@@ -220,12 +225,12 @@ class ChargePoint:
                 c.notify = True
         else:
             wait = interval if interval > 0 else _BOOT_RETRY_S
-            self._boot_due = ticks_add(self.clock.ticks_ms(), wait * 1000)
+            self._boot_due = self.clock.after(wait * 1000)
 
     def _boot_fail(self, code, _):
         self._boot_asked = False
         wait = 0 if code == "Offline" else _BOOT_LOST_S * 1000
-        self._boot_due = ticks_add(self.clock.ticks_ms(), wait)
+        self._boot_due = self.clock.after(wait)
 
     def trigger_boot(self):
         """TriggerMessage(BootNotification): register again; the answer is handled as at boot."""

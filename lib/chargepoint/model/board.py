@@ -1,4 +1,4 @@
-"""The hardware layer the charger model drives. This docstring is its one definition.
+"""The board interface the charger model drives. This docstring is its one definition.
 
 A *board* is any object with:
   board.connectors  list of connector hardware; index 0 is OCPP connector 1
@@ -21,7 +21,8 @@ Connector hardware:
                      and unlock() -> bool, False when the motor or its feedback fails
   max_amps           current the installation allows on this connector (float)
 
-Drivers take their pins and buses as arguments; one composition root builds the board.
+Drivers (package chargepoint.hardware) implement it and take their pins and buses as
+arguments; one composition root (chargepoint.app) builds the board.
 """
 
 _PILOT_ERRORS = {"E": "EVCommunicationError", "F": "EVCommunicationError"}

@@ -26,7 +26,7 @@ def _fmt(x):
 
 
 def sample(connector, measurands, context, stamp):
-    """One meterValue element for `connector` (a chargepoint.connector.Connector)."""
+    """One meterValue element for `connector` (a chargepoint.model.connector.Connector)."""
     meter = connector.hw.meter
     values = []
     for m in measurands.split(","):

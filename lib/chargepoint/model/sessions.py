@@ -5,9 +5,9 @@ network): the relay is closed only while a transaction is running and authorised
 fault, the pilot offers current and the EV asks for charge (state C or D). Everything else
 opens it.
 """
-from chargepoint import metering
-from chargepoint.clock import iso
-from chargepoint.hardware import fault_code
+from chargepoint.model import metering
+from chargepoint.model.board import fault_code
+from chargepoint.ocpp.timestamps import iso
 
 _AUTHORIZE_TIMEOUT_MS = 10000
 _SAVE_MS = 60000  # the running transaction's energy is written at least this often

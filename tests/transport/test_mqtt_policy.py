@@ -6,8 +6,9 @@ clock for ticks_ms; the network thread is never started, each test turns `step()
 
 import pytest
 
-from chargepoint.mqtt import (MAX_PAYLOAD, KeepAlive, MqttTransport, Reconnect, StaleWindow,
-                              TlsLink, make_topic, pem_blocks)
+from chargepoint.transport.mqtt import MAX_PAYLOAD, MqttTransport, make_topic
+from chargepoint.transport.policy import KeepAlive, Reconnect, StaleWindow
+from chargepoint.transport.tls import TlsLink, pem_blocks
 from fakes import FakeNet, FakeTicks
 
 

@@ -3,9 +3,10 @@
 The OCPP engine polls this object from the asyncio loop; every blocking network call (DNS,
 TCP connect, TLS handshake, CONNACK/SUBACK/PUBACK waits) happens in one network thread that
 owns the `umqtt.simple.MQTTClient`. The two sides meet only in two small bounded mailboxes
-guarded by a lock, so an unplug handled on the asyncio side never waits for the network.
+(chargepoint.transport.mailbox) guarded by a lock, so an unplug handled on the asyncio side
+never waits for the network.
 
-Engine-facing interface::
+Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
 
     t = MqttTransport("CP001", "xxxx-ats.iot.eu-west-1.amazonaws.com",
                       ssl=tls_context("ca.pem", "cert.pem", "key.pem"))
@@ -18,27 +19,8 @@ Engine-facing interface::
                          # dropped, refused
     t.stop()
 
-Policy (pure classes below, each taking an injected `ticks_ms` clock so host tests can step
-time; the thread body only calls `step()` and sleeps):
-
-- Reconnect: exponential backoff with "equal jitter": after the n-th failure in a row the
-  delay is drawn from [b/2, b], b = min(cap, 2 * first * 2**n), so the first retry waits at
-  least `first_ms` (>= 1 s: AWS allows one CONNECT per second per client id) and a fleet
-  does not reconnect in step after a broker outage. Two CONNECTs are never closer than 1 s.
-  The series restarts after a connection that stayed up `stable_ms` (a connection that
-  drops at once, e.g. two devices fighting over one client id, keeps backing off).
-- Keepalive: PINGREQ when nothing was sent for keepalive/2 (well inside AWS's 1.5 x
-  keepalive); the link is dead when no byte at all arrives within `pong_ms` of a PINGREQ.
-  A PUBACK/CONNACK/SUBACK that does not come within `io_timeout_ms` fails the socket read.
-  Either way the session is dropped and the reconnect policy takes over.
 - Persistent session: CONNECT with clean_session=False; SUBSCRIBE (QoS 1) to the out topic
   only when CONNACK says session-present=0 (the broker kept the subscription otherwise).
-- Stale rule: frames received within `stale_ms` (default 2 s) after a CONNACK with
-  session-present=1 are the broker's backlog from while we were offline and are returned
-  with stale=True. The engine still answers them (the Central System waits for a reply) but
-  does not act on actuating commands (RemoteStart/Stop, UnlockConnector, Reset, ...), which
-  may be an hour old. Duplicates are passed through: AWS may redeliver with a new packet id,
-  so de-duplication is the engine's job, by OCPP unique id.
 - Outbox: at most `outbox_len` frames; a frame leaves the outbox only after its PUBACK, so a
   link lost mid-publish republishes it after reconnecting (at least once). PUBLISHes are
   at least 20 ms apart: never more than 50 a second (AWS IoT allows 100 per connection).
@@ -54,25 +36,25 @@ time; the thread body only calls `step()` and sleeps):
   The engine takes a frame only when the outbox has room for its answer (`can_send()`).
   Frames on another topic or not UTF-8 are acknowledged and dropped (status["dropped"]).
 
-Mechanism: `TlsLink` is handed to umqtt.simple as its `ssl=` object. It sets a timeout on the
-TCP socket before the TLS handshake (a server that accepts and then says nothing cannot hang
-the thread), keeps that timeout whenever umqtt asks for a blocking socket, and counts inbound
-bytes, which is how a PINGRESP (swallowed by umqtt) is noticed. Only the TCP connect itself
-is bounded by the OS/lwIP timeout; the asyncio loop does not wait for it, but stop() does.
+Policy (chargepoint.transport.policy): the thread body only calls `step()` and sleeps; when
+to reconnect, when to ping and which frames are stale is decided by pure classes with an
+injected `ticks_ms` clock. Mechanism (chargepoint.transport.tls): `TlsLink` bounds every
+socket read and counts inbound bytes, which is how a PINGRESP (swallowed by umqtt) is noticed.
 """
 import _thread
 import time
 
 from micropython import const
 
-from chargepoint.clock import Clock, ticks_add, ticks_diff
+from chargepoint.platform.clock import Clock, ticks_diff
+from chargepoint.transport.mailbox import Mailbox
+from chargepoint.transport.policy import KeepAlive, Reconnect, StaleWindow
+from chargepoint.transport.tls import TlsLink
 
 MAX_PAYLOAD = const(131072)  # AWS IoT: 128 KB per message
 _MAX_TOPIC = const(256)
 _MAX_SLASHES = const(7)
 _MAX_CLIENT_ID = const(128)
-_MAX_KEEPALIVE = const(1200)
-_MIN_CONNECT_GAP_MS = const(1000)  # AWS: one CONNECT per second per client id
 _POLL_MS = const(25)  # idle thread sleep between socket polls
 _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
 _PUBLISH_GAP_MS = const(20)  # at most 50 PUBLISH/s: half AWS IoT's 100/s per connection
@@ -86,11 +68,6 @@ try:
 except AttributeError:  # CPython
     def _sleep_ms(ms):
         time.sleep(ms / 1000)
-
-
-def _default_rand(n):
-    import random
-    return random.getrandbits(24) % n if n > 0 else 0
 
 
 def check_client_id(client_id):
@@ -119,242 +96,10 @@ def make_topic(template, client_id):
     return raw
 
 
-class Reconnect:
-    """When the next CONNECT may go out (see module docstring)."""
-
-    def __init__(self, ticks_ms, first_ms=1000, cap_ms=120000, stable_ms=30000, rand=None):
-        if first_ms < _MIN_CONNECT_GAP_MS:
-            raise ValueError("first reconnect delay must be >= 1000 ms")
-        self._ticks = ticks_ms
-        self.first_ms = first_ms
-        self.cap_ms = max(cap_ms, first_ms)
-        self.stable_ms = stable_ms
-        self._rand = rand or _default_rand
-        self.failures = 0  # in a row
-        self._next = None  # ticks before which no CONNECT may start
-        self._last = None  # ticks of the last CONNECT attempt
-        self._up = None  # ticks when the current connection came up
-
-    def delay_ms(self):
-        base = self.first_ms << min(self.failures + 1, 20)
-        if base > self.cap_ms:
-            base = self.cap_ms
-        half = base // 2
-        return half + self._rand(base - half + 1)
-
-    def wait_ms(self, now=None):
-        """0 when a CONNECT may start now, else the ms still to wait."""
-        if now is None:
-            now = self._ticks()
-        wait = 0
-        if self._next is not None:
-            wait = ticks_diff(self._next, now)
-        if self._last is not None:
-            wait = max(wait, _MIN_CONNECT_GAP_MS - ticks_diff(now, self._last))
-        return wait if wait > 0 else 0
-
-    def attempted(self, now):
-        self._last = now
-
-    def connected(self, now):
-        self._up = now
-        self._next = None
-
-    def failed(self, now):
-        """A CONNECT failed or a connection was lost; returns the delay chosen."""
-        if self._up is not None and ticks_diff(now, self._up) >= self.stable_ms:
-            self.failures = 0
-        self._up = None
-        delay = self.delay_ms()
-        self.failures += 1
-        self._next = ticks_add(now, delay)
-        return delay
-
-
-class KeepAlive:
-    """PINGREQ schedule and dead-link detection for one MQTT session."""
-
-    def __init__(self, keepalive_s, pong_ms=None):
-        if not 1 <= keepalive_s <= _MAX_KEEPALIVE:
-            raise ValueError("keepalive must be 1..1200 s")
-        self.interval_ms = keepalive_s * 500  # half the keepalive: far inside 1.5x
-        self.pong_ms = pong_ms if pong_ms is not None else min(30000, keepalive_s * 250)
-        self.start(0)
-
-    def start(self, now):
-        self._tx = now
-        self._rx = now
-        self._ping = None  # ticks of the outstanding PINGREQ
-
-    def sent(self, now):
-        self._tx = now
-
-    def received(self, now):
-        self._rx = now
-        self._ping = None
-
-    def ping_due(self, now):
-        return self._ping is None and ticks_diff(now, self._tx) >= self.interval_ms
-
-    def pinged(self, now):
-        self._ping = now
-        self._tx = now
-
-    def dead(self, now):
-        return self._ping is not None and ticks_diff(now, self._ping) >= self.pong_ms
-
-
-class StaleWindow:
-    """Flags the backlog a resumed persistent session delivers right after CONNACK."""
-
-    def __init__(self, window_ms=2000):
-        self.window_ms = window_ms
-        self._until = None
-
-    def connected(self, session_present, now):
-        self._until = ticks_add(now, self.window_ms) if session_present else None
-
-    def is_stale(self, now):
-        return self._until is not None and ticks_diff(self._until, now) > 0
-
-
-class Mailbox:
-    """Bounded FIFO shared by the asyncio side and the network thread: at most `limit` items
-    and, when `max_bytes` is set, at most that many bytes of them (an empty mailbox takes one
-    item of any size)."""
-
-    def __init__(self, limit, max_bytes=0):
-        if limit < 1:
-            raise ValueError("mailbox size must be >= 1")
-        self.limit = limit
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items = []  # [(item, size)]
-        self._lock = _thread.allocate_lock()
-
-    def __len__(self):
-        return len(self._items)
-
-    def full(self):
-        return len(self._items) >= self.limit or (self.max_bytes and self.bytes >= self.max_bytes)
-
-    def put(self, item, size=0):
-        with self._lock:
-            n = len(self._items)
-            if n >= self.limit or (n and self.max_bytes and self.bytes + size > self.max_bytes):
-                return False
-            self._items.append((item, size))
-            self.bytes += size
-            return True
-
-    def peek(self):
-        with self._lock:
-            return self._items[0][0] if self._items else None
-
-    def get(self):
-        with self._lock:
-            if not self._items:
-                return None
-            item, size = self._items.pop(0)
-            self.bytes -= size
-            return item
-
-
 class _Refused(Exception):
     # Raised from umqtt's message callback: umqtt then skips that PUBLISH's PUBACK, and the
     # packet stream stays intact (the whole packet has been read).
     pass
-
-
-class TlsLink:
-    """umqtt.simple's `ssl=` object: TLS with SNI, bounded reads, inbound byte counting."""
-
-    def __init__(self, context, timeout_ms=10000):
-        self.context = context
-        self.timeout_s = timeout_ms / 1000
-        self.rx = 0  # inbound reads that returned data; only the network thread touches it
-
-    def wrap_socket(self, sock, server_hostname=None):
-        sock.settimeout(self.timeout_s)  # bounds the handshake too
-        tls = self.context.wrap_socket(sock, server_hostname=server_hostname)
-        return _TimedSocket(self, sock, tls)
-
-
-class _TimedSocket:
-    # umqtt toggles setblocking(False/True) around check_msg; on ESP32 and unix that would
-    # drop the timeout, so "blocking" here always means "blocking for at most timeout_s".
-
-    def __init__(self, link, raw, tls):
-        self._link = link
-        self._raw = raw
-        self._tls = tls
-        self._blocking = True
-
-    def read(self, n):
-        data = self._tls.read(n)
-        if data:
-            self._link.rx += 1
-        elif data is None and self._blocking:
-            raise OSError(_ETIMEDOUT)
-        return data
-
-    def write(self, *args):
-        return self._tls.write(*args)
-
-    def setblocking(self, flag):
-        self._blocking = flag
-        self._raw.settimeout(self._link.timeout_s if flag else 0)
-
-    def close(self):
-        self._tls.close()
-
-
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def pem_blocks(data):
-    """Every PEM block of `data` as DER, in order; DER input is returned as the one block."""
-    if b"-----BEGIN" not in data:
-        return [data]
-    import binascii
-
-    blocks = []
-    begin = data.find(b"-----BEGIN")
-    while begin >= 0:
-        start = data.index(b"\n", begin) + 1
-        end = data.index(b"-----END", start)
-        blocks.append(binascii.a2b_base64(data[start:end]))
-        begin = data.find(b"-----BEGIN", end + 8)
-    return blocks
-
-
-def tls_context(cafile, certfile, keyfile):
-    """Mutual TLS as AWS IoT wants it: server checked against `cafile`, our cert presented.
-
-    Files may be PEM or DER; `cafile` may be a bundle of several CA certificates (AWS's RSA
-    and ECC roots, say). mbedTLS builds without PEM parsing (the unix port's, measured) reject
-    PEM with "invalid cert"; then each PEM block is converted to DER and loaded on its own
-    (every load adds to the trusted chain).
-    """
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ca = _read(cafile)
-    try:
-        ctx.load_verify_locations(cadata=ca)
-    except ValueError:
-        for der in pem_blocks(ca):
-            ctx.load_verify_locations(cadata=der)
-    del ca
-    cert, key = _read(certfile), _read(keyfile)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except ValueError:
-        ctx.load_cert_chain(pem_blocks(cert)[0], pem_blocks(key)[0])
-    return ctx
 
 
 def _umqtt_client(client_id, server, port, keepalive, ssl):

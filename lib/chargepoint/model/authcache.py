@@ -1,7 +1,7 @@
 """Authorization cache (OCPP 1.6 §3.5.2): the latest idTagInfo of recently seen idTags."""
 from micropython import const
 
-from chargepoint.clock import parse_iso
+from chargepoint.ocpp.timestamps import parse_iso
 
 _SIZE = const(32)
 

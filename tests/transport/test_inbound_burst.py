@@ -2,11 +2,12 @@
 clock): every well-framed CALL is answered, none twice-executed, nothing acknowledged is lost."""
 import json
 
-from chargepoint.chargepoint import ChargePoint
-from chargepoint.clock import Clock
-from chargepoint.mqtt import MqttTransport, TlsLink
+from chargepoint.model.chargepoint import ChargePoint
+from chargepoint.ocpp.timestamps import iso
+from chargepoint.platform.clock import Clock
+from chargepoint.transport.mqtt import MqttTransport
+from chargepoint.transport.tls import TlsLink
 from conftest import T0, validate_outgoing
-from chargepoint.clock import iso
 from fakes import FakeBoard, FakeNet, FakeTicks, MemoryStore
 
 OUT = b"CP001/out"

@@ -81,7 +81,7 @@ def test_boolean_and_list_values_normalised(rig):
 
 
 def test_reboot_required_key_applies_after_reboot():
-    from chargepoint.config import INT, REBOOT, Config
+    from chargepoint.ocpp.config import INT, REBOOT, Config
     from fakes import MemoryStore
     store = MemoryStore()
     c = Config(store)
@@ -110,12 +110,12 @@ def test_heartbeat_sets_clock():
     r.step()
     r.cs.answers["Heartbeat"] = {"currentTime": "2030-01-01T00:00:00Z"}
     r.run(301)
-    from chargepoint.clock import iso
+    from chargepoint.ocpp.timestamps import iso
     assert iso(r.cp.clock.wall()).startswith("2030-01-01T00:0")
 
 
 def test_clock_takes_the_central_systems_time_to_the_millisecond():
-    from chargepoint.clock import iso
+    from chargepoint.ocpp.timestamps import iso
     r = Rig()
     r.cs.answers["BootNotification"] = {"status": "Accepted", "interval": 300,
                                         "currentTime": "2026-11-21T12:00:00.900Z"}
@@ -129,7 +129,8 @@ def test_clock_takes_the_central_systems_time_to_the_millisecond():
 
 def test_clock_is_integer_and_exact_over_days_of_rebasing():
     """No floats (single precision on the ESP32) and no drift from the hourly re-base."""
-    from chargepoint.clock import Clock, parse_iso
+    from chargepoint.ocpp.timestamps import parse_iso
+    from chargepoint.platform.clock import Clock
     from fakes import FakeTicks
     ticks = FakeTicks()
     clock = Clock(ticks_ms=ticks)
@@ -151,7 +152,7 @@ def test_clock_is_integer_and_exact_over_days_of_rebasing():
 
 
 def test_parse_iso_fractions_and_offsets():
-    from chargepoint.clock import parse_iso
+    from chargepoint.ocpp.timestamps import parse_iso
     base = parse_iso("2026-11-21T12:00:00Z")
     assert isinstance(base, int) and parse_iso("2026-11-21T12:00:00.25Z") == base
     assert parse_iso("2026-11-21T12:00:00.25Z", True) == (base, 250)

@@ -13,8 +13,8 @@ a value of the wrong JSON type, or a string longer than its CiString type, a
 TypeConstraintViolation; a value outside an enumeration, below its minimum or a malformed
 dateTime a PropertyConstraintViolation.
 """
-from chargepoint.clock import parse_iso
-from chargepoint.errors import CallError
+from chargepoint.ocpp.errors import CallError
+from chargepoint.ocpp.timestamps import parse_iso
 
 TYPES = {
     "IdTagInfo": "status e 1 Accepted|Blocked|Expired|Invalid|ConcurrentTx;"

@@ -1,9 +1,9 @@
-"""MqttTransport on the real `micropython` binary against a real Mosquitto with mutual TLS.
+"""MqttTransport on the device twin against a real Mosquitto with mutual TLS.
 
-The probe (tests/mpy/mqtt_probe.py) runs with the ESP32's Python heap size and the host
-bridge for umqtt.simple (tools/simfs over the 1.3.4 release fetched into build/mpy). Besides
-the round trip it proves the safety property: while the network thread is stuck connecting
-or in a TLS handshake that never ends, a 10 ms asyncio task is never late by 100 ms.
+The probe (tests/mpy/mqtt_probe.py) runs on the twin with our code and umqtt.simple 1.7.0
+frozen, as on the ESP32, and the ESP32's Python heap size. Besides the round trip it proves
+the safety property: while the network thread is stuck connecting or in a TLS handshake
+that never ends, a 10 ms asyncio task is never late by 100 ms.
 """
 import json
 import os
@@ -15,11 +15,10 @@ import threading
 import pytest
 
 from broker_fixtures import Peer
-from tools import certs
-from tools import fetch_umqtt
+from conftest import ROOT
+from tools import certs, twin
 from tools.broker import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = os.path.join(ROOT, "tests", "mpy", "mqtt_probe.py")
 HEAP = "110000"  # ESP32 without PSRAM, Wi-Fi up
 MAX_GAP_MS = 100  # the relay must open within 100 ms of an unplug
@@ -28,25 +27,10 @@ pytestmark = pytest.mark.skipif(shutil.which("mosquitto", path="/usr/sbin:" + os
                                 is None, reason="mosquitto not installed")
 
 
-def _micropython():
-    exe = shutil.which("micropython", path=os.path.join(ROOT, ".venv", "bin") + ":"
-                       + os.environ["PATH"])
-    if exe is None:
-        pytest.skip("micropython binary not found")
-    return exe
-
-
 @pytest.fixture(scope="session")
-def umqtt_134():
-    return fetch_umqtt.fetch()
-
-
-@pytest.fixture(scope="session")
-def micropython(umqtt_134):
-    exe = _micropython()
-    path = ":".join([os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools", "simfs"),
-                     os.path.dirname(os.path.dirname(umqtt_134)), ".frozen"])
-    env = dict(os.environ, MICROPYPATH=path)
+def micropython():
+    exe = twin.ensure()
+    env = dict(os.environ, MICROPYPATH=".frozen")
 
     def start(mode, port, ca, cert, key, seconds):
         return subprocess.Popen(

@@ -7,8 +7,8 @@ import json
 
 from micropython import const
 
-from chargepoint import schema
-from chargepoint.errors import CallError
+from chargepoint.ocpp import schema
+from chargepoint.ocpp.errors import CallError
 
 _CALL = const(2)
 _RESULT = const(3)

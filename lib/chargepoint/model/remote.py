@@ -6,8 +6,8 @@ but an actuating one (RemoteStart/Stop, Reset, UnlockConnector, ChangeAvailabili
 answered Rejected/UnlockFailed without acting: the operator's intent may be long gone.
 Reads and configuration changes are carried out.
 """
-from chargepoint import metering
-from chargepoint.errors import CallError
+from chargepoint.model import metering
+from chargepoint.ocpp.errors import CallError
 
 _ACCEPTED = {"status": "Accepted"}
 _REJECTED = {"status": "Rejected"}

@@ -12,8 +12,7 @@ attempt: the message waits, so an outage of any length loses nothing.
 """
 from micropython import const
 
-from chargepoint.clock import ticks_add
-from chargepoint.engine import Call
+from chargepoint.ocpp.engine import Call
 
 _MAX = const(200)  # beyond this, the oldest periodic MeterValues make room
 _WAIT_MAX_MS = const(300000)
@@ -149,7 +148,7 @@ class TxQueue:
                     return
                 self.store.write("q.%08d" % seq, r)
                 wait = interval * r["n"]
-            self._not_before = ticks_add(self.clock.ticks_ms(), wait) if wait else None
+            self._not_before = self.clock.after(wait) if wait else None
         return fail
 
 

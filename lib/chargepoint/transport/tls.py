@@ -1,0 +1,102 @@
+"""Mutual TLS for the MQTT link: the context from PEM/DER files, a socket with bounded reads.
+
+Mechanism: `TlsLink` is handed to umqtt.simple as its `ssl=` object. It sets a timeout on the
+TCP socket before the TLS handshake (a server that accepts and then says nothing cannot hang
+the thread), keeps that timeout whenever umqtt asks for a blocking socket, and counts inbound
+bytes, which is how a PINGRESP (swallowed by umqtt) is noticed. Only the TCP connect itself
+is bounded by the OS/lwIP timeout; the asyncio loop does not wait for it, but stop() does.
+"""
+from micropython import const
+
+_ETIMEDOUT = const(110)
+
+
+class TlsLink:
+    """umqtt.simple's `ssl=` object: TLS with SNI, bounded reads, inbound byte counting."""
+
+    def __init__(self, context, timeout_ms=10000):
+        self.context = context
+        self.timeout_s = timeout_ms / 1000
+        self.rx = 0  # inbound reads that returned data; only the network thread touches it
+
+    def wrap_socket(self, sock, server_hostname=None):
+        sock.settimeout(self.timeout_s)  # bounds the handshake too
+        tls = self.context.wrap_socket(sock, server_hostname=server_hostname)
+        return _TimedSocket(self, sock, tls)
+
+
+class _TimedSocket:
+    # umqtt toggles setblocking(False/True) around check_msg; on ESP32 and unix that would
+    # drop the timeout, so "blocking" here always means "blocking for at most timeout_s".
+
+    def __init__(self, link, raw, tls):
+        self._link = link
+        self._raw = raw
+        self._tls = tls
+        self._blocking = True
+
+    def read(self, n):
+        data = self._tls.read(n)
+        if data:
+            self._link.rx += 1
+        elif data is None and self._blocking:
+            raise OSError(_ETIMEDOUT)
+        return data
+
+    def write(self, *args):
+        return self._tls.write(*args)
+
+    def setblocking(self, flag):
+        self._blocking = flag
+        self._raw.settimeout(self._link.timeout_s if flag else 0)
+
+    def close(self):
+        self._tls.close()
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def pem_blocks(data):
+    """Every PEM block of `data` as DER, in order; DER input is returned as the one block."""
+    if b"-----BEGIN" not in data:
+        return [data]
+    import binascii
+
+    blocks = []
+    begin = data.find(b"-----BEGIN")
+    while begin >= 0:
+        start = data.index(b"\n", begin) + 1
+        end = data.index(b"-----END", start)
+        blocks.append(binascii.a2b_base64(data[start:end]))
+        begin = data.find(b"-----BEGIN", end + 8)
+    return blocks
+
+
+def tls_context(cafile, certfile, keyfile):
+    """Mutual TLS as AWS IoT wants it: server checked against `cafile`, our cert presented.
+
+    Files may be PEM or DER; `cafile` may be a bundle of several CA certificates (AWS's RSA
+    and ECC roots, say). mbedTLS builds without PEM parsing (the unix port's, measured) reject
+    PEM with "invalid cert"; then each PEM block is converted to DER and loaded on its own
+    (every load adds to the trusted chain).
+    """
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ca = _read(cafile)
+    try:
+        ctx.load_verify_locations(cadata=ca)
+    except ValueError:
+        for der in pem_blocks(ca):
+            ctx.load_verify_locations(cadata=der)
+    del ca
+    cert, key = _read(certfile), _read(keyfile)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ValueError:
+        ctx.load_cert_chain(pem_blocks(cert)[0], pem_blocks(key)[0])
+    return ctx
