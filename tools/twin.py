@@ -4,7 +4,8 @@ heap figures measured on the host are the ESP32's.
 Two builds, out of the MicroPython source tree, with our variant (firmware/twin/variant/):
 
     build/twin/micropython         firmware/twin/manifest.py: asyncio, umqtt.simple, aiorepl
-                                   and the chargepoint package, frozen as on the ESP32
+                                   and the chargepoint package, frozen as on the ESP32, plus
+                                   the simulated board (tools/simfs/board_sim.py)
     build/twin-stock/micropython   firmware/twin/manifest_stock.py: the same without our code
     build/twin/mpy-cross           the matching compiler (for .mpy files the stock twin loads)
 
@@ -49,9 +50,9 @@ GIT_SUBMODULES = ("lib/mbedtls", "lib/micropython-lib")
 TWINS = {
     False: ("twin", os.path.join(FIRMWARE, "twin", "manifest.py"),
             ("firmware/twin/manifest.py", "firmware/app_manifest.py",
-             "firmware/stock_manifest.py", "lib")),
+             "firmware/stock_manifest.py", "lib", "tools/simfs")),
     True: ("twin-stock", os.path.join(FIRMWARE, "twin", "manifest_stock.py"),
-           ("firmware/twin/manifest_stock.py", "firmware/stock_manifest.py")),
+           ("firmware/twin/manifest_stock.py", "firmware/stock_manifest.py", "tools/simfs")),
 }
 MPY_CROSS = os.path.join(BUILD, "twin", "mpy-cross")
 
