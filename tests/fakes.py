@@ -76,6 +76,7 @@ class FakePilot:
     def __init__(self):
         self.ev = "A"
         self.amps = None
+        self.diode_fault = False
 
     def state(self):
         return self.ev
@@ -88,6 +89,7 @@ class FakeRelay:
     def __init__(self):
         self.closed = False
         self.switches = 0
+        self.stuck = False  # welded: reports so once it was told to open
 
     def set(self, closed):
         if closed != self.closed:
@@ -97,6 +99,9 @@ class FakeRelay:
     def get(self):
         return self.closed
 
+    def welded(self):
+        return self.stuck
+
 
 class FakeMeter:
     def __init__(self, wh=0):
@@ -104,6 +109,7 @@ class FakeMeter:
         self.watts = 0.0
         self.amps = (0.0,)
         self.volts = (230.0,)
+        self.ok = True
 
     def energy_wh(self):
         return self.wh
@@ -161,6 +167,7 @@ class FakeConnector:
 class FakeRfid:
     def __init__(self):
         self.cards = []
+        self.failed = False
 
     def present(self, uid):
         self.cards.append(uid)

@@ -20,12 +20,22 @@ Connector hardware:
   lock               cable lock of a socket outlet, or None (tethered cable): lock() -> bool
                      and unlock() -> bool, False when the motor or its feedback fails
   max_amps           current the installation allows on this connector (float)
+Optional health signals (absent means healthy):
+  pilot.diode_fault  True while PWM runs and the EV's diode is missing
+  relay.welded()     True once the contact stayed closed after an open command; latched by
+                     the driver until a reset (the contactor needs service)
+  meter.ok           False while the meter does not answer or answers wrong (the register
+                     keeps its last good value)
+  board.rfid.failed  True while the reader does not answer (ReaderFailure on connector 0)
 
 Drivers (package chargepoint.hardware) implement it and take their pins and buses as
 arguments; one composition root (chargepoint.app) builds the board.
 """
 
 _PILOT_ERRORS = {"E": "EVCommunicationError", "F": "EVCommunicationError"}
+# Errors that leave the connector usable: reported, but not Faulted. A meter failure lets a
+# running session go on (billing keeps the last good register), but starts none.
+DEGRADED = ("NoError", "PowerMeterFailure")
 
 
 def fault_code(hw, pilot_state):
@@ -33,4 +43,14 @@ def fault_code(hw, pilot_state):
     rcd = hw.rcd
     if rcd is not None and rcd.tripped():
         return "GroundFailure"
-    return _PILOT_ERRORS.get(pilot_state, "NoError")
+    welded = getattr(hw.relay, "welded", None)
+    if welded is not None and welded():
+        return "PowerSwitchFailure"
+    if getattr(hw.pilot, "diode_fault", False):
+        return "EVCommunicationError"
+    error = _PILOT_ERRORS.get(pilot_state)
+    if error is not None:
+        return error
+    if not getattr(hw.meter, "ok", True):
+        return "PowerMeterFailure"
+    return "NoError"

@@ -77,6 +77,7 @@ class ChargePoint:
         self._boot_due = None  # ticks at which to (re)send BootNotification; None = now
         self._boot_asked = False
         self.status0 = None  # connector 0's status as last computed
+        self.error0 = "NoError"  # and its errorCode: ReaderFailure while the reader is dead
         self._notify0 = False
         self._reset = None  # (hard, ticks requested)
         self.stale_rejected = 0
@@ -250,8 +251,11 @@ class ChargePoint:
             c.notify = ((c.status, c.error) != c.reported
                         and self.clock.since(c.changed_at) >= min_ms)
         status0 = "Available" if self.operative0 else "Unavailable"
-        if status0 != self.status0:
+        rfid = self.board.rfid
+        error0 = "ReaderFailure" if getattr(rfid, "failed", False) else "NoError"
+        if status0 != self.status0 or error0 != self.error0:
             self.status0 = status0
+            self.error0 = error0
             self._notify0 = True
 
     def _status_call(self):
@@ -266,7 +270,7 @@ class ChargePoint:
 
     def status_call(self, cid):
         if cid == 0:
-            payload = {"connectorId": 0, "errorCode": "NoError", "status": self.status0}
+            payload = {"connectorId": 0, "errorCode": self.error0, "status": self.status0}
         else:
             c = self.connectors[cid - 1]
             payload = {"connectorId": cid, "errorCode": c.error, "status": c.status,

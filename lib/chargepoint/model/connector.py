@@ -1,4 +1,5 @@
 """One connector's state and its OCPP 1.6 status (§4.9 StatusNotification state machine)."""
+from chargepoint.model.board import DEGRADED
 
 
 class Connector:
@@ -30,8 +31,12 @@ class Connector:
         return (self.tx is None and self.auth is None and self.authorizing is None
                 and self.operative and self.fault == "NoError")
 
+    def usable(self):
+        """No fault that stops charging (a meter failure only stops new sessions)."""
+        return self.fault in DEGRADED
+
     def compute_status(self):
-        if self.fault != "NoError":
+        if self.fault not in DEGRADED:
             return "Faulted"
         tx = self.tx
         if tx is not None:

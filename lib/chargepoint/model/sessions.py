@@ -48,7 +48,7 @@ class Sessions:
                 c.auth = None
         # the outputs follow from this step's inputs, in this same call
         tx = c.tx
-        live = tx is not None and tx["ok"] and c.fault == "NoError" and plugged
+        live = tx is not None and tx["ok"] and c.usable() and plugged
         offer = hw.max_amps if live else None
         if offer != c.offered:
             hw.pilot.offer(offer)
