@@ -88,3 +88,20 @@ def test_session_and_power_loss_under_micropython(mpy_lib, tmp_path, code):
                             "Available"]
     print("MicroPython heap, %s code: peak %d B allocated, %d B live after collect"
           % (code, checks["heap"]["peak"], checks["heap"]["live"]))
+
+
+@pytest.mark.parametrize("kind", ["error", "memory"])
+def test_a_dying_main_loop_leaves_relays_open_and_pwm_off(mpy_lib, tmp_path, kind):
+    fakes = tmp_path / "fakes"
+    fakes.mkdir()
+    os.link(os.path.join(mpy_lib, "fakes.mpy"), fakes / "fakes.mpy")
+    r = subprocess.run([twin.ensure(), "-X", "heapsize=%d" % HEAP,
+                        os.path.join(ROOT, "tests", "mpy", "app_exit.py"), kind],
+                       capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
+                       env=dict(os.environ, MICROPYPATH=".frozen:%s" % fakes))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    result = json.loads(r.stdout.splitlines()[-1])
+    assert result["live"] == [[True, True], [16.0, 16.0]]  # charging when the loop died
+    assert result == {"ended": "MemoryError" if kind == "memory" else "RuntimeError",
+                      "polls": 10, "live": result["live"],
+                      "relays": [False, False], "pilots": [None, None]}

@@ -20,14 +20,39 @@ def build_board(cfg):
     return module.build(options, cfg)
 
 
-def build_transport(cfg):
+def build_transport(cfg, before_connect=None):
     from chargepoint.transport import mqtt, tls
 
     m = cfg["mqtt"]
     ssl = tls.tls_context(m["ca"], m["cert"], m["key"])
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
-                              topic_out=m["topic_out"])
+                              topic_out=m["topic_out"], before_connect=before_connect)
+
+
+def build_network(cfg, clock):
+    """Wi-Fi and NTP where the board has them (`wifi.ssid` set); (None, None) on the host."""
+    ssid = cfg["wifi"]["ssid"]
+    if not ssid:
+        return None, None
+    import network
+    import ntptime
+
+    from chargepoint.hardware.wifi import Wifi
+    from chargepoint.platform.timesync import TimeSync
+
+    wifi = Wifi(network.WLAN(network.STA_IF), ssid, cfg["wifi"]["password"], clock.ticks_ms)
+    return wifi, TimeSync(ntptime.settime, clock.ticks_ms)
+
+
+def all_off(board):
+    """Every relay open and every pilot without PWM: what the board is left in when the main
+    loop ends for any reason (the watchdog, if enabled, then resets it)."""
+    for hw in board.connectors:
+        try:
+            hw.relay.set(False)
+        finally:
+            hw.pilot.offer(None)
 
 
 def _reboot(board, transport):
@@ -43,15 +68,25 @@ def _reboot(board, transport):
     return reboot
 
 
-async def _run_loop(cp):
+async def _run_loop(cp, wdt):
     loop = cp.loop
     while True:
         loop()
+        if wdt is not None:
+            wdt.feed()  # only a loop that runs feeds it: a stuck one resets the board
         await asyncio.sleep_ms(LOOP_MS)
 
 
-async def main(cp, board, transport, repl=False):
-    tasks = [asyncio.create_task(_run_loop(cp))]
+async def _watch_wifi(wifi):
+    while True:
+        wifi.step()
+        await asyncio.sleep_ms(500)
+
+
+async def main(cp, board, transport, repl=False, wifi=None, wdt=None):
+    tasks = [asyncio.create_task(_run_loop(cp, wdt))]
+    if wifi is not None:
+        tasks.append(asyncio.create_task(_watch_wifi(wifi)))
     if hasattr(board, "run"):
         tasks.append(asyncio.create_task(board.run(cp)))
     if repl:  # config.json "repl": frozen in our image, or `mpremote mip install aiorepl`
@@ -86,19 +121,27 @@ def run(config_path="config.json", data_dir="data"):
     if cfg is None:
         return None
     board = build_board(cfg)
+    clock = Clock()
+    wifi, timesync = build_network(cfg, clock)
     try:
-        transport = build_transport(cfg)
+        transport = build_transport(cfg, timesync.ensure if timesync else None)
     except (OSError, ValueError) as e:
         print("config: TLS files rejected:", e)
         return None
     info = dict(board.info)
     info.setdefault("firmwareVersion", VERSION)
-    cp = ChargePoint(board, transport, FileStore(data_dir), Clock(),
+    cp = ChargePoint(board, transport, FileStore(data_dir), clock,
                      reboot=_reboot(board, transport), boot_info=info)
+    wdt = None
+    watchdog_ms = cfg["hardware"].get("watchdog_ms", 0)
+    if watchdog_ms:
+        import machine
+        wdt = machine.WDT(timeout=watchdog_ms)
     gc.collect()
     try:
-        asyncio.run(main(cp, board, transport, cfg["repl"]))
+        asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt))
     finally:
+        all_off(board)
         transport.stop()
         asyncio.new_event_loop()
     return cp

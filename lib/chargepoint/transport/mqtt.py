@@ -128,8 +128,12 @@ class MqttTransport:
                  topic_in="{id}/in", topic_out="{id}/out", ticks_ms=None,
                  client_factory=None, rand=None, outbox_len=8, inbox_len=8, inbox_bytes=16384,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
-                 backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None):
+                 backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
+                 before_connect=None):
         check_client_id(client_id)
+        # called in the network thread before each CONNECT: the place for blocking set-up
+        # such as NTP (mbedTLS checks certificate dates against the RTC)
+        self.before_connect = before_connect
         self.client_id = client_id
         self.server = server
         self.port = port
@@ -236,6 +240,8 @@ class MqttTransport:
                 self._close_socket(client)
 
     def _connect(self):
+        if self.before_connect is not None:
+            self.before_connect()
         now = self._ticks()
         self.reconnect.attempted(now)
         self.status["state"] = "connecting"

@@ -1,0 +1,41 @@
+"""NTP for the RTC: before the first TLS connect (mbedTLS checks certificate dates) and daily."""
+from micropython import const
+
+from chargepoint.platform.clock import ticks_diff
+
+_DAY_MS = const(86400000)
+_RETRY_MS = const(60000)
+
+
+class TimeSync:
+    """`ensure()` runs in the network thread before each connect (it blocks for the NTP round
+    trip, up to about a second). `settime` is `ntptime.settime`. The OCPP clock stays the
+    Central System's (BootNotification/Heartbeat currentTime); this one is for TLS."""
+
+    def __init__(self, settime, ticks_ms):
+        self._settime = settime
+        self._ticks = ticks_ms
+        self.synced_at = None  # ticks of the last good sync
+        self.tried_at = None
+        self.failures = 0
+
+    def due(self, now):
+        if self.synced_at is None:
+            return self.tried_at is None or ticks_diff(now, self.tried_at) >= _RETRY_MS // 60
+        if ticks_diff(now, self.synced_at) >= _DAY_MS:
+            return self.tried_at is None or ticks_diff(now, self.tried_at) >= _RETRY_MS
+        return False
+
+    def ensure(self):
+        now = self._ticks()
+        if not self.due(now):
+            return self.synced_at is not None
+        self.tried_at = now
+        try:
+            self._settime()
+        except (OSError, OverflowError, IndexError) as e:  # no answer, or a bad packet
+            self.failures += 1
+            print("ntp: no time:", e)
+            return self.synced_at is not None
+        self.synced_at = now
+        return True
