@@ -1,0 +1,1 @@
+"""Driver tests on the simulated machine module and device models (tools/simfs)."""
