@@ -12,7 +12,7 @@ from broker_fixtures import Peer, make_broker, make_pki  # noqa: F401  (fixtures
 from tools.csms import CentralSystem
 
 CP = "CP001"
-KNOWN_TAG = "04A1B2C3D4"
+KNOWN_TAG = "04A1B2C3D4E5F6"
 UNKNOWN_TAG = "DEADBEEF"
 WAIT = 5.0
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "AC22"}

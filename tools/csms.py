@@ -301,7 +301,7 @@ def tls_context(ca, cert, key):
 class CentralSystem:
     """The Central System as a library: `async with CentralSystem(...) as cs:` or `await cs.run()`."""
 
-    def __init__(self, host, port, ca, cert, key, authorized=("04A1B2C3D4",),
+    def __init__(self, host, port, ca, cert, key, authorized=("04A1B2C3D4E5F6",),
                  heartbeat_interval=300, *, vendors=(), response_timeout=30, client_id="csms",
                  reconnect_delay=0.25, max_reconnect_delay=5.0):
         self.host = host

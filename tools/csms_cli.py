@@ -191,7 +191,7 @@ def parse_args(argv):
     parser.add_argument("--cert", help="our client certificate (CN csms)")
     parser.add_argument("--key", help="its private key")
     parser.add_argument("--authorize", nargs="+", action="extend", metavar="TAG",
-                        help="idTags answered Accepted (default 04A1B2C3D4)")
+                        help="idTags answered Accepted (default 04A1B2C3D4E5F6)")
     parser.add_argument("--vendor", action="append", default=[], metavar="VENDOR_ID",
                         help="DataTransfer vendorId answered Accepted (repeatable)")
     parser.add_argument("--heartbeat", type=int, default=300,
@@ -224,7 +224,7 @@ def main(argv=None):
         logging.getLogger("ocpp").setLevel(logging.CRITICAL)  # we print frames ourselves
     cs = CentralSystem(
         args.host, args.port, args.ca, args.cert, args.key,
-        authorized=args.authorize or ("04A1B2C3D4",), heartbeat_interval=args.heartbeat,
+        authorized=args.authorize or ("04A1B2C3D4E5F6",), heartbeat_interval=args.heartbeat,
         vendors=args.vendor, response_timeout=args.timeout, client_id=args.client_id)
     if not args.quiet:
         cs.frame_listeners.append(print_frame)

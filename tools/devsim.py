@@ -6,7 +6,7 @@ What runs where, all on loopback, nothing on a board or in AWS:
   * Mosquitto (tools.broker), a child process: the stand-in for AWS IoT Core, mutual TLS with a
     local PKI (tools.certs) in STATE/pki, listening on --port (default 8883 if free, else any).
   * The development Central System (tools.csms.CentralSystem), inside this process on its
-    asyncio loop: it answers the charger's OCPP 1.6J CALLs (idTag 04A1B2C3D4 is authorized) and
+    asyncio loop: it answers the charger's OCPP 1.6J CALLs (idTag 04A1B2C3D4E5F6 is authorized) and
     sends the remote commands typed here. Every frame it sees or sends is printed.
   * The simulated charger (tools.sim), a child process: the unmodified device firmware frozen
     into the device twin (tools.twin: 32-bit MicroPython v1.28.0, an ESP32's 110000 bytes of
@@ -32,7 +32,7 @@ from tools import certs
 from tools.csms import CentralSystem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TAG = "04A1B2C3D4"
+DEFAULT_TAG = "04A1B2C3D4E5F6"
 DEFAULT_PORT = 8883
 DEFAULT_LOAD = 16.0
 FRAME_WIDTH = 200  # longer frames are shortened on screen

@@ -1,34 +1,46 @@
-"""Simulated charger: the unmodified firmware on the device twin, simulated hardware.
+"""Simulated charger: the unmodified firmware and its ESP32 drivers on the device twin,
+against simulated peripherals.
 
     python3 -m tools.sim --id CP001 --broker 127.0.0.1:8883 --ca CA.pem --cert CP001.pem \
         --key CP001.key --state DIR --control 127.0.0.1:PORT [--heap BYTES] [--connectors N]
-        [--lock] [--code frozen|deployed]
+        [--lock] [--meter sdm630|sdm120|s0|ct] [--code frozen|deployed]
 
 The firmware runs on the device twin (tools/twin.py: MicroPython v1.28.0, 32-bit, as on the
 ESP32) with `-X heapsize=--heap` (default 110000, an ESP32's free heap with Wi-Fi up), flat:
 everything the firmware creates counts. --code frozen (default): our code frozen into the
 twin, as in our firmware image; --code deployed: the stock twin (no code of ours) with lib/
 compiled to .mpy files in the device's /lib, as `make deploy` puts them on a stock ESP32
-(bytecode in the heap). The simulated board (tools/simfs/board_sim.py) is frozen into both,
-standing where the board's drivers are. DIR is the device's flash: `DIR/fs` its filesystem
-(config.json, the credentials, boot.py, main.py, /lib when deployed, the firmware's own
-records in `data/`).
-This process owns the physical world (EV, load, residual current, cards, the meter's energy
-register in `DIR/meter.json`, with --lock the cable locks in `DIR/locks.json`) and the control
-socket; the firmware runs in a child process
-and is restarted on Reset. `kill -9` of this process is a power cut (the child dies with it).
+(bytecode in the heap). The board is the ESP32 one (chargepoint.hardware.esp32, the real
+drivers) on a simulated `machine` whose pins and buses are wired to device models: an EV on
+the control pilot, a contactor, a residual-current monitor, a cable-lock motor (--lock), an
+energy meter (--meter) and an MFRC522 reader (tools/simfs/board_sim.py). DIR is the device's
+flash: `DIR/fs` its filesystem (config.json, the credentials, boot.py, main.py, /lib when
+deployed, the firmware's own records in `data/`). This process owns the physical world and
+the control socket; what lasts of the world across power cuts (the meter's register, the
+lock bolts) is in `DIR/world.json`. The firmware runs in a child process and is restarted on
+Reset. `kill -9` of this process is a power cut (the child dies with it).
 
-Control socket: JSON lines over TCP, one response line per request line:
+Control socket: JSON lines over TCP, one response line per request line; every command acts
+on a model, never on a driver:
   {"cmd":"ev","connector":1,"state":"A"|"B"|"C"}     EV unplugged / plugged / asking for charge
-  {"cmd":"rfid","uid":"04A1B2C3D4"}                   a card presented to the reader
-  {"cmd":"load","connector":1,"amps":16.0}            current the EV would draw
+  {"cmd":"rfid","uid":"04A1B2C3D4E5F6"}               a card (4, 7 or 10-byte UID in hex, either
+                                                      case) held to the reader for a second
+  {"cmd":"load","connector":1,"amps":16.0}            current the EV draws per phase
   {"cmd":"fault","connector":1,"kind":"rcd"|"clear"}  residual-current trip / cleared
   {"cmd":"lock","connector":1,"fail":true|false}      (--lock) the cable lock jams / works
+  {"cmd":"meter","connector":1,"fault":"crc"|"silent"|"none"}  (Modbus meters) corrupt CRCs,
+                                                      no answers, or working again
+  {"cmd":"relay","connector":1,"welded":true|false}   the contact stays closed when opened
+  {"cmd":"pilot","connector":1,"diode":false|true}    the EV's diode missing / present
+  {"cmd":"block","connector":1,"ms":2000,"unplug_after_ms":300}  the firmware's asyncio loop
+                                                      stuck for ms; the EV unplugged into it;
+                                                      "blocked": {loop_ms, open_ms} in the answer
   {"cmd":"status"}                                    firmware and connector state
 
---lock: every connector is a socket outlet with a motorised cable lock; without it the cable
-is tethered and the board has no lock. `status` shows each connector's "locked": the lock's
-physical state, or null without --lock.
+`status` per connector: status, error, pilot_state, relay (commanded), contact (the
+contactor's), pilot_amps (the model's offer), pilot_duty (the PWM duty in % on the pilot pin,
+null without PWM), transaction_id, id_tag, energy_wh (the firmware's register), meter_ok,
+locked (the lock's bolt; null without --lock: the cable is tethered, the board has no lock).
 """
 import argparse
 import asyncio
@@ -45,7 +57,6 @@ from tools import twin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REBOOT_EXIT = 75
-VOLTS = 230.0
 BOOT = os.path.join(ROOT, "tools", "simboot.py")
 ANSWER_TIMEOUT = 15.0  # a firmware (re)starting answers within this
 
@@ -74,6 +85,8 @@ def parse_args(argv):
     p.add_argument("--connectors", type=int, default=1)
     p.add_argument("--max-amps", type=float, default=32.0)
     p.add_argument("--lock", action="store_true", help="socket outlets with a cable lock")
+    p.add_argument("--meter", choices=("sdm630", "sdm120", "s0", "ct"), default="sdm630",
+                   help="the energy meter of each connector")
     p.add_argument("--code", choices=("frozen", "deployed"), default="frozen",
                    help="our code frozen into the twin, or .mpy files in /lib on the stock one")
     p.add_argument("--quiet", action="store_true", help="no live log on stdout")
@@ -110,11 +123,15 @@ def prepare_flash(a, bus_port):
     config = {"id": a.id,
               "mqtt": {"endpoint": host, "port": port, "ca": "ca.pem", "cert": "cert.pem",
                        "key": "key.pem", "keepalive": 60},
+              # the simulated radio and NTP (tools/simfs/network.py, ntptime.py): the
+              # firmware's Wi-Fi watcher and time sync run as on a board
+              "wifi": {"ssid": "sim", "password": "simulated"},
               "hardware": {"driver": "sim", "connectors": a.connectors,
                            "bus": "127.0.0.1:%d" % bus_port, "max_amps": a.max_amps}}
+    config["hardware"]["meter"] = a.meter
+    config["hardware"]["world"] = os.path.abspath(os.path.join(a.state, "world.json"))
     if a.lock:
         config["hardware"]["lock"] = True
-        config["hardware"]["locks"] = os.path.abspath(os.path.join(a.state, "locks.json"))
     with open(os.path.join(fs, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     shutil.copyfile(os.path.join(ROOT, "main.py"), os.path.join(fs, "main.py"))
@@ -173,56 +190,39 @@ def _save(path, value):
 
 
 class World:
-    """The physical side: EV per connector, load, RCD, the meter's energy register and, on
-    socket outlets, the cable lock (its bolt and whether it jams)."""
+    """The physical side as the simulator sets it: per connector the EV (state, diode), its
+    load, a residual current, a jammed lock, a welded contactor, a meter fault. What lasts
+    across power cuts (the meter's register, the lock's bolt) is reported by the board and
+    kept in `DIR/world.json`, which the board reads when the firmware starts."""
 
     def __init__(self, state_dir, n, lock=False):
-        self.path = os.path.join(state_dir, "meter.json")
-        self.locks_path = os.path.join(state_dir, "locks.json") if lock else None
-        saved = _load(self.path)
-        locks = _load(self.locks_path) if lock else {}
-        self.connectors = {str(i): {"ev": "A", "load": 0.0, "rcd": False,
-                                    "wh": float(saved.get(str(i), 0))} for i in range(1, n + 1)}
-        self.locks = {k: list(locks.get(k, (False, False))) for k in self.connectors} \
-            if lock else None  # connector -> [locked, jam]
-        self.drive = {k: (False, None) for k in self.connectors}  # relay, pilot amps
-        self.saved = {k: int(v["wh"]) for k, v in self.connectors.items()}
-        self.saved_locks = json.dumps(self.locks)
-        self.t = time.monotonic()
-
-    def integrate(self):
-        now = time.monotonic()
-        dt = now - self.t
-        self.t = now
-        for k, c in self.connectors.items():
-            relay, amps = self.drive[k]
-            if relay and amps:
-                c["wh"] += min(c["load"], amps) * VOLTS * dt / 3600.0
+        self.path = os.path.join(state_dir, "world.json")
+        self.lock = lock
+        kept = _load(self.path)
+        self.connectors = {str(i): {"ev": "A", "load": 0.0, "rcd": False, "diode": True,
+                                    "welded": False, "meter": "none", "jam": False}
+                           for i in range(1, n + 1)}
+        self.kept = {k: dict(kept.get(k, {})) for k in self.connectors}
+        self.saved = json.dumps(self.kept)
 
     def save(self):
-        whole = {k: int(c["wh"]) for k, c in self.connectors.items()}
-        if whole != self.saved:
-            _save(self.path, whole)
-            self.saved = whole
-        if self.locks is not None and json.dumps(self.locks) != self.saved_locks:
-            _save(self.locks_path, self.locks)
-            self.saved_locks = json.dumps(self.locks)
+        text = json.dumps(self.kept)
+        if text != self.saved:
+            _save(self.path, self.kept)
+            self.saved = text
 
     def wire(self):
-        wire = {k: {"ev": c["ev"], "load": c["load"], "rcd": c["rcd"], "wh": int(c["wh"])}
-                for k, c in self.connectors.items()}
-        if self.locks is not None:
-            for k, w in wire.items():
-                w["jam"] = self.locks[k][1]
-        return wire
+        return {k: dict(c) for k, c in self.connectors.items()}
 
     def observe(self, state):
         for k, c in state.get("connectors", {}).items():
-            if k in self.drive:
-                self.integrate()
-                self.drive[k] = (bool(c.get("relay")), c.get("pilot_amps"))
-                if self.locks is not None and c.get("locked") is not None:
-                    self.locks[k][0] = c["locked"]  # the firmware drives the bolt
+            kept = self.kept.get(k)
+            if kept is None:
+                continue
+            if c.get("register_wh") is not None:  # a meter with a register of its own
+                kept["wh"] = max(kept.get("wh", 0), c["register_wh"])
+            if c.get("locked") is not None:
+                kept["locked"] = c["locked"]  # the firmware drives the bolt
 
 
 class Simulator:
@@ -258,6 +258,7 @@ class Simulator:
             code = await self.child.wait()
             self.up.clear()
             self.writer = None
+            self.world.save()  # the next boot reads it
             if code == REBOOT_EXIT:
                 self.log("* firmware reset: booting again")
             else:
@@ -277,6 +278,7 @@ class Simulator:
                 if "state" in msg:
                     self.state = msg["state"]
                     self.world.observe(self.state)
+                    self.world.save()  # a power cut may come any moment: the meter keeps it
                 if t == "hello":
                     self.up.set()
                     await self._bus_send({"t": "world", "connectors": self.world.wire()})
@@ -301,7 +303,7 @@ class Simulator:
             parts.append("#%s %s relay=%s pilot=%s tx=%s %d Wh" % (
                 k, c["status"], "closed" if c["relay"] else "open",
                 "%gA" % c["pilot_amps"] if c["pilot_amps"] else "off", c["transaction_id"],
-                self.world.connectors[k]["wh"]))
+                c["energy_wh"]))
         self.log("== %s | %s" % ("online" if state["online"] else "offline", " | ".join(parts)))
 
     async def _bus_send(self, msg):
@@ -322,17 +324,6 @@ class Simulator:
         await self._bus_send(msg)
         return await asyncio.wait_for(fut, ANSWER_TIMEOUT)
 
-    async def meter(self):
-        """Integrate energy continuously and keep the firmware's meter current."""
-        while True:
-            await asyncio.sleep(0.25)
-            self.world.integrate()
-            self.world.save()
-            if self.up.is_set() and not self.lock.locked():
-                try:
-                    await self._bus_send({"t": "world", "connectors": self.world.wire()})
-                except ConnectionError:
-                    pass
 
     # -- the control socket ---------------------------------------------------------------
 
@@ -368,44 +359,27 @@ class Simulator:
                 raise UsageError("a request is a JSON object")
             cmd = req.get("cmd")
             async with self.lock:
-                self.world.integrate()
-                if cmd == "ev":
-                    c = self._connector(req)
-                    if req.get("state") not in ("A", "B", "C"):
-                        raise UsageError("state must be A, B or C")
-                    c["ev"] = req["state"]
-                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
-                elif cmd == "rfid":
+                if cmd == "rfid":
                     uid = req.get("uid")
-                    if not isinstance(uid, str) or not uid or len(uid) > 20:
-                        raise UsageError("uid must be a string of 1..20 characters")
-                    state = await self.ask({"t": "rfid", "uid": uid})
-                elif cmd == "load":
-                    c = self._connector(req)
-                    amps = req.get("amps")
-                    if not isinstance(amps, (int, float)) or isinstance(amps, bool) or amps < 0:
-                        raise UsageError("amps must be a number >= 0")
-                    c["load"] = float(amps)
-                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
-                elif cmd == "fault":
-                    c = self._connector(req)
-                    if req.get("kind") not in ("rcd", "clear"):
-                        raise UsageError("kind must be rcd or clear")
-                    c["rcd"] = req["kind"] == "rcd"
-                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
-                elif cmd == "lock":
-                    c = self._connector(req)
-                    if self.world.locks is None:
-                        raise UsageError("no cable lock: start the simulator with --lock")
-                    if not isinstance(req.get("fail"), bool):
-                        raise UsageError("fail must be true or false")
-                    self.world.locks[str(req.get("connector", 1))][1] = req["fail"]
-                    self.world.save()
-                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                    if (not isinstance(uid, str) or len(uid) not in (8, 14, 20)
+                            or any(ch not in "0123456789abcdefABCDEF" for ch in uid)):
+                        raise UsageError("uid must be a 4, 7 or 10-byte UID in hex "
+                                         "(8, 14 or 20 hex digits)")
+                    state = await self.ask({"t": "rfid", "uid": uid.upper()})
                 elif cmd == "status":
                     state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                elif cmd == "block":
+                    ms, after = req.get("ms"), req.get("unplug_after_ms")
+                    self._connector(req)
+                    if (not isinstance(ms, int) or not isinstance(after, int)
+                            or not 0 < after < ms <= 10000):
+                        raise UsageError("block needs ms (up to 10000) and unplug_after_ms < ms")
+                    state = await self.ask({"t": "block", "ms": ms, "unplug_after_ms": after,
+                                            "connector": req.get("connector", 1)})
+                    self.world.connectors[str(req.get("connector", 1))]["ev"] = "A"
                 else:
-                    raise UsageError("unknown cmd %r" % (cmd,))
+                    self._change(cmd, req)
+                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
                 self.world.observe(state)
                 self.world.save()
             return self.answer(state)
@@ -414,15 +388,60 @@ class Simulator:
         except asyncio.TimeoutError:
             return {"ok": False, "error": "firmware not answering"}
 
+    def _change(self, cmd, req):
+        """Apply one control command to the world (the models), or raise UsageError."""
+        def flag(key):
+            if not isinstance(req.get(key), bool):
+                raise UsageError("%s must be true or false" % key)
+            return req[key]
+
+        if cmd == "ev":
+            c = self._connector(req)
+            if req.get("state") not in ("A", "B", "C"):
+                raise UsageError("state must be A, B or C")
+            c["ev"] = req["state"]
+        elif cmd == "load":
+            c = self._connector(req)
+            amps = req.get("amps")
+            if not isinstance(amps, (int, float)) or isinstance(amps, bool) or amps < 0:
+                raise UsageError("amps must be a number >= 0")
+            c["load"] = float(amps)
+        elif cmd == "fault":
+            c = self._connector(req)
+            if req.get("kind") not in ("rcd", "clear"):
+                raise UsageError("kind must be rcd or clear")
+            c["rcd"] = req["kind"] == "rcd"
+        elif cmd == "lock":
+            c = self._connector(req)
+            if not self.world.lock:
+                raise UsageError("no cable lock: start the simulator with --lock")
+            c["jam"] = flag("fail")
+        elif cmd == "meter":
+            c = self._connector(req)
+            if req.get("fault") not in ("crc", "silent", "none"):
+                raise UsageError("fault must be crc, silent or none")
+            if self.a.meter not in ("sdm630", "sdm120"):
+                raise UsageError("meter faults need a Modbus meter (--meter sdm630|sdm120)")
+            c["meter"] = req["fault"]
+        elif cmd == "relay":
+            self._connector(req)["welded"] = flag("welded")
+        elif cmd == "pilot":
+            self._connector(req)["diode"] = flag("diode")
+        else:
+            raise UsageError("unknown cmd %r" % (cmd,))
+
     def answer(self, state):
         connectors = {}
         for k, c in state["connectors"].items():
             view = dict(c)
-            view["energy_wh"] = int(self.world.connectors[k]["wh"])
+            view.pop("register_wh", None)
             connectors[k] = view
         return {"ok": True, "online": state["online"], "code": self.a.code,
                 "heap_free": state["heap_free"], "heap_peak": state["heap_peak"],
                 "uptime_ms": state["uptime_ms"], "boots": self.boots, "mqtt": state.get("mqtt"),
+                "reader_failed": state.get("reader_failed"),
+                "unlogged_frames": state.get("unlogged_frames", 0),
+                "blocked": state.get("blocked"),
                 "connectors": connectors}
 
     async def main(self):
@@ -433,8 +452,7 @@ class Simulator:
         host, port = self.a.control_addr
         control = await asyncio.start_server(self.on_control, host, port, reuse_address=True)
         self.log("* simulator %s: control on %s:%d, flash in %s" % (self.a.id, host, port, fs))
-        tasks = [asyncio.create_task(self.firmware(fs, binary)),
-                 asyncio.create_task(self.meter())]
+        tasks = [asyncio.create_task(self.firmware(fs, binary))]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -443,7 +461,8 @@ class Simulator:
             if self.child and self.child.returncode is None:
                 self.child.kill()
                 await self.child.wait()
-            self.world.integrate()
+            if self.state is not None:
+                self.world.observe(self.state)
             self.world.save()
 
 

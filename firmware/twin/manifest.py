@@ -1,5 +1,6 @@
 # The host twin with our firmware frozen in: the same app manifest as the ESP32 image
 # (the ESP32 board manifest itself is left out: its modules/ need the esp32 port).
 include("../app_manifest.py")
-# The simulated board stands where a board's drivers are (tools/sim.py; host only).
-module("board_sim.py", base_path="../../tools/simfs")
+# The simulated board, machine, network and device models stand where a board's
+# peripherals are (tools/sim.py; host only).
+freeze("../../tools/simfs")

@@ -12,12 +12,16 @@ VERSION = "0.1.0"
 LOOP_MS = 20  # the safety path (relay) runs at least this often
 
 
-def build_board(cfg):
-    """`hardware.driver` names the board module `board_<driver>`; its build(options, cfg)
-    returns a board as documented in chargepoint.model.board."""
+def build_board(cfg, store):
+    """`hardware.driver` "esp32" is chargepoint.hardware.esp32; any other names a module
+    `board_<driver>` (the simulator's is board_sim). Its build(options, cfg, store) returns a
+    board as documented in chargepoint.model.board."""
     options = cfg["hardware"]
-    module = __import__("board_" + options["driver"])
-    return module.build(options, cfg)
+    if options["driver"] == "esp32":
+        from chargepoint.hardware import esp32 as module
+    else:
+        module = __import__("board_" + options["driver"])
+    return module.build(options, cfg, store)
 
 
 def build_transport(cfg, before_connect=None):
@@ -45,14 +49,7 @@ def build_network(cfg, clock):
     return wifi, TimeSync(ntptime.settime, clock.ticks_ms)
 
 
-def all_off(board):
-    """Every relay open and every pilot without PWM: what the board is left in when the main
-    loop ends for any reason (the watchdog, if enabled, then resets it)."""
-    for hw in board.connectors:
-        try:
-            hw.relay.set(False)
-        finally:
-            hw.pilot.offer(None)
+
 
 
 def _reboot(board, transport):
@@ -120,7 +117,12 @@ def run(config_path="config.json", data_dir="data"):
     cfg = load_config(config_path)
     if cfg is None:
         return None
-    board = build_board(cfg)
+    store = FileStore(data_dir)
+    try:
+        board = build_board(cfg, store)
+    except ValueError as e:  # BoardError: a pin map mistake, one line
+        print("config:", e)
+        return None
     clock = Clock()
     wifi, timesync = build_network(cfg, clock)
     try:
@@ -130,7 +132,7 @@ def run(config_path="config.json", data_dir="data"):
         return None
     info = dict(board.info)
     info.setdefault("firmwareVersion", VERSION)
-    cp = ChargePoint(board, transport, FileStore(data_dir), clock,
+    cp = ChargePoint(board, transport, store, clock,
                      reboot=_reboot(board, transport), boot_info=info)
     wdt = None
     watchdog_ms = cfg["hardware"].get("watchdog_ms", 0)
@@ -141,7 +143,9 @@ def run(config_path="config.json", data_dir="data"):
     try:
         asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt))
     finally:
-        all_off(board)
+        # Whatever ended the loop: every relay open, no PWM (the watchdog then resets).
+        from chargepoint.hardware.guard import all_off
+        all_off(board.connectors)
         transport.stop()
         asyncio.new_event_loop()
     return cp

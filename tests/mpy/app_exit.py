@@ -61,7 +61,7 @@ class Transport:
 board.rfid = DyingReader()
 app.load_config = lambda path: {"id": "CP001", "hardware": {}, "repl": False,
                                 "wifi": {"ssid": "", "password": ""}, "mqtt": {}}
-app.build_board = lambda cfg: board
+app.build_board = lambda cfg, store: board
 app.build_transport = lambda cfg, before_connect=None: Transport()
 ended = None
 try:

@@ -216,3 +216,20 @@ def test_malformed_confirmation_is_treated_as_error():
     r.cs.answers["BootNotification"] = {"status": "Accepted"}  # no currentTime, no interval
     r.step()
     assert r.cp.registration is None
+
+
+def test_out_of_memory_while_answering_gives_internal_error_and_carries_on(rig, monkeypatch):
+    import chargepoint.ocpp.engine as engine_mod
+
+    real = engine_mod.json.dumps
+    raised = []
+
+    def dumps(obj):
+        if obj[:2] == [3, "cs-1"] and not raised:  # no room for the first CALL's answer
+            raised.append(obj)
+            raise MemoryError()
+        return real(obj)
+    monkeypatch.setattr(engine_mod.json, "dumps", dumps)
+    answer = rig.send("GetConfiguration", {"key": ["NumberOfConnectors"]})
+    assert answer[:4] == [4, answer[1], "InternalError", "out of memory"]
+    assert rig.send("GetConfiguration", {"key": ["NumberOfConnectors"]})[0] == 3

@@ -1,16 +1,24 @@
-"""Simulated ESP32 board for the host simulator (never on a device).
+"""Simulated ESP32 board on the device twin (host only): device models wired to the simulated
+`machine` as on a real board, the real drivers built on them (chargepoint.hardware.esp32),
+and a loopback bus to the simulator process (tools/sim.py).
 
-The simulated world (EV, load, residual current, cards, the meter's register) is kept by the
-simulator process (tools/sim.py); this board connects to it over a loopback "bus" of JSON
-lines, shows the firmware the inputs it is told and reports the outputs it drives.
+Only models are ever changed by the simulator, never a driver: the EV on each pilot, the
+contactor (welded or not), the residual-current monitor, the cable-lock motor, the energy
+meter (SDM630/SDM120 on Modbus, S0 pulses or a CT clamp) and the MFRC522 with a card.
+Lasting physical state (the meters' registers, the lock bolts) is kept by the simulator in
+the file `options["world"]`, read here before the drivers start.
+
 Bus messages, simulator -> board:
-  {"t":"world","id":n,"connectors":{"1":{"ev":"C","load":16.0,"rcd":false,"wh":123,
-   "jam":false}}}
-  {"t":"rfid","id":n,"uid":"04A1B2C3D4"}
-  {"t":"status","id":n}
-board -> simulator: {"t":"ack","id":n,"state":{...}} after running the firmware's loop once,
-so an answer reflects what the firmware did; {"t":"state",...} on changes; {"t":"frame",
-"dir":"in"|"out","text":...}; {"t":"reboot","hard":bool} just before the firmware restarts.
+  {"t":"world","id":n,"connectors":{"1":{"ev":"C","load":16.0,"rcd":false,"jam":false,
+   "diode":true,"welded":false,"meter":"none"}}}
+  {"t":"rfid","id":n,"uid":"04A1B2C3D4E5F6"}
+  {"t":"block","id":n,"ms":2000,"unplug_after_ms":300,"connector":1}  the firmware's asyncio
+      loop is kept busy (as by a handler stuck in a loop) for ms; unplug_after_ms into it the
+      EV is unplugged (from a timer, as the physical world goes on); the ack carries
+      "blocked": {"loop_ms", "open_ms" (unplug to contact open, -1 if it did not)}
+board -> simulator: {"t":"ack","id":n,"state":{...}} once the firmware has acted on it;
+{"t":"state",...} on changes; {"t":"frame","dir":"in"|"out","text":...};
+{"t":"reboot","hard":bool} just before the firmware restarts.
 """
 import asyncio
 import gc
@@ -18,106 +26,158 @@ import json
 import sys
 import time
 
+import contactor
+import ev
+import lock_motor
+import machine
+import rcd_model
+
 REBOOT_EXIT = 75  # the simulator restarts the firmware on this exit code
-VOLTS = 230.0
+_PHYSICS_MS = 100
+_CARD_MS = 300  # a tap leaves the card in the field this long
+_GONE_SCANS = 3  # a card taken away is gone for the reader once it scanned an empty field so often
+_GONE_MS = 2000  # ... or after this, whatever the reader did
+_READ_MS = 400  # an rfid request waits at most this long for the reader to take the card
+_SETTLE_MS = 25  # a pilot reading is at most 20 ms old: the firmware has seen a change by then
+_FRAMES = 8  # frames waiting for the simulator's log; more are counted, not kept (heap)
+_FRAME_LOG = 512  # a longer frame is cut to this many characters in that log
+_CHARGING = ("C", "D")
 
 
-class Lock:
-    """A motorised cable lock (socket outlet). `jam` makes locking and unlocking fail;
-    `bolt` is its physical state, which outlives the firmware (kept by the simulator)."""
+def pin_map(i, meter, lock):
+    """The esp32 driver's options of connector i (0-based): the first is wired as the default
+    ESP32-DevKitC board; further ones get simulated GPIOs 100 + 20 i ... (one UART each)."""
+    if i == 0:
+        c = {"pilot_pwm": 25, "pilot_adc": 34, "relay": [26], "relay_feedback": 27,
+             "rcd": 35, "rcd_test": 33, "lock": {"lock": 14, "unlock": 12, "feedback": 13}}
+        uart, tx, rx, de, s0, ct = 2, 17, 16, 4, 32, 36
+    else:
+        b = 100 + 20 * i
+        c = {"pilot_pwm": b, "pilot_adc": b + 1, "relay": [b + 2], "relay_feedback": b + 3,
+             "rcd": b + 4, "rcd_test": b + 5,
+             "lock": {"lock": b + 6, "unlock": b + 7, "feedback": b + 8}}
+        uart, tx, rx, de, s0, ct = 10 + i, b + 9, b + 10, b + 11, b + 12, b + 13
+    if not lock:
+        c["lock"] = None
+    if meter in ("sdm630", "sdm120"):
+        c["meter"] = {"type": meter, "uart": uart, "tx": tx, "rx": rx, "de": de, "slave": 1}
+    elif meter == "s0":
+        c["meter"] = {"type": "s0", "pin": s0, "pulses_per_kwh": 1000}
+    else:
+        c["meter"] = {"type": "ct", "adc": ct, "volts": 230}
+    return c
 
-    def __init__(self):
-        self.bolt = False
-        self.jam = False
 
-    def lock(self):
-        if not self.jam:
-            self.bolt = True
-        return not self.jam
+class Models:
+    """One connector's physical side, wired to its pins."""
 
-    def unlock(self):
-        if not self.jam:
-            self.bolt = False
-        return not self.jam
+    def __init__(self, c, kept):
+        self.ev = ev.EV()
+        machine.wire(c["pilot_pwm"], self.ev)
+        machine.wire(c["pilot_adc"], self.ev)
+        self.contactor = contactor.Contactor(coils=len(c["relay"]))
+        for pin, coil in zip(c["relay"], self.contactor.coils):
+            machine.wire(pin, coil)
+        machine.wire(c["relay_feedback"], self.contactor.feedback)
+        self.rcd = rcd_model.RcdModel()
+        machine.wire(c["rcd"], self.rcd)
+        machine.wire(c["rcd_test"], self.rcd.test)
+        self.lock = None
+        if c["lock"] is not None:
+            self.lock = lock_motor.LockMotor(bolt=kept.get("locked", False))
+            machine.wire(c["lock"]["lock"], self.lock.lock_port)
+            machine.wire(c["lock"]["unlock"], self.lock.unlock_port)
+            machine.wire(c["lock"]["feedback"], self.lock.feedback)
+        m = c["meter"]
+        self.kind = m["type"]
+        self.load = 0.0
+        if self.kind in ("sdm630", "sdm120"):
+            import sdm_model
+            self.meter = sdm_model.SdmModel(m["slave"], 3 if self.kind == "sdm630" else 1,
+                                            energy_kwh=kept.get("wh", 0) / 1000)
+            machine.wire_bus("uart", m["uart"], self.meter)
+            machine.wire(m["de"], self.meter.de)
+        elif self.kind == "s0":
+            import s0_model
+            self.meter = s0_model.S0Model(m["pulses_per_kwh"])
+            machine.wire(m["pin"], self.meter)
+        else:
+            import ct_model
+            self.meter = ct_model.CtModel()
+            machine.wire(m["adc"], self.meter)
 
+    def apply(self, w):
+        self.ev.state = w["ev"]
+        self.ev.diode = w.get("diode", True)
+        self.load = float(w["load"])
+        if w["rcd"] != self.rcd.residual:
+            self.rcd.trip() if w["rcd"] else self.rcd.clear()
+        self.contactor.welded = w.get("welded", False)
+        if self.lock is not None:
+            self.lock.jam = w.get("jam", False)
+        if self.kind in ("sdm630", "sdm120"):
+            self.meter.fault = w.get("meter", "none")
 
-class Connector:
-    """One connector's simulated pilot, relay, meter and residual-current monitor. One object
-    plays all four parts (their method names do not clash): every class costs heap."""
-
-    def __init__(self, max_amps, lock):
-        self.pilot = self.relay = self.meter = self.rcd = self
-        self.lock = Lock() if lock else None
-        self.max_amps = max_amps
-        self.ev = "A"  # pilot: the EV's state
-        self.amps = None  # pilot: current offered, None without PWM
-        self.closed = False  # relay
-        self.wh = 0  # meter register
-        self.trip = False  # residual current
-        self.load = 0.0  # what the EV would draw
-
-    def state(self):
-        return self.ev
-
-    def offer(self, amps):
-        self.amps = amps
-
-    def set(self, closed):
-        self.closed = closed
-
-    def get(self):
-        return self.closed
-
-    def _amps(self):
-        if not self.closed or self.amps is None:
+    def amps(self):
+        """What the EV draws now: its load, at most the offer, while the contact is closed."""
+        if not self.contactor.closed or self.ev.state not in _CHARGING:
             return 0.0
-        return min(self.load, self.amps)
+        return min(self.load, self.ev.amps() or 0.0)
 
-    def energy_wh(self):
-        return self.wh
+    def advance(self, seconds):
+        amps = self.amps()
+        if self.kind in ("sdm630", "sdm120"):
+            self.meter.load = amps
+            self.meter.advance(seconds)
+        elif self.kind == "s0":
+            self.meter.consume(amps * 230.0 * seconds / 3600.0)
+        else:
+            self.meter.amps = amps
 
-    def power_w(self):
-        return self._amps() * VOLTS
-
-    def current_a(self):
-        return (self._amps(),)
-
-    def voltage_v(self):
-        return (VOLTS,)
-
-    def tripped(self):
-        return self.trip
+    def register(self):
+        """The meter's own register (Wh, unrounded) where the meter keeps one, else None."""
+        if self.kind in ("sdm630", "sdm120"):
+            return self.meter.energy_kwh * 1000
+        return None
 
 
 class Board:
-    def __init__(self, options, cfg):
+    def __init__(self, options, cfg, store):
+        from chargepoint.hardware import esp32
+
         host, _, port = options["bus"].rpartition(":")
         self.bus = (host, int(port))
         n = options.get("connectors", 1)
-        lock = options.get("lock", False)
-        self.connectors = [Connector(float(options.get("max_amps", 32)), lock)
-                           for _ in range(n)]
-        if lock:  # the locks as they were when the power went, before the firmware runs
-            try:
-                with open(options["locks"]) as f:
-                    locks = json.load(f)
-            except (OSError, ValueError):
-                locks = {}
-            for i, c in enumerate(self.connectors):
-                c.lock.bolt, c.lock.jam = locks.get(str(i + 1), (False, False))
-        self.rfid = self  # the reader: poll()
-        self.cards = []
-        self.info = {"chargePointVendor": "MicroOCPP-Py", "chargePointModel": "Simulator",
-                     "chargePointSerialNumber": cfg["id"], "meterType": "Simulated"}
+        try:
+            with open(options["world"]) as f:
+                kept = json.load(f)
+        except (KeyError, OSError, ValueError):
+            kept = {}
+        pins = [pin_map(i, options.get("meter", "sdm630"), options.get("lock", False))
+                for i in range(n)]
+        self.models = [Models(c, kept.get(str(i + 1), {})) for i, c in enumerate(pins)]
+        import mfrc522_model
+        self.reader = mfrc522_model.MFRC522Model()
+        machine.wire_bus("spi", 1, self.reader)
+        machine.wire(5, self.reader.cs)
+        machine.wire(22, self.reader.rst)
+        self.board = esp32.build({"driver": "esp32", "connectors": n,
+                                  "max_amps": options.get("max_amps", 32),
+                                  "connector": pins}, cfg, store)
+        self.connectors = self.board.connectors
+        self.rfid = self.board.rfid
+        self.info = dict(self.board.info)
+        self.info["chargePointModel"] = "ESP32 (simulated)"
         self.started = time.ticks_ms()
+        self.card_until = None
+        self.card_gone = None  # ticks the last card left the field
+        self.scans_gone = 0  # the reader's empty scans counted then
+        self.unlogged = 0  # frames left out of the simulator's log
         self.peak = 0  # largest live heap measured
         self.free = 0  # free heap at the last measurement
         self.rebooting = None
         self.writer = None
         self.cp = None
-
-    def poll(self):
-        return self.cards.pop(0) if self.cards else None
 
     def reboot(self, hard):
         self.rebooting = hard  # the bus task says goodbye and ends the process
@@ -132,48 +192,122 @@ class Board:
             self.free = gc.mem_free()
         view = cp.view()
         for key, c in view["connectors"].items():
+            i = int(key) - 1
+            m = self.models[i]
             c["pilot_state"] = c.pop("pilot")
-            lock = self.connectors[int(key) - 1].lock
-            c["locked"] = None if lock is None else lock.bolt
+            c["locked"] = None if m.lock is None else m.lock.bolt
+            c["pilot_duty"] = m.ev.duty()
+            c["meter_ok"] = self.connectors[i].meter.ok
+            c["contact"] = m.contactor.closed
+            c["register_wh"] = m.register()
         view["heap_free"] = self.free
         view["heap_peak"] = self.peak
         view["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)
         view["mqtt"] = getattr(cp.transport, "status", None)
+        view["reader_failed"] = bool(getattr(self.rfid, "failed", False))
+        view["unlogged_frames"] = self.unlogged
         return view
 
     async def _send(self, msg):
         self.writer.write(json.dumps(msg).encode() + b"\n")
         await self.writer.drain()
 
-    def _apply(self, msg):
+    async def _apply(self, msg):
         t = msg["t"]
         if t == "world":
             for key, w in msg["connectors"].items():
-                c = self.connectors[int(key) - 1]
-                c.ev = w["ev"]
-                c.load = float(w["load"])
-                c.trip = w["rcd"]
-                c.wh = int(w["wh"])
-                if c.lock is not None:
-                    c.lock.jam = w["jam"]
+                self.models[int(key) - 1].apply(w)
+            # the answer shows what the firmware made of it: its next readings see it
+            await asyncio.sleep_ms(_SETTLE_MS)
+            self.cp.loop()
         elif t == "rfid":
-            self.cards.append(msg["uid"])
+            if self.reader.card is not None:  # a card still there is taken away first
+                self._remove_card()
+            while (self.card_gone is not None
+                   and self.reader.empty_scans - self.scans_gone < _GONE_SCANS
+                   and time.ticks_diff(time.ticks_ms(), self.card_gone) < _GONE_MS):
+                self.cp.loop()
+                await asyncio.sleep_ms(10)
+            self.reader.present(msg["uid"])
+            self.card_until = time.ticks_add(time.ticks_ms(), _CARD_MS)
+            start = time.ticks_ms()
+            card = self.reader.card
+            while card.state == 0 and time.ticks_diff(time.ticks_ms(), start) < _READ_MS:
+                self.cp.loop()  # until the reader has taken the card (it scans every 100 ms)
+                await asyncio.sleep_ms(10)
+            self.cp.loop()
+
+    def _block(self, msg):
+        """A stuck firmware loop (busy, not sleeping: nothing of asyncio runs) while the EV
+        leaves; timed on the models' side."""
+        m = self.models[msg.get("connector", 1) - 1]
+        times = {}
+
+        def contact(closed):
+            if not closed and "unplug" in times and "open" not in times:
+                times["open"] = time.ticks_ms()
+
+        def unplug(timer):
+            times["unplug"] = time.ticks_ms()
+            m.ev.state = "A"
+        m.contactor.on_change = contact
+        machine.Timer(-1).init(mode=machine.Timer.ONE_SHOT, period=msg["unplug_after_ms"],
+                               callback=unplug)
+        start = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), start) < msg["ms"]:
+            pass
+        m.contactor.on_change = None
+        opened = -1
+        if "open" in times:
+            opened = time.ticks_diff(times["open"], times["unplug"])
+        return {"loop_ms": time.ticks_diff(time.ticks_ms(), start), "open_ms": opened}
 
     async def run(self, cp):
         self.cp = cp
         frames = []
-        cp.engine.on_frame = lambda direction, text: frames.append((direction, text))
+
+        def on_frame(direction, text):
+            if len(frames) < _FRAMES:
+                if len(text) > _FRAME_LOG:
+                    text = "%s...(%d characters)" % (text[:_FRAME_LOG], len(text))
+                frames.append((direction, text))
+            else:
+                self.unlogged += 1
+        cp.engine.on_frame = on_frame
         reader, self.writer = await asyncio.open_connection(*self.bus)
         await self._send({"t": "hello", "state": self.state(True)})
         asyncio.create_task(self._report(frames))
+        asyncio.create_task(self._physics())
+        asyncio.create_task(self.board.run(cp))  # meters, RCD recovery, registers
         while True:
             line = await reader.readline()
             if not line:
                 sys.exit(1)  # the simulator is gone: so is the power
             msg = json.loads(line)
-            self._apply(msg)
-            cp.loop()  # act on the new inputs now, so the answer shows the outcome
-            await self._send({"t": "ack", "id": msg.get("id"), "state": self.state(True)})
+            blocked = self._block(msg) if msg["t"] == "block" else None
+            await self._apply(msg)
+            state = self.state(True)
+            if blocked is not None:
+                state["blocked"] = blocked
+            await self._send({"t": "ack", "id": msg.get("id"), "state": state})
+
+    async def _physics(self):
+        last = time.ticks_ms()
+        while True:
+            await asyncio.sleep_ms(_PHYSICS_MS)
+            now = time.ticks_ms()
+            seconds = time.ticks_diff(now, last) / 1000
+            last = now
+            for m in self.models:
+                m.advance(seconds)
+            if self.card_until is not None and time.ticks_diff(now, self.card_until) >= 0:
+                self._remove_card()
+
+    def _remove_card(self):
+        self.reader.remove()
+        self.card_until = None
+        self.card_gone = time.ticks_ms()
+        self.scans_gone = self.reader.empty_scans
 
     async def _report(self, frames):
         last = None
@@ -192,5 +326,5 @@ class Board:
             await asyncio.sleep_ms(50)
 
 
-def build(options, cfg):
-    return Board(options, cfg)
+def build(options, cfg, store=None):
+    return Board(options, cfg, store)

@@ -38,13 +38,17 @@ class Contactor:
         self.closed = False
         self.welded = False
         self.closes = 0
+        self.on_change = None  # f(closed) after the contact moved (a test's stopwatch)
 
     def _update(self):
         energised = True
         for c in self.coils:
             energised = energised and c.energised
+        was = self.closed
         if energised and not self.closed:
             self.closed = True
             self.closes += 1
         elif not energised and not self.welded:
             self.closed = False
+        if self.closed != was and self.on_change is not None:
+            self.on_change(self.closed)

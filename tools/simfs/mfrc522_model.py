@@ -96,6 +96,7 @@ class MFRC522Model:
         self.broken = False
         self.card = None
         self.frames = None  # a list to keep every frame sent into the field in (tests)
+        self.empty_scans = 0  # REQA/WUPA with no card in the field
         self.cs = _Line(self._select)
         self.rst = _Line(self._reset_pin)
         self._selected = False
@@ -205,6 +206,8 @@ class MFRC522Model:
                 self.frames.append((frame, bits))
             if self.card is not None:
                 answer = self.card.answer(frame, bits)
+            elif bits == 7 and frame in (b"\x26", b"\x52"):
+                self.empty_scans += 1  # the reader looked for a card and found none
         if answer is None:
             if regs[_T_MODE] & 0x80:  # TAuto: the timer ran out waiting for an answer
                 regs[_COM_IRQ] |= 0x01

@@ -9,3 +9,12 @@
 // What every unix variant but "minimal" enables: ssl/socket/_thread come from the .mk,
 // VfsRom, the unix time/os modules and .mpy loading from here.
 #include "variants/mpconfigvariant_common.h"
+
+// No unix `machine` module: the simulated one (tools/simfs/machine.py, frozen) stands in for
+// the ESP32's, so drivers run unchanged against simulated peripherals.
+#undef MICROPY_PY_MACHINE
+#define MICROPY_PY_MACHINE (0)
+#undef MICROPY_PY_MACHINE_PULSE
+#define MICROPY_PY_MACHINE_PULSE (0)
+#undef MICROPY_PY_MACHINE_PIN_BASE
+#define MICROPY_PY_MACHINE_PIN_BASE (0)

@@ -111,12 +111,24 @@ class Engine:
             self.stats["bad"] += 1
             return
         kind = msg[0]
-        if kind == _CALL:
-            self._on_call(msg, stale)
-        elif kind == _RESULT or kind == _ERROR:
-            self._on_answer(msg)
-        else:
+        try:
+            if kind == _CALL:
+                self._on_call(msg, stale)
+            elif kind == _RESULT or kind == _ERROR:
+                self._on_answer(msg)
+            else:
+                self.stats["bad"] += 1
+        except MemoryError:
+            # No room in the heap for the work or the answer: say so in a few bytes rather
+            # than stop the charge point (the frame was acknowledged: an answer is owed).
             self.stats["bad"] += 1
+            if kind == _CALL:
+                uid = msg[1]
+                msg = None
+                try:
+                    self._send(frame_error(uid, "InternalError", "out of memory"), "out")
+                except MemoryError:
+                    pass
 
     def _on_call(self, msg, stale):
         uid = msg[1]

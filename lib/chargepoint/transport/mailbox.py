@@ -5,13 +5,15 @@ import _thread
 class Mailbox:
     """Bounded FIFO shared by the asyncio side and the network thread: at most `limit` items
     and, when `max_bytes` is set, at most that many bytes of them (an empty mailbox takes one
-    item of any size)."""
+    item of any size). With strict=False the bytes only make it `full()` (the sender asks
+    before it commits to a frame: put() then never refuses one for its size)."""
 
-    def __init__(self, limit, max_bytes=0):
+    def __init__(self, limit, max_bytes=0, strict=True):
         if limit < 1:
             raise ValueError("mailbox size must be >= 1")
         self.limit = limit
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes if strict else 0
+        self.soft_bytes = max_bytes
         self.bytes = 0
         self._items = []  # [(item, size)]
         self._lock = _thread.allocate_lock()
@@ -20,7 +22,8 @@ class Mailbox:
         return len(self._items)
 
     def full(self):
-        return len(self._items) >= self.limit or (self.max_bytes and self.bytes >= self.max_bytes)
+        return len(self._items) >= self.limit or (
+            self.soft_bytes and self.bytes >= self.soft_bytes)
 
     def put(self, item, size=0):
         with self._lock:

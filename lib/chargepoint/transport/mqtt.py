@@ -21,10 +21,12 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
 
 - Persistent session: CONNECT with clean_session=False; SUBSCRIBE (QoS 1) to the out topic
   only when CONNACK says session-present=0 (the broker kept the subscription otherwise).
-- Outbox: at most `outbox_len` frames; a frame leaves the outbox only after its PUBACK, so a
+- Outbox: at most `outbox_len` frames (8); past `outbox_bytes` (8 KB) it counts as full for
+  `can_send()` (a frame already promised is still taken). A frame leaves it only after its
+  PUBACK, so a
   link lost mid-publish republishes it after reconnecting (at least once). PUBLISHes are
   at least 20 ms apart: never more than 50 a second (AWS IoT allows 100 per connection).
-- Inbox: at most `inbox_len` frames (8) and `inbox_bytes` of them (16 KB; one frame of any
+- Inbox: at most `inbox_len` frames (8) and `inbox_bytes` of them (8 KB; one frame of any
   size is taken when the inbox is empty), so inbound frames never hold more than that. While
   it is full the thread stops reading the socket (back-pressure on the broker). A frame that
   arrives while it is full, during a PUBACK wait, is *refused*: the callback raises before
@@ -126,7 +128,8 @@ class MqttTransport:
 
     def __init__(self, client_id, server, port=8883, ssl=None, keepalive=300,
                  topic_in="{id}/in", topic_out="{id}/out", ticks_ms=None,
-                 client_factory=None, rand=None, outbox_len=8, inbox_len=8, inbox_bytes=16384,
+                 client_factory=None, rand=None, outbox_len=8, outbox_bytes=4096, inbox_len=8,
+                 inbox_bytes=4096,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
                  before_connect=None):
@@ -147,7 +150,7 @@ class MqttTransport:
         self.reconnect = Reconnect(self._ticks, backoff_first_ms, backoff_cap_ms, stable_ms, rand)
         self.keepalive_policy = KeepAlive(keepalive, pong_ms)
         self.stale = StaleWindow(stale_ms)
-        self.outbox = Mailbox(outbox_len)
+        self.outbox = Mailbox(outbox_len, outbox_bytes, strict=False)
         self.inbox = Mailbox(inbox_len, inbox_bytes)
         self._refusing = False  # PUBLISHes are being refused until a reconnect
         self._fresh = False  # the next session's backlog is seconds old, not stale
@@ -169,7 +172,7 @@ class MqttTransport:
         frame = text.encode() if isinstance(text, str) else bytes(text)
         if len(frame) > MAX_PAYLOAD:
             raise ValueError("frame of %d bytes exceeds the 128 KB MQTT payload limit" % len(frame))
-        return self.outbox.put(frame)
+        return self.outbox.put(frame, len(frame))
 
     def can_send(self):
         """Whether a frame sent now would be taken: the engine reads an inbound frame only
