@@ -21,12 +21,12 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
 
 - Persistent session: CONNECT with clean_session=False; SUBSCRIBE (QoS 1) to the out topic
   only when CONNACK says session-present=0 (the broker kept the subscription otherwise).
-- Outbox: at most `outbox_len` frames (8); past `outbox_bytes` (8 KB) it counts as full for
+- Outbox: at most `outbox_len` frames (8); past `outbox_bytes` (4 KB) it counts as full for
   `can_send()` (a frame already promised is still taken). A frame leaves it only after its
   PUBACK, so a
   link lost mid-publish republishes it after reconnecting (at least once). PUBLISHes are
   at least 20 ms apart: never more than 50 a second (AWS IoT allows 100 per connection).
-- Inbox: at most `inbox_len` frames (8) and `inbox_bytes` of them (8 KB; one frame of any
+- Inbox: at most `inbox_len` frames (8) and `inbox_bytes` of them (4 KB; one frame of any
   size is taken when the inbox is empty), so inbound frames never hold more than that. While
   it is full the thread stops reading the socket (back-pressure on the broker). A frame that
   arrives while it is full, during a PUBACK wait, is *refused*: the callback raises before
