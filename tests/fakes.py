@@ -127,9 +127,16 @@ class FakeMeter:
 class FakeRcd:
     def __init__(self):
         self.trip = False
+        self.testable = False  # a test output: self_test() runs before each session
+        self.test_passes = True
+        self.tests = 0
 
     def tripped(self):
         return self.trip
+
+    def self_test(self):
+        self.tests += 1
+        return self.test_passes
 
 
 class FakeLock:

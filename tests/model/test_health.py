@@ -64,3 +64,20 @@ def test_reader_failure_is_reported_on_connector_zero(rig):
     rig.board.rfid.failed = False
     rig.step()
     assert last_status(rig, 0) == ("Available", "NoError")
+
+
+def test_rcd_self_test_before_each_session_and_a_failed_one_starts_nothing(rig):
+    rcd = rig.hw().rcd
+    rcd.testable = True
+    charging(rig)
+    assert rcd.tests == 1
+    rig.tap(TAG)
+    rig.ev("A")
+    rcd.test_passes = False
+    rig.tap(TAG)
+    rig.ev("C")
+    rig.run(2)
+    assert not rig.hw().relay.closed and len(rig.payloads("StartTransaction")) == 1
+    assert last_status(rig) == ("Faulted", "GroundFailure")
+    rig.ev("A")
+    assert last_status(rig) == ("Available", "NoError")

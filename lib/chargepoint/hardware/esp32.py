@@ -111,6 +111,27 @@ def _meter(field, m):
     return out
 
 
+def open_relays(path="config.json"):
+    """boot.py's first act: every contactor output of the configured board driven to open
+    (GPIO levels survive a soft reset). Never raises: a broken configuration is reported
+    later, by the boot proper; the default pins are opened then."""
+    from chargepoint.hardware.relay import open_all
+
+    pins = CONNECTOR["relay"]
+    try:
+        import json
+
+        with open(path) as f:
+            options = json.load(f).get("hardware", {})
+        pins = []
+        for i in range(options.get("connectors", 1)):
+            pins += connector_options(options, i)["relay"]
+    except Exception:  # noqa: B902 (no config yet, or a broken one: the default wiring)
+        pass
+    open_all(pins)
+    return pins
+
+
 class Connector:
     """One connector's hardware as the charger model drives it (chargepoint.model.board)."""
 

@@ -68,6 +68,11 @@ class Rcd:
         self._latched = False
         return True
 
+    @property
+    def testable(self):
+        """Whether there is a test output to exercise (self_test() before each session)."""
+        return self._test is not None
+
     def self_test(self):
         """Pulse the test input: True when the monitor trips within `test_ms` (that trip is
         not reported), False when it does not, when it does not release afterwards (then it

@@ -9,7 +9,7 @@ class Connector:
         self.pilot = "A"
         self.plugged = False
         self.fault = "NoError"
-        self.lock_failed = False  # the cable lock failed at start: Faulted until unplugged
+        self.start_fault = None  # errorCode of a check that failed at start: until unplugged
         self.offered = None  # amps on the pilot, None = PWM off
         self.tx = None  # the running transaction's persisted record
         self.auth = None  # [idTag, ticks granted, chargingProfile, parentIdTag]: not started

@@ -28,8 +28,8 @@ class Sessions:
         c.pilot = state
         plugged = state in ("B", "C", "D")
         if not plugged:
-            c.lock_failed = False
-        c.fault = "ConnectorLockFailure" if c.lock_failed else fault_code(hw, state)
+            c.start_fault = None
+        c.fault = c.start_fault or fault_code(hw, state)
         if c.plugged and not plugged:
             c.plugged = False
             c.finishing = False
@@ -152,12 +152,17 @@ class Sessions:
         id_tag, _, profile, parent = c.auth
         c.auth = None
         c.finishing = False
+        # Checks before going live; a failure means no StartTransaction, Faulted until the
+        # cable is taken out: the residual-current monitor's self-test (where it has a test
+        # output), then the cable lock of a socket outlet (OCTT TC_024).
+        rcd = c.hw.rcd
         lock = c.hw.lock
-        if lock is not None and not lock.lock():
-            # A socket outlet whose cable cannot be locked must not go live (OCTT TC_024):
-            # no StartTransaction, Faulted until the cable is taken out.
-            c.lock_failed = True
-            c.fault = "ConnectorLockFailure"
+        if getattr(rcd, "testable", False) and not rcd.self_test():
+            c.start_fault = "GroundFailure"
+        elif lock is not None and not lock.lock():
+            c.start_fault = "ConnectorLockFailure"
+        if c.start_fault is not None:
+            c.fault = c.start_fault
             return
         wh = c.hw.meter.energy_wh()
         stamp = cp.clock.stamp()
