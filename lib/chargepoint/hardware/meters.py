@@ -6,18 +6,9 @@ import time
 from micropython import const
 
 from chargepoint.hardware.modbus import DATA, ModbusError
-
-try:
-    from time import ticks_add as _ticks_add, ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
-except ImportError:  # CPython: tests inject their clock
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-    def _ticks_add(a, b):
-        return a + b
+from chargepoint.platform.clock import ticks_add as _ticks_add
+from chargepoint.platform.clock import ticks_diff as _ticks_diff
+from chargepoint.platform.clock import ticks_ms as _ticks_ms
 
 _REBASE_READS = const(3)  # good readings below the register in a row: the meter was reset
 _ENERGY = const(0x48)  # import kWh on both SDMs

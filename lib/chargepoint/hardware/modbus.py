@@ -3,17 +3,9 @@ import time
 
 from micropython import const
 
-try:
-    from time import ticks_add as _ticks_add, ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
-except ImportError:  # CPython: tests inject their clock
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-    def _ticks_add(a, b):
-        return a + b
+from chargepoint.platform.clock import ticks_add as _ticks_add
+from chargepoint.platform.clock import ticks_diff as _ticks_diff
+from chargepoint.platform.clock import ticks_ms as _ticks_ms
 
 _READ_INPUT = const(0x04)
 _MAX_REGS = const(30)  # registers per request: the answer buffer is sized for it

@@ -22,6 +22,10 @@ except AttributeError:  # CPython: monotonic ms that never wrap
         return a + b
 
 
+def ticks_ms():
+    return _ticks_ms()
+
+
 def ticks_diff(a, b):
     return _ticks_diff(a, b)
 
