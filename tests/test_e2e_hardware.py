@@ -11,15 +11,21 @@ from test_e2e import TAG, T, online, run, start_charging, world  # noqa: F401  (
 pytestmark = pytest.mark.usefixtures("twins")
 
 
+async def charging(make_sim, cs):
+    """A simulated charger online, in a session, its relay closed."""
+    sim = make_sim()
+    cp = await online(sim, cs)
+    await start_charging(sim, cs, cp, 16.0)
+    await sim.until(lambda s: s["connectors"]["1"]["relay"])
+    return sim, cp
+
+
 def test_unplug_opens_the_relay_while_the_asyncio_loop_is_blocked(world):  # noqa: F811
     _, _, make_sim, make_csms = world
 
     async def scenario():
         async with make_csms() as cs:
-            sim = make_sim()
-            cp = await online(sim, cs)
-            await start_charging(sim, cs, cp, 16.0)
-            await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            sim, cp = await charging(make_sim, cs)
             # a handler stuck in a loop for 2 s; the EV leaves 300 ms into it
             s = await sim.ask(cmd="block", ms=2000, unplug_after_ms=300)
             blocked = s["blocked"]
@@ -37,10 +43,7 @@ def test_relay_opens_fast_with_the_broker_unreachable(world, event):  # noqa: F8
 
     async def scenario():
         async with make_csms() as cs:
-            sim = make_sim()
-            cp = await online(sim, cs)
-            await start_charging(sim, cs, cp, 16.0)
-            await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            sim, cp = await charging(make_sim, cs)
             broker.stop()
             await sim.until(lambda s: not s["online"])
             t0 = time.monotonic()
@@ -83,10 +86,7 @@ def test_welded_contactor_reports_power_switch_failure_and_starts_nothing(world)
 
     async def scenario():
         async with make_csms() as cs:
-            sim = make_sim()
-            cp = await online(sim, cs)
-            await start_charging(sim, cs, cp, 16.0)
-            await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            sim, cp = await charging(make_sim, cs)
             await sim.ask(cmd="relay", connector=1, welded=True)
             await sim.ask(cmd="rfid", uid=TAG)  # stop: the coil drops, the contact stays
             await cs.wait_for(lambda: cp.statuses[1]["errorCode"] == "PowerSwitchFailure", T)
@@ -104,10 +104,7 @@ def test_missing_diode_opens_the_relay_and_reports_ev_communication_error(world)
 
     async def scenario():
         async with make_csms() as cs:
-            sim = make_sim()
-            cp = await online(sim, cs)
-            await start_charging(sim, cs, cp, 16.0)
-            await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            sim, cp = await charging(make_sim, cs)
             t0 = time.monotonic()
             s = await sim.ask(cmd="pilot", connector=1, diode=False)
             took = (time.monotonic() - t0) * 1000
