@@ -136,3 +136,23 @@ def test_silent_meter_reports_power_meter_failure_and_starts_nothing(world):  # 
             await sim.ask(cmd="meter", connector=1, fault="none")
             await cs.wait_for(lambda: cp.statuses[1]["errorCode"] == "NoError", T)
     run(scenario())
+
+
+@pytest.mark.parametrize("meter", ["sdm120", "s0", "ct"])
+def test_session_metered_by_each_kind_of_meter(world, meter):  # noqa: F811
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            sim.args += ["--meter", meter]
+            cp = await online(sim, cs)
+            assert cp.boots[0]["meterType"] == {"sdm120": "SdmMeter", "s0": "S0Meter",
+                                                "ct": "CtMeter"}[meter]
+            await start_charging(sim, cs, cp, 32.0)
+            s = await sim.until(lambda s: s["connectors"]["1"]["energy_wh"] >= 3)
+            assert s["connectors"]["1"]["meter_ok"]
+            await sim.ask(cmd="rfid", uid=TAG)
+            tx = await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
+            assert tx[0].meter_stop - tx[0].meter_start >= 3
+    run(scenario())

@@ -199,7 +199,8 @@ def _build_meter(m, i, buses):
             bus = buses[m["uart"]] = Modbus(uart, de, baudrate=m["baud"])
         return meters.SdmMeter(bus, m["slave"], 3 if kind == "sdm630" else 1)
     if kind == "s0":
-        return meters.S0Meter(m["pin"], m["pulses_per_kwh"], unit=i)
+        pin = machine.Pin(m["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
+        return meters.S0Meter(pin, m["pulses_per_kwh"], unit=i)
     return meters.CtMeter(machine.ADC(machine.Pin(m["adc"]), atten=machine.ADC.ATTN_11DB),
                           volts=float(m["volts"]))
 
