@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from tools import certs
+from tools import certs, policy
 
 HOST = "127.0.0.1"
 MOSQUITTO = "mosquitto"
@@ -19,18 +19,6 @@ MAX_PAYLOAD = 131072
 MAX_PACKET = MAX_PAYLOAD + 512
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
-
-# Least privilege, as an AWS IoT policy keyed on the thing name would grant:
-# a charger publishes only to <id>/in and reads only <id>/out; the Central System
-# reads every charger's /in and writes every charger's /out. Nothing else ($SYS, $aws/...).
-ACL = """\
-pattern write %u/in
-pattern read %u/out
-
-user {csms}
-topic read +/in
-topic write +/out
-"""
 
 
 def free_port(host=HOST):
@@ -104,8 +92,11 @@ class Broker:
         os.makedirs(self.state_dir, exist_ok=True)
         persistence = os.path.join(self.state_dir, "persistence") + "/"
         os.makedirs(persistence, exist_ok=True)
+        # Least privilege, from the same rule table as the AWS IoT policies (tools/policy.py):
+        # a charger publishes only to <id>/in and reads only <id>/out; the Central System reads
+        # every charger's /in and writes every charger's /out. Nothing else ($SYS, $aws/...).
         with open(self.acl_path, "w") as f:
-            f.write(ACL.format(csms=self.csms))
+            f.write(policy.mosquitto_acl(self.csms))
         pki = self.pki
         # Run as whoever started us: as root, Mosquitto would otherwise switch to user
         # `mosquitto`, which cannot read our 0600 keys or write the persistence folder.

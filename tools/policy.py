@@ -1,0 +1,103 @@
+"""Who may use which MQTT topic: one rule table, as AWS IoT policies and as the Mosquitto ACL.
+
+A rule is (access, topic): `write` = publish, `read` = subscribe and receive, in MQTT filter
+syntax (`+` one level, `#` the rest), `{id}` standing for the charge point's own id. AWS IoT
+and the stand-in then enforce the same grants:
+
+- AWS: `{id}` becomes `${iot:Connection.Thing.ThingName}` (it resolves only when the client id
+  is the thing name and the certificate is attached to the thing); `+` and `#` become `*`,
+  because AWS policy resources know only `*`/`?`, and a literal `+` there matches a topic
+  named "+". So `*` also spans levels: `*/in` admits `a/b/in`, which `+/in` does not.
+- Mosquitto: `{id}` becomes `%u` (the certificate CN, which the broker also makes the client id).
+  The `$aws/...` topics belong to AWS services (Device Shadow, Jobs) the stand-in has not got,
+  so they stay out of the ACL and the stand-in keeps denying them.
+"""
+
+import json
+
+WRITE = "write"
+READ = "read"
+
+# What a charge point may do, besides connecting with its own id as client id.
+CHARGER = (
+    (WRITE, "{id}/in"),
+    (READ, "{id}/out"),
+    (WRITE, "$aws/things/{id}/shadow/#"),
+    (READ, "$aws/things/{id}/shadow/#"),
+    (WRITE, "$aws/things/{id}/jobs/#"),
+    (READ, "$aws/things/{id}/jobs/#"),
+)
+
+# What the Central System may do: every charger's /in and /out, nothing of theirs in $aws.
+CSMS = (
+    (READ, "+/in"),
+    (WRITE, "+/out"),
+)
+
+THING_NAME = "${iot:Connection.Thing.ThingName}"
+_RESERVED = "$aws/"
+
+
+def reserved(topic):
+    """True for topics of AWS's own services, which the stand-in does not emulate."""
+    return topic.startswith(_RESERVED)
+
+
+# --- Mosquitto -------------------------------------------------------------------------------
+
+def mosquitto_acl(csms):
+    """The ACL file tools/broker.py writes: charger rules as `pattern` lines, then the csms user."""
+    lines = ["pattern %s %s" % (access, topic.replace("{id}", "%u"))
+             for access, topic in CHARGER if not reserved(topic)]
+    lines += ["", "user " + csms]
+    lines += ["topic %s %s" % (access, topic) for access, topic in CSMS if not reserved(topic)]
+    return "\n".join(lines) + "\n"
+
+
+# --- AWS IoT ---------------------------------------------------------------------------------
+
+def _aws_pattern(topic, thing):
+    if "{id}" in topic and thing is None:
+        raise ValueError("rule %r needs a thing name" % topic)
+    levels = ["*" if level in ("+", "#") else level for level in topic.split("/")]
+    return "/".join(levels).replace("{id}", thing or "")
+
+
+def _statements(rules, arn, thing, client_id):
+    """Allow statements in a fixed order: Connect, Publish, Subscribe, Receive."""
+    writes = [_aws_pattern(t, thing) for a, t in rules if a == WRITE]
+    reads = [_aws_pattern(t, thing) for a, t in rules if a == READ]
+    out = [{"Effect": "Allow", "Action": "iot:Connect",
+            "Resource": [arn + "client/" + client_id]}]
+    if writes:
+        out.append({"Effect": "Allow", "Action": "iot:Publish",
+                    "Resource": [arn + "topic/" + p for p in writes]})
+    if reads:
+        out.append({"Effect": "Allow", "Action": "iot:Subscribe",
+                    "Resource": [arn + "topicfilter/" + p for p in reads]})
+        out.append({"Effect": "Allow", "Action": "iot:Receive",
+                    "Resource": [arn + "topic/" + p for p in reads]})
+    return out
+
+
+def arn_prefix(region, account, partition="aws"):
+    return "arn:%s:iot:%s:%s:" % (partition, region, account)
+
+
+def charger_policy(region, account, partition="aws"):
+    """The one policy every charger's certificate gets: each thing only its own topics."""
+    return {"Version": "2012-10-17",
+            "Statement": _statements(CHARGER, arn_prefix(region, account, partition),
+                                     THING_NAME, THING_NAME)}
+
+
+def csms_policy(region, account, client_id, partition="aws"):
+    """The Central System's policy, for a certificate whose MQTT client id is `client_id`."""
+    return {"Version": "2012-10-17",
+            "Statement": _statements(CSMS, arn_prefix(region, account, partition),
+                                     None, client_id)}
+
+
+def dumps(document):
+    """Canonical JSON, so an unchanged policy compares equal to what AWS stores."""
+    return json.dumps(document, indent=2, sort_keys=True)
