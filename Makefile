@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv check-device sim mosquitto clean twin
+.PHONY: test venv check-device sim mosquitto clean twin bench flash provision
 
 venv: $(STAMP)
 
@@ -37,6 +37,28 @@ sim: $(STAMP) twin mosquitto
 twin:
 	$(PYTHON) -m tools.twin
 	$(PYTHON) -m tools.twin --stock
+
+# Benchmarks on the device twin with Mosquitto and the Central System (tools/bench/): writes
+# docs/BENCHMARKS.md and plots, prints one JSON object last. BENCH_ARGS=--quick or --smoke.
+bench: $(STAMP) twin mosquitto
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m tools.bench $(BENCH_ARGS)
+
+# Write MicroPython's firmware.bin to a board (tools/flash.py checks the image first).
+# make flash PORT=/dev/ttyUSB0 IMAGE=firmware.bin [CHIP=esp32] [ERASE=1] [BAUD=460800] [DRY_RUN=1]
+CHIP ?= esp32
+BAUD ?= 460800
+flash: $(STAMP)
+	@test -n "$(PORT)" -a -n "$(IMAGE)" || { echo "usage: make flash PORT=/dev/ttyUSB0 IMAGE=firmware.bin [CHIP=esp32] [ERASE=1] [DRY_RUN=1]"; exit 2; }
+	$(PY) -m tools.flash --port $(PORT) --chip $(CHIP) --image $(IMAGE) --baud $(BAUD) \
+	  $(if $(filter 1,$(ERASE)),--erase) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+# Provision charge points on AWS IoT Core (tools/provision.py): ID=CP001 or CSV=file, OUT=folder
+# (default provisioned/), CA=AmazonRootCA1.pem, ROTATE=1 for a new certificate. AWS credentials
+# and region as for the AWS CLI.
+provision: $(STAMP)
+	@test -n "$(ID)$(CSV)" || { echo "usage: make provision ID=CP001|CSV=chargers.csv [CA=AmazonRootCA1.pem] [OUT=dir] [ROTATE=1]"; exit 2; }
+	$(PY) -m tools.provision $(if $(CSV),--csv $(CSV),--id $(ID)) $(if $(OUT),--out $(OUT)) \
+	  $(if $(CA),--ca $(CA)) $(if $(ROTATE),--rotate)
 
 clean:
 	rm -rf $(VENV) build state

@@ -72,6 +72,52 @@ class LoopbackTransport:
         self.inbox.append((text, stale))
 
 
+class ScriptedCentralSystem:
+    """The Central System at the far end of a LoopbackTransport: each CALL the charge point
+    sent is answered at once, as an accepting Central System would. Cards in `cards` are
+    Accepted and others Invalid (every card when `cards` is None); transaction ids count up
+    from `first_transaction_id`; `now()` gives currentTime (an ISO 8601 string)."""
+
+    def __init__(self, transport, now, cards=None, first_transaction_id=1):
+        self.transport = transport
+        self.now = now
+        self.cards = cards
+        self.next_transaction_id = first_transaction_id
+        self.calls = {}  # action -> how many CALLs came
+
+    def answer(self, action, payload):
+        if action == "BootNotification":
+            return {"status": "Accepted", "currentTime": self.now(), "interval": 300}
+        if action == "Heartbeat":
+            return {"currentTime": self.now()}
+        if action == "Authorize":
+            known = self.cards is None or payload["idTag"] in self.cards
+            return {"idTagInfo": {"status": "Accepted" if known else "Invalid"}}
+        if action == "StartTransaction":
+            self.next_transaction_id += 1
+            return {"transactionId": self.next_transaction_id - 1,
+                    "idTagInfo": {"status": "Accepted"}}
+        if action == "StopTransaction":
+            return {"idTagInfo": {"status": "Accepted"}}
+        return {}
+
+    def handle(self, on_frame=None):
+        """Take every frame the charge point sent, show each to `on_frame(text)`, queue the
+        answer of each CALL as inbound. Returns how many frames there were."""
+        sent = self.transport.sent
+        n = 0
+        while sent:
+            text = sent.pop(0)
+            n += 1
+            if on_frame is not None:
+                on_frame(text)
+            if text.startswith("[2"):  # only a CALL is answered: no need to parse the rest
+                msg = json.loads(text)
+                self.calls[msg[2]] = self.calls.get(msg[2], 0) + 1
+                self.transport.deliver(json.dumps([3, msg[1], self.answer(msg[2], msg[3])]))
+        return n
+
+
 class FakePilot:
     def __init__(self):
         self.ev = "A"

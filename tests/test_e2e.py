@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from conftest import ROOT, schema
+from tools.blackhole import Blackhole
 from tools.broker import free_port
 from tools.csms import CentralSystem
 
@@ -453,46 +454,6 @@ def test_acl_keeps_charger_out_of_other_topics(world):
             assert "CP001" not in cs.chargers
             assert not (await impostor.ask(cmd="status"))["online"]
     run(scenario())
-
-
-class Blackhole:
-    """A TCP proxy to the broker that can start swallowing everything: accepts connections
-    and never answers, like a broker hanging mid-handshake."""
-
-    def __init__(self, target_port):
-        self.target = target_port
-        self.hang = False
-        self.links = []
-
-    async def start(self):
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def _client(self, reader, writer):
-        if self.hang:
-            self.links.append(writer)  # keep it open, say nothing
-            return
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
-        self.links += [writer, up_w]
-
-        async def pipe(r, w):
-            try:
-                while not self.hang:
-                    data = await r.read(4096)
-                    if not data:
-                        break
-                    w.write(data)
-                    await w.drain()
-            except ConnectionError:
-                pass
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
-
-    def swallow(self):
-        self.hang = True
-        for w in self.links:  # the link drops; the firmware's next handshake hangs
-            w.close()
-        self.links = []
 
 
 def test_unplug_opens_relay_fast_while_broker_hangs(world):

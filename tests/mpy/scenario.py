@@ -12,7 +12,7 @@ from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.clock import Clock
 from chargepoint.platform.store import FileStore
-from fakes import FakeBoard, FakeTicks, LoopbackTransport
+from fakes import FakeBoard, FakeTicks, LoopbackTransport, ScriptedCentralSystem
 
 T0 = 1795262400
 TAG = "04A1B2C3D4"
@@ -20,29 +20,18 @@ state_dir = sys.argv[1]
 ticks = FakeTicks()
 board = FakeBoard(1)
 transport = LoopbackTransport()
-txid = [100]
+central = ScriptedCentralSystem(transport, lambda: iso(T0 + ticks.now // 1000), cards=(TAG,),
+                                first_transaction_id=101)
 peak = [0]
-
-
-def answer(action, payload):
-    now = iso(T0 + ticks.now // 1000)
-    if action == "BootNotification":
-        return {"status": "Accepted", "currentTime": now, "interval": 300}
-    if action == "Heartbeat":
-        return {"currentTime": now}
-    if action == "Authorize":
-        return {"idTagInfo": {"status": "Accepted" if payload["idTag"] == TAG else "Invalid"}}
-    if action == "StartTransaction":
-        txid[0] += 1
-        return {"transactionId": txid[0], "idTagInfo": {"status": "Accepted"}}
-    if action == "StopTransaction":
-        return {"idTagInfo": {"status": "Accepted"}}
-    return {}
 
 
 def boot():
     return ChargePoint(board, transport, FileStore(state_dir), clock=Clock(ticks_ms=ticks),
                        reboot=lambda hard: None)
+
+
+def show(text):
+    print(json.dumps({"frame": json.loads(text)}))
 
 
 def step(cp, ms=0):
@@ -52,14 +41,7 @@ def step(cp, ms=0):
         used = gc.mem_alloc()
         if used > peak[0]:
             peak[0] = used
-        if not transport.sent:
-            continue
-        while transport.sent:
-            text = transport.sent.pop(0)
-            print(json.dumps({"frame": json.loads(text)}))
-            msg = json.loads(text)
-            if msg[0] == 2:
-                transport.deliver(json.dumps([3, msg[1], answer(msg[2], msg[3])]))
+        central.handle(show)
 
 
 def check(name, **facts):

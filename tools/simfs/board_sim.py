@@ -33,6 +33,8 @@ import machine
 import rcd_model
 
 REBOOT_EXIT = 75  # the simulator restarts the firmware on this exit code
+_IPPROTO_TCP = 6  # Linux values (the unix port's socket module names neither)
+_TCP_NODELAY = 1
 _PHYSICS_MS = 100
 _CARD_MS = 300  # a tap leaves the card in the field this long
 _GONE_SCANS = 3  # a card taken away is gone for the reader once it scanned an empty field so often
@@ -275,6 +277,8 @@ class Board:
                 self.unlogged += 1
         cp.engine.on_frame = on_frame
         reader, self.writer = await asyncio.open_connection(*self.bus)
+        # answers must not wait behind the 50 ms state reports for a TCP acknowledgement
+        self.writer.s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         await self._send({"t": "hello", "state": self.state(True)})
         asyncio.create_task(self._report(frames))
         asyncio.create_task(self._physics())

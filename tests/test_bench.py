@@ -1,0 +1,51 @@
+"""`make bench` in its fast form: `python3 -m tools.bench --smoke` runs every phase (twins,
+Mosquitto, the Central System, simulators, a fleet of 3), prints its JSON object on the last
+line with every key, and writes the report where it is told (never into docs/ here)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from conftest import ROOT
+
+KEYS = {"mode", "mpy_bytes", "frozen_bytes", "heap_idle_bytes", "heap_peak_bytes",
+        "heap_tls_connection_bytes", "heap_per_transaction_bytes",
+        "heap_growth_1000_sessions_bytes", "sessions_in_process", "min_heap_bytes",
+        "reaction_ms", "control_round_trip_ms", "cpu_us_per_inbound_call",
+        "cpu_us_per_meter_values", "valgrind_instructions", "fleet_chargers",
+        "fleet_messages_per_s", "fleet_twin_rss_bytes", "fleet_twin_cpu_percent", "seconds", "errors"}
+REACTIONS = {"tap_to_relay_closed", "remote_start_to_relay_closed", "unplug_to_relay_open",
+             "rcd_to_relay_open", "unplug_to_relay_open_broker_hung"}
+
+
+def test_bench_smoke_prints_json_last_and_writes_the_report(tmp_path):
+    out = tmp_path / "docs"
+    before = os.listdir(os.path.join(ROOT, "docs")) if os.path.isdir(
+        os.path.join(ROOT, "docs")) else None
+    proc = subprocess.Popen([sys.executable, "-m", "tools.bench", "--smoke", "--out", str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the bench stops what it started on SIGTERM
+        stdout, stderr = proc.communicate(timeout=30)
+        raise AssertionError("bench --smoke took over 10 minutes:\n" + stderr[-3000:])
+    lines = stdout.strip().splitlines()
+    assert lines, stderr[-3000:]
+    result = json.loads(lines[-1])
+    assert KEYS <= set(result), sorted(KEYS - set(result))
+    assert result["mode"] == "smoke"
+    for key in ("heap_idle_bytes", "heap_peak_bytes", "min_heap_bytes"):
+        assert set(result[key]) == {"frozen", "deployed"}, result[key]
+    assert set(result["reaction_ms"]) == REACTIONS
+    for figures in result["reaction_ms"].values():
+        assert {"p50", "p99", "max", "n"} <= set(figures)
+    assert proc.returncode == 0, "\n".join(result["errors"]) + stderr[-3000:]
+    report = (out / "BENCHMARKS.md").read_text()
+    assert "MicroOcpp" in report and "| heap, idle |" in report
+    assert (out / "heap.png").stat().st_size > 0
+    after = os.listdir(os.path.join(ROOT, "docs")) if os.path.isdir(
+        os.path.join(ROOT, "docs")) else None
+    assert after == before  # the repository's docs/ untouched

@@ -1,0 +1,282 @@
+"""The benchmark's command line and its run: the phases in order, each failure recorded and
+the others kept, the report written and the JSON printed whatever happened."""
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import tools.bench
+from tools import twin
+from tools.bench import cpu, fleet, heap, reactions, report, rig, sizes
+from tools.bench.rig import HEAP, PhaseError, log
+from tools.broker import mosquitto_path
+
+MODES = {
+    "full": dict(session_s=60, bisect_lo=20000, bisect_res=2000, bisect_steps=None,
+                 bisect_session_s=6, connectors=6, sessions=1000, reps=100, fleet=50,
+                 fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000),
+    "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
+                  bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
+                  fleet_mv_s=2, valgrind_n=10, inproc_n=200),
+}
+MODES["quick"] = dict(MODES["full"], session_s=15)
+
+
+def empty_result(mode):
+    """Every key of the JSON, with nothing measured yet."""
+    both = {"frozen": None, "deployed": None}
+    none = {"p50": None, "p99": None, "max": None, "n": 0}
+    return {
+        "mode": mode, "mpy_bytes": None, "frozen_bytes": None,
+        "heap_idle_bytes": dict(both), "heap_peak_bytes": dict(both),
+        "heap_tls_connection_bytes": None, "heap_per_transaction_bytes": None,
+        "heap_growth_1000_sessions_bytes": None, "sessions_in_process": None,
+        "min_heap_bytes": dict(both),
+        "reaction_ms": {name: dict(none) for name in reactions.REACTIONS},
+        "control_round_trip_ms": dict(none),
+        "cpu_us_per_inbound_call": None, "cpu_us_per_meter_values": None,
+        "valgrind_instructions": None,
+        "fleet_chargers": None, "fleet_messages_per_s": None, "fleet_twin_rss_bytes": None,
+        "fleet_twin_cpu_percent": None,
+        "seconds": None, "errors": [], "warnings": [],
+    }
+
+
+def machine():
+    cpu_name = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_name = next((line.split(":", 1)[1].strip() for line in f
+                             if line.startswith("model name")), cpu_name)
+    except OSError:
+        pass
+    git = ["git", "-C", rig.ROOT]
+    try:
+        head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain"], capture_output=True,
+                               text=True).stdout.strip()
+        source = "commit %s%s" % (head, " with uncommitted changes" if dirty else "")
+    except OSError:
+        source = "?"
+    return {"cpu": cpu_name, "cores": os.cpu_count(), "kernel": platform.release(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "source": source}
+
+
+def twin_identity():
+    """The twins' build stamps: they change when tools.twin rebuilds (lib/ edited)."""
+    found = []
+    for name in ("twin", "twin-stock"):
+        try:
+            with open(os.path.join(twin.BUILD, name, "micropython.stamp")) as f:
+                found.append(f.read())
+        except OSError:
+            found.append(None)
+    return found
+
+
+def _first_line(text):
+    """The line of an error worth quoting: the exception at the end of a traceback."""
+    lines = [x.strip() for x in (text or "").splitlines() if x.strip()]
+    for line in reversed(lines):
+        if "Error" in line:
+            return line[:200]
+    return lines[-1][:200] if lines else ""
+
+
+class Run:
+    """One benchmark run: `res` is the JSON, `info` what else the report says."""
+
+    def __init__(self, cfg, res, info, tmp):
+        self.cfg, self.res, self.info, self.tmp = cfg, res, info, tmp
+        self.lab = rig.Lab(tmp)
+        self.lib = None
+        self.refs = {}
+        self.sessions = None
+        self.reaction_samples = None
+
+    async def phase(self, name, coro):
+        t = time.monotonic()
+        log("%s ..." % name)
+        try:
+            await coro
+            log("%s done in %.0f s" % (name, time.monotonic() - t))
+        except Exception as e:  # one phase failing must not lose the others' figures
+            self.res["errors"].append("%s: %s: %s" % (name, type(e).__name__, e))
+            log("%s FAILED after %.0f s: %s: %s" % (name, time.monotonic() - t,
+                                                    type(e).__name__, e))
+
+    async def sizes(self):
+        self.res["mpy_bytes"] = sizes.mpy_bytes(self.tmp)
+        self.info["size_twin"] = sizes.image_bytes(stock=False)
+        self.info["size_stock"] = sizes.image_bytes(stock=True)
+        self.res["frozen_bytes"] = self.info["size_twin"] - self.info["size_stock"]
+
+    async def reference(self, code):
+        session_s = self.cfg["session_s"]
+        r = await heap.reference(self.lab, code, HEAP, session_s, record=True)
+        if not r["passed"]:
+            # Does it need more heap, or is it broken? The same at half as much again.
+            bigger = await heap.reference(self.lab, code, HEAP * 3 // 2, session_s, record=True)
+            if not bigger["passed"]:
+                self.refs[code] = r
+                raise PhaseError("reference scenario, %s: %s" % (code, r["error"]))
+            self.res["warnings"].append(
+                "%s code: the reference scenario fails at -X heapsize=%d (%s); its heap "
+                "figures are from a run at %d" % (code, HEAP, _first_line(r["error"]),
+                                                  HEAP * 3 // 2))
+            r = bigger
+        self.refs[code] = r
+        self.res["heap_idle_bytes"][code] = r["idle"]
+        self.res["heap_peak_bytes"][code] = r["peak"]
+
+    async def min_heap(self, code):
+        value, probes = await heap.bisect(self.lab, code, self.cfg)
+        self.info.setdefault("probes_by_code", {})[code] = probes
+        self.res["min_heap_bytes"][code] = value
+
+    async def per_transaction(self):
+        t = await heap.per_transaction(self.lab, self.cfg["connectors"])
+        self.res["heap_per_transaction_bytes"] = t["per_transaction"]
+        self.info.update(first_tx=t["first"], tx_levels=t["levels"], tx_after=t["after_stop"])
+
+    async def tls(self):
+        self.res["heap_tls_connection_bytes"] = await asyncio.to_thread(
+            heap.tls_heap, self.lab, self.tmp)
+
+    async def growth(self):
+        count = self.cfg["sessions"]
+        self.sessions = await asyncio.to_thread(heap.sessions_in_process, self.tmp, self.lib,
+                                                count)
+        self.res["heap_growth_1000_sessions_bytes"] = self.sessions["growth"]
+        self.res["sessions_in_process"] = count
+        self.info["warm_session"] = self.sessions["warm_session"]
+
+    async def instructions(self):
+        counts, note = await asyncio.to_thread(cpu.instructions, self.tmp, self.lib,
+                                               self.cfg["valgrind_n"])
+        self.res["valgrind_instructions"] = counts
+        self.info["valgrind_note"] = note
+
+    async def cpu(self):
+        c = await asyncio.to_thread(cpu.process_cpu_us, self.tmp, self.lib,
+                                    self.cfg["inproc_n"])
+        self.res["cpu_us_per_inbound_call"] = c["per_inbound_call"]
+        self.res["cpu_us_per_meter_values"] = c["per_meter_values"]
+
+    async def in_process(self):
+        await self.phase("heap over %d in-process sessions" % self.cfg["sessions"],
+                         self.growth())
+        await self.phase("valgrind", self.instructions())
+        await self.phase("CPU in-process", self.cpu())
+
+    async def reactions(self):
+        figures, self.reaction_samples = await reactions.reactions(self.lab, self.cfg["reps"])
+        self.res["control_round_trip_ms"] = figures.pop("control_round_trip")
+        self.res["reaction_ms"] = figures
+
+    async def fleet(self):
+        f = await fleet.fleet(self.lab, self.cfg["fleet"], self.cfg["fleet_s"],
+                              self.cfg["fleet_mv_s"])
+        self.info["fleet_result"] = f
+        self.res.update(fleet_chargers=f["chargers"], fleet_messages_per_s=f["messages_per_s"],
+                        fleet_twin_rss_bytes=f["twin_rss_bytes"],
+                        fleet_twin_cpu_percent=f["twin_cpu_percent"])
+        if f["online_at_end"] < f["chargers"]:
+            raise PhaseError("only %d of %d chargers online at the end"
+                             % (f["online_at_end"], f["chargers"]))
+
+    async def all(self):
+        cfg, phase = self.cfg, self.phase
+        started = time.monotonic()
+        try:
+            await phase("code size", self.sizes())
+            self.lib = rig.fakes_folder(self.tmp)
+            # Heap figures, instruction counts and process CPU time do not depend on how busy
+            # the machine is: these run side by side, each on its own broker and Central System.
+            await asyncio.gather(
+                phase("reference scenario (frozen)", self.reference("frozen")),
+                phase("reference scenario (deployed)", self.reference("deployed")),
+                phase("min heap (frozen)", self.min_heap("frozen")),
+                phase("min heap (deployed)", self.min_heap("deployed")),
+                phase("heap per transaction", self.per_transaction()),
+                phase("TLS connection heap", self.tls()),
+                self.in_process())
+            self.info["probes"] = "; ".join(
+                "%s: %s" % (code, ", ".join("%d %s" % (h, "pass" if ok else "fail")
+                                            for h, ok, _ in probes))
+                for code, probes in sorted(self.info.get("probes_by_code", {}).items()))
+            # Reaction times (wall clock) and the fleet (the whole machine): one at a time.
+            await phase("reaction times (%d repetitions)" % cfg["reps"], self.reactions())
+            await phase("fleet of %d for %d s" % (cfg["fleet"], cfg["fleet_s"]), self.fleet())
+        finally:
+            self.lab.close()
+        self.res["seconds"] = round(time.monotonic() - started)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m tools.bench",
+                                description=" ".join(tools.bench.__doc__.split("\n\n")[0].split()))
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="15 s reference session, not 60 s")
+    g.add_argument("--smoke", action="store_true", help="a fast run with every key")
+    p.add_argument("--out", default=os.path.join(rig.ROOT, "docs"),
+                   help="folder for BENCHMARKS.md and the plots (default docs/)")
+    p.add_argument("--keep", action="store_true", help="keep the simulators' state folder")
+    args = p.parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    cfg = MODES[mode]
+    out = os.path.abspath(args.out)
+    res = empty_result(mode)
+    info = dict(machine(), flags=" --" + mode if mode != "full" else "", **cfg)
+    run = None
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    tmp = tempfile.mkdtemp(prefix="bench-")
+    status = 0
+    try:
+        if mosquitto_path() is None:
+            log("no mosquitto: make mosquitto")
+            subprocess.run(["make", "-C", rig.ROOT, "mosquitto"], check=False, stdout=sys.stderr)
+        log("device twins (tools/twin.py) ...")
+        twin.ensure()
+        twin.ensure(stock=True)
+        twin.mpy_cross()
+        stamps = twin_identity()
+        run = Run(cfg, res, info, tmp)
+        asyncio.run(run.all())
+        if twin_identity() != stamps:
+            res["warnings"].append("the firmware changed during the run (lib/ edited, twin "
+                                   "rebuilt): figures may mix two versions")
+    except KeyboardInterrupt:
+        res["errors"].append("interrupted")
+        status = 130
+    except Exception as e:  # noqa: BLE001 - the JSON line comes whatever happened
+        res["errors"].append("bench: %s: %s" % (type(e).__name__, e))
+        log("crashed:", type(e).__name__, e)
+    finally:
+        rig.stop_all()
+        report.write(out, res, info, *((run.refs, run.sessions, run.reaction_samples)
+                                       if run else ()))
+        if args.keep:
+            log("state kept in", tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if res["errors"] and not status:
+        status = 1
+    log("report: %s" % os.path.join(out, "BENCHMARKS.md"))
+    print(json.dumps(res, separators=(",", ":")), flush=True)
+    return status

@@ -1,0 +1,136 @@
+# Benchmark workloads run by the device twin itself (MicroPython, never CPython), for
+# tools/bench: the firmware's engine and model in-process on tests/fakes.py (fake clock,
+# loopback transport, fake board, the scripted Central System), or a bare TLS MQTT connection.
+#
+#   micropython -X heapsize=N workloads.py sessions COUNT STATE_DIR
+#       COUNT RFID sessions (tap, plug, one MeterValues, an inbound GetConfiguration, tap,
+#       unplug); a JSON line {"session": i, "alloc": live heap after gc.collect()} at 100
+#       points, then {"done": COUNT, "peak": ..., "frames": ...}
+#   micropython ... workloads.py calls COUNT STATE_DIR     COUNT inbound GetConfiguration
+#   micropython ... workloads.py meter COUNT STATE_DIR     COUNT periodic MeterValues (1 s)
+#   micropython ... workloads.py tls HOST PORT CA CERT KEY CLIENT_ID    (DER files)
+#       live heap before and after a mutual-TLS MQTT connection (umqtt.simple, as frozen)
+#
+# MICROPYPATH must reach the chargepoint package (frozen or .mpy) and fakes (.mpy).
+import gc
+import json
+import sys
+
+TAG = "04A1B2C3D4"
+T0 = 1795262400
+
+
+def emit(**kw):
+    print(json.dumps(kw))
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def tls(host, port, ca, cert, key, client_id):
+    gc.collect()
+    before = gc.mem_alloc()
+    import ssl
+    from umqtt.simple import MQTTClient
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=_read(ca))  # DER: the unix port's mbedTLS has no PEM
+    ctx.load_cert_chain(_read(cert), _read(key))
+    client = MQTTClient(client_id, host, port=int(port), keepalive=60, ssl=ctx)
+    client.set_callback(lambda topic, msg: None)
+    client.connect(clean_session=True)
+    client.subscribe(client_id + "/out", 1)
+    gc.collect()
+    after = gc.mem_alloc()
+    client.disconnect()
+    emit(before=before, connected=after, tls_mqtt=after - before)
+
+
+def firmware(mode, count, state_dir):
+    from chargepoint.model.chargepoint import ChargePoint
+    from chargepoint.ocpp.timestamps import iso
+    from chargepoint.platform.clock import Clock
+    from chargepoint.platform.store import FileStore
+    from fakes import FakeBoard, FakeTicks, LoopbackTransport, ScriptedCentralSystem
+
+    ticks = FakeTicks()
+    board = FakeBoard(1)
+    transport = LoopbackTransport()
+    central = ScriptedCentralSystem(transport, lambda: iso(T0 + ticks.now // 1000))
+    frames = [0]
+    peak = [0]
+    cp = ChargePoint(board, transport, FileStore(state_dir), clock=Clock(ticks_ms=ticks),
+                     reboot=lambda hard: None)
+
+    def step(ms=0):
+        ticks.advance(ms)
+        for _ in range(20):
+            cp.loop()
+            n = central.handle()
+            if not n:
+                break
+            frames[0] += n
+
+    def inbound(n):
+        transport.deliver('[2,"cs-%d","GetConfiguration",{"key":["HeartbeatInterval"]}]' % n)
+        step()
+
+    def live():
+        gc.collect()
+        used = gc.mem_alloc()
+        if used > peak[0]:
+            peak[0] = used
+        return used
+
+    hw = board.connectors[0]
+    step()
+    if mode == "calls":
+        for n in range(count):
+            inbound(n)
+    elif mode == "meter":
+        transport.deliver('[2,"cs-mv","ChangeConfiguration",'
+                          '{"key":"MeterValueSampleInterval","value":"1"}]')
+        step()
+        board.rfid.present(TAG)
+        hw.pilot.ev = "C"
+        step()
+        step()
+        for _ in range(count):
+            hw.meter.wh += 2
+            hw.meter.watts = 7360.0
+            step(1000)
+    else:
+        every = max(1, count // 100)
+        for n in range(count):
+            board.rfid.present(TAG)
+            step()
+            hw.pilot.ev = "C"
+            step()
+            hw.meter.wh += 100
+            hw.meter.watts = 7360.0
+            step(60000)  # one periodic MeterValues (MeterValueSampleInterval 60)
+            inbound(n)
+            board.rfid.present(TAG)
+            step()
+            hw.pilot.ev = "A"
+            step(1000)
+            if (n + 1) % every == 0 or n == 0:
+                emit(session=n + 1, alloc=live(), status=cp.connectors[0].status)
+    calls = central.calls
+    emit(done=count, peak=peak[0], frames=frames[0], meter_values=calls.get("MeterValues", 0),
+         starts=calls.get("StartTransaction", 0), stops=calls.get("StopTransaction", 0))
+
+
+def main():
+    mode = sys.argv[1]
+    if mode == "tls":
+        tls(*sys.argv[2:8])
+    else:
+        firmware(mode, int(sys.argv[2]), sys.argv[3])
+
+
+if __name__ == "__main__":
+    main()
