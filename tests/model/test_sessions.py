@@ -326,3 +326,40 @@ def test_status_resent_after_timeout(rig):
     rig.cs.answers.pop("StatusNotification")
     rig.step()
     assert rig.statuses() == ["Available", "Preparing", "Preparing"]
+
+
+def test_a_limit_below_6_amps_withdraws_the_offer_and_the_relay_follows_within_3_s(rig):
+    charging(rig)
+    rig.conn().limit = 10.0
+    rig.step()
+    assert rig.hw().pilot.amps == 10.0 and rig.hw().relay.closed
+    rig.conn().limit = 4.0  # below 6 A: no charging (SmartCharging will set this)
+    rig.step()
+    assert rig.hw().pilot.amps is None and rig.conn().status == "SuspendedEVSE"
+    assert rig.hw().relay.closed  # the EV has 3 s to stop drawing: not opened under load
+    rig.step(2900)
+    assert rig.hw().relay.closed
+    rig.step(100)
+    assert not rig.hw().relay.closed and rig.conn().tx is not None
+    rig.conn().limit = None  # the offer comes back and so does charging
+    rig.step()
+    assert rig.hw().pilot.amps == 16.0 and rig.hw().relay.closed
+    assert rig.conn().status == "Charging"
+
+
+def test_the_relay_opens_as_soon_as_the_ev_stops_drawing_after_the_offer_is_withdrawn(rig):
+    charging(rig)
+    rig.conn().limit = 0.0
+    rig.step(500)
+    assert rig.hw().relay.closed
+    rig.ev("B")  # the EV answers the withdrawn PWM
+    assert not rig.hw().relay.closed
+
+
+def test_a_fault_or_unplug_during_the_wait_opens_at_once(rig):
+    charging(rig)
+    rig.conn().limit = 0.0
+    rig.step(100)
+    rig.hw().rcd.trip = True
+    rig.step()
+    assert not rig.hw().relay.closed

@@ -11,6 +11,8 @@ class Connector:
         self.fault = "NoError"
         self.start_fault = None  # errorCode of a check that failed at start: until unplugged
         self.offered = None  # amps on the pilot, None = PWM off
+        self.limit = None  # amps a charging limit allows (SmartCharging), None = max_amps
+        self.withdrawn = None  # ticks a limit withdrew the offer with the relay closed
         self.tx = None  # the running transaction's persisted record
         self.auth = None  # [idTag, ticks granted, chargingProfile, parentIdTag]: not started
         self.authorizing = None  # idTag whose Authorize is in flight
@@ -40,7 +42,7 @@ class Connector:
             return "Faulted"
         tx = self.tx
         if tx is not None:
-            if self.hw.relay.get():
+            if self.hw.relay.get() and self.offered is not None:
                 return "Charging"
             if not tx["ok"] or self.offered is None:
                 return "SuspendedEVSE"

@@ -5,12 +5,19 @@ network): the relay is closed only while a transaction is running and authorised
 fault, the pilot offers current and the EV asks for charge (state C or D). Everything else
 opens it.
 """
+from micropython import const
+
 from chargepoint.model import metering
 from chargepoint.model.board import fault_code
 from chargepoint.ocpp.timestamps import iso
 
 _AUTHORIZE_TIMEOUT_MS = 10000
 _SAVE_MS = 60000  # the running transaction's energy is written at least this often
+_MIN_AMPS = 6  # below this the pilot offers nothing (IEC 61851-1)
+# A limit that withdraws the offer while the EV draws: the EV must stop within 3 s; the relay
+# opens when it does, or then (not under load before). Faults, unplug, lost authorisation and
+# stops open it at once.
+_WITHDRAW_MS = const(3000)
 
 
 class Sessions:
@@ -49,11 +56,22 @@ class Sessions:
         # the outputs follow from this step's inputs, in this same call
         tx = c.tx
         live = tx is not None and tx["ok"] and c.usable() and plugged
-        offer = hw.max_amps if live else None
+        offer = None
+        if live:
+            offer = hw.max_amps if c.limit is None else min(hw.max_amps, c.limit)
+            if offer < _MIN_AMPS:
+                offer = None  # SuspendedEVSE: the PWM is withdrawn
         if offer != c.offered:
             hw.pilot.offer(offer)
             c.offered = offer
-        close = live and state in ("C", "D")
+        charging = state in ("C", "D")
+        close = offer is not None and charging
+        if live and not close and charging and hw.relay.get():
+            if c.withdrawn is None:
+                c.withdrawn = cp.clock.ticks_ms()
+            close = cp.clock.since(c.withdrawn) < _WITHDRAW_MS
+        else:
+            c.withdrawn = None
         if hw.relay.get() != close:
             hw.relay.set(close)
 
