@@ -35,6 +35,16 @@ class _Register:
     def energy_wh(self):
         return self._wh
 
+    # the latest good reading; a meter sets _p, _i (per phase) and _v (per phase)
+    def power_w(self):
+        return self._p
+
+    def current_a(self):
+        return self._i
+
+    def voltage_v(self):
+        return self._v
+
     def register(self):
         return self._wh
 
@@ -105,15 +115,6 @@ class SdmMeter(_Register):
         self._i = (0.0,) * phases
         self.error = None
         self.errors = 0
-
-    def power_w(self):
-        return self._p
-
-    def current_a(self):
-        return self._i
-
-    def voltage_v(self):
-        return self._v
 
     def poll(self):
         bus = self._bus
@@ -284,15 +285,6 @@ class CtMeter(_Register):
         self._wms = 0  # W*ms not yet a whole Wh
         self._count = 0  # Wh integrated since boot
         self._reading(0)  # counting starts now: restore() continues from here
-
-    def power_w(self):
-        return self._p
-
-    def current_a(self):
-        return self._i
-
-    def voltage_v(self):
-        return self._v
 
     def poll(self):
         now = self._ticks()
