@@ -3,6 +3,7 @@ the stock twin without it, built from firmware/ and checked by running them."""
 import os
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -109,3 +110,38 @@ def test_frozen_firmware_costs_less_heap_than_deployed_mpy(binaries, tmp_path):
                   path=".frozen:" + str(deployed), heapsize=110000))
     print("import chargepoint.app: %d B of heap frozen, %d B as .mpy files" % (frozen, mpy))
     assert frozen < mpy / 2
+
+
+WAITS = """
+import machine, sys, time
+n = [0]
+def tick(t):
+    n[0] += 1
+t = machine.Timer(0)
+t.init(mode=machine.Timer.PERIODIC, period=20, callback=tick)
+a = n[0]
+time.sleep(0.5)
+slept = n[0] - a
+a = n[0]
+sys.stdout.write("ready\\n")
+c = sys.stdin.read(1)
+t.deinit()
+print(slept, n[0] - a, c)
+"""
+
+
+def test_timer_callbacks_run_while_the_main_thread_waits_as_on_the_esp32(binaries, tmp_path):
+    # On the ESP32 every wait (time.sleep, a blocking console read such as aiorepl's raw REPL)
+    # runs scheduled callbacks; the safety timer must not stop on the twin either (wake.c).
+    p = subprocess.Popen([binaries["twin"], "-c", WAITS], cwd=str(tmp_path), text=True,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=dict(os.environ, MICROPYPATH=".frozen"))
+    assert p.stdout.readline() == "ready\n"
+    start = time.monotonic()
+    while time.monotonic() - start < 0.5:  # the twin is blocked in read() meanwhile
+        time.sleep(0.05)
+    out, _ = p.communicate("x\n", timeout=30)
+    slept, read, c = out.split()
+    assert int(slept) >= 15  # 25 ticks of 20 ms in 0.5 s, give or take the host
+    assert int(read) >= 15
+    assert c == "x"

@@ -18,3 +18,8 @@
 #define MICROPY_PY_MACHINE_PULSE (0)
 #undef MICROPY_PY_MACHINE_PIN_BASE
 #define MICROPY_PY_MACHINE_PIN_BASE (0)
+
+// A callback scheduled from another thread wakes the main thread out of any wait, so it runs
+// there as on the ESP32 (wake.c).
+void twin_wake_main(void);
+#define MICROPY_SCHED_HOOK_SCHEDULED twin_wake_main()
