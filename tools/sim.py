@@ -3,7 +3,7 @@ against simulated peripherals.
 
     python3 -m tools.sim --id CP001 --broker 127.0.0.1:8883 --ca CA.pem --cert CP001.pem \
         --key CP001.key --state DIR --control 127.0.0.1:PORT [--heap BYTES] [--connectors N]
-        [--lock] [--meter sdm630|sdm120|s0|ct] [--code frozen|deployed]
+        [--lock] [--meter sdm630|sdm120|s0|ct] [--code frozen|deployed] [--console]
 
 The firmware runs on the device twin (tools/twin.py: MicroPython v1.28.0, 32-bit, as on the
 ESP32) with `-X heapsize=--heap` (default 110000, an ESP32's free heap with Wi-Fi up), flat:
@@ -19,6 +19,13 @@ deployed, the firmware's own records in `data/`). This process owns the physical
 the control socket; what lasts of the world across power cuts (the meter's register, the
 lock bolts) is in `DIR/world.json`. The firmware runs in a child process and is restarted on
 Reset. `kill -9` of this process is a power cut (the child dies with it).
+
+--console: the firmware's console (its stdin and stdout: boot messages, the log, and the REPL
+that config.json "repl" starts) on a pseudo-terminal that behaves as a board's USB serial
+port: `mpremote connect /dev/pts/N ...`. Output lines end in CR LF, as a board sends them;
+what nobody reads is dropped beyond the last 8 KB; it stays the same path across resets.
+`status` carries its path as "console" (null without --console), and `DIR/console` holds
+{"path", "pid"} while the simulator runs.
 
 Control socket: JSON lines over TCP, one response line per request line; every command acts
 on a model, never on a driver:
@@ -40,20 +47,28 @@ on a model, never on a driver:
 `status` per connector: status, error, pilot_state, relay (commanded), contact (the
 contactor's), pilot_amps (the model's offer), pilot_duty (the PWM duty in % on the pilot pin,
 null without PWM), transaction_id, id_tag, energy_wh (the firmware's register), meter_ok,
-locked (the lock's bolt; null without --lock: the cable is tethered, the board has no lock).
+locked (the lock's bolt; null without --lock: the cable is tethered, the board has no lock),
+open_ms (from a change of the world that came while the contact was closed to the contact
+opening, timed on the models' side; null if it has not opened since).
+
+The world reaches the models over a connection of its own, read by a thread in the firmware
+process: a change acts at once, also while the firmware's asyncio loop is blocked; the
+answer comes once the firmware's loop has run on it.
 """
 import argparse
 import asyncio
 import ctypes
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import tty
 
-from tools import twin
+from tools import deploy, twin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REBOOT_EXIT = 75
@@ -90,7 +105,8 @@ def parse_args(argv):
     p.add_argument("--code", choices=("frozen", "deployed"), default="frozen",
                    help="our code frozen into the twin, or .mpy files in /lib on the stock one")
     p.add_argument("--quiet", action="store_true", help="no live log on stdout")
-
+    p.add_argument("--console", action="store_true",
+                   help="the firmware's console (and REPL) on a pseudo-terminal")
 
     def error(message):
         raise UsageError(message)
@@ -132,38 +148,17 @@ def prepare_flash(a, bus_port):
     config["hardware"]["world"] = os.path.abspath(os.path.join(a.state, "world.json"))
     if a.lock:
         config["hardware"]["lock"] = True
+    config["repl"] = a.console
     with open(os.path.join(fs, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     shutil.copyfile(os.path.join(ROOT, "main.py"), os.path.join(fs, "main.py"))
     shutil.copyfile(os.path.join(ROOT, "boot.py"), os.path.join(fs, "boot.py"))
-    deploy_lib(os.path.join(fs, "lib") if a.code == "deployed" else None,
-               os.path.join(fs, "lib"))
+    lib = os.path.join(fs, "lib")
+    if a.code == "deployed":  # as `make deploy` puts it on a stock board
+        deploy.compile_lib(lib)
+    else:  # the frozen placement has our code in the image
+        shutil.rmtree(os.path.join(lib, "chargepoint"), ignore_errors=True)
     return fs
-
-
-def deploy_lib(dest, old):
-    """lib/ compiled with the twin's mpy-cross into `dest` (only what changed; a module
-    deleted from the sources goes too). With dest None, the code of ours in `old` goes: the
-    frozen placement has it in the image."""
-    if dest is None:
-        shutil.rmtree(os.path.join(old, "chargepoint"), ignore_errors=True)
-        return
-    cross = twin.mpy_cross()
-    src_lib = os.path.join(ROOT, "lib")
-    wanted = set()
-    for dirpath, _, files in os.walk(src_lib):
-        for name in files:
-            if name.endswith(".py"):
-                src = os.path.join(dirpath, name)
-                dst = os.path.join(dest, os.path.relpath(src, src_lib)[:-3] + ".mpy")
-                wanted.add(dst)
-                if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
-                    os.makedirs(os.path.dirname(dst), exist_ok=True)
-                    subprocess.run([cross, "-o", dst, src], check=True)
-    for dirpath, _, files in os.walk(os.path.join(dest, "chargepoint")):
-        for name in files:
-            if os.path.join(dirpath, name) not in wanted:
-                os.remove(os.path.join(dirpath, name))
 
 
 def _die_with_parent():
@@ -225,12 +220,70 @@ class World:
                 kept["locked"] = c["locked"]  # the firmware drives the bolt
 
 
+class Console:
+    """A board's USB serial console on a pseudo-terminal: the firmware's output to it (LF sent
+    as CR LF, as MicroPython's console does), what is typed there to the firmware's stdin.
+    The terminal side stays open here, so the path lasts across firmware restarts and
+    clients coming and going."""
+
+    BACKLOG = 8192
+
+    def __init__(self):
+        self.master, self.slave = pty.openpty()
+        tty.setraw(self.slave)  # bytes as they are: no echo, no line editing
+        self.path = os.ttyname(self.slave)
+        os.set_blocking(self.master, False)
+        self.stdin = None  # the running firmware's
+        self.pending = bytearray()
+        self.loop = None
+
+    def start(self):
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.master, self._typed)
+
+    def close(self):
+        if self.loop is not None:
+            self.loop.remove_reader(self.master)
+            self.loop.remove_writer(self.master)
+        os.close(self.master)
+        os.close(self.slave)
+
+    def _typed(self):
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:
+            return
+        if self.stdin is not None and not self.stdin.is_closing():
+            self.stdin.write(data)  # while the firmware restarts, keys are lost, as on a board
+
+    def show(self, data):
+        self.pending += data.replace(b"\n", b"\r\n")
+        if len(self.pending) > self.BACKLOG:  # nobody reading: keep the latest only
+            del self.pending[:len(self.pending) - self.BACKLOG]
+        self._flush()
+
+    def _flush(self):
+        try:
+            n = os.write(self.master, self.pending) if self.pending else 0
+        except BlockingIOError:
+            n = 0
+        del self.pending[:n]
+        if self.pending:
+            self.loop.add_writer(self.master, self._flush)
+        else:
+            self.loop.remove_writer(self.master)
+
+
 class Simulator:
     def __init__(self, a):
         self.a = a
+        self.console = Console() if a.console else None
         self.world = World(a.state, a.connectors, a.lock)
         self.child = None
         self.writer = None  # bus to the running firmware
+        self.physics = None  # (reader, writer): the world's own connection to it
+        self.physics_up = asyncio.Event()
+        self.physics_lock = asyncio.Lock()
         self.up = asyncio.Event()
         self.waiting = {}
         self.next_id = 0
@@ -250,14 +303,36 @@ class Simulator:
         self.log("* firmware: %s code on %s, -X heapsize=%d"
                  % (self.a.code, os.path.relpath(binary, ROOT), self.a.heap))
         log = open(os.path.join(self.a.state, "firmware.log"), "ab")
+        console = self.console
         while True:
             self.boots += 1
+            if console is None:
+                streams = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
+            else:  # one console for both, as on a board
+                streams = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
+                           "stderr": subprocess.STDOUT}
             self.child = await asyncio.create_subprocess_exec(
                 binary, "-X", "heapsize=%d" % self.a.heap, BOOT,
-                cwd=fs, env=env, stdout=log, stderr=log, preexec_fn=_die_with_parent)
+                cwd=fs, env=env, preexec_fn=_die_with_parent, **streams)
+            if console is not None:
+                console.stdin = self.child.stdin
+                while True:
+                    data = await self.child.stdout.read(4096)
+                    if not data:
+                        break
+                    log.write(data)
+                    log.flush()
+                    console.show(data)
+                console.stdin = None
             code = await self.child.wait()
             self.up.clear()
             self.writer = None
+            self.physics = None
+            self.physics_up.clear()
+            for fut in self.waiting.values():  # asked the firmware that has gone: ask again
+                if not fut.done():
+                    fut.set_exception(ConnectionError("the firmware has restarted"))
+            self.waiting.clear()
             self.world.save()  # the next boot reads it
             if code == REBOOT_EXIT:
                 self.log("* firmware reset: booting again")
@@ -267,7 +342,7 @@ class Simulator:
                 await asyncio.sleep(1.0)
 
     async def on_bus(self, reader, writer):
-        self.writer = writer
+        first = True
         try:
             while True:
                 line = await reader.readline()
@@ -275,13 +350,21 @@ class Simulator:
                     break
                 msg = json.loads(line)
                 t = msg.get("t")
+                if first and t == "physics":  # the world's connection (board_sim.py)
+                    self.physics = (reader, writer)
+                    self.physics_up.set()
+                    return
+                if first:
+                    self.writer = writer
+                    first = False
                 if "state" in msg:
                     self.state = msg["state"]
                     self.world.observe(self.state)
                     self.world.save()  # a power cut may come any moment: the meter keeps it
                 if t == "hello":
                     self.up.set()
-                    await self._bus_send({"t": "world", "connectors": self.world.wire()})
+                    await self._push_world()
+                    await self._bus_send({"t": "world"})
                 elif t == "ack":
                     fut = self.waiting.pop(msg.get("id"), None)
                     if fut and not fut.done():
@@ -314,15 +397,37 @@ class Simulator:
         await w.drain()
         return True
 
+    async def _push_world(self):
+        """The world as it is now to the models, at once (a thread there applies it, whatever
+        the firmware's loop is doing)."""
+        await self.physics_up.wait()
+        async with self.physics_lock:
+            reader, writer = self.physics
+            writer.write(json.dumps({"connectors": self.world.wire()}).encode() + b"\n")
+            await writer.drain()
+            if not await asyncio.wait_for(reader.readline(), ANSWER_TIMEOUT):
+                raise ConnectionError("the firmware is gone")
+
     async def ask(self, msg):
-        """Send to the firmware, wait until it has run its loop on it; its state comes back."""
-        await asyncio.wait_for(self.up.wait(), ANSWER_TIMEOUT)
-        self.next_id += 1
-        msg["id"] = self.next_id
-        fut = asyncio.get_running_loop().create_future()
-        self.waiting[msg["id"]] = fut
-        await self._bus_send(msg)
-        return await asyncio.wait_for(fut, ANSWER_TIMEOUT)
+        """Send to the firmware, wait until it has run its loop on it; its state comes back.
+        A firmware that restarts meanwhile (a reset) is asked again once it is up."""
+        return await asyncio.wait_for(self._ask(msg), ANSWER_TIMEOUT)
+
+    async def _ask(self, msg):
+        while True:
+            await self.up.wait()
+            try:
+                if msg["t"] == "world":
+                    await self._push_world()
+                self.next_id += 1
+                msg["id"] = self.next_id
+                fut = asyncio.get_running_loop().create_future()
+                self.waiting[msg["id"]] = fut
+                if await self._bus_send(msg):
+                    return await fut
+            except ConnectionError:
+                pass
+            await asyncio.sleep(0.05)  # until the sim has seen the exit (self.up cleared)
 
 
     # -- the control socket ---------------------------------------------------------------
@@ -367,7 +472,7 @@ class Simulator:
                                          "(8, 14 or 20 hex digits)")
                     state = await self.ask({"t": "rfid", "uid": uid.upper()})
                 elif cmd == "status":
-                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                    state = await self.ask({"t": "world"})
                 elif cmd == "block":
                     ms, after = req.get("ms"), req.get("unplug_after_ms")
                     self._connector(req)
@@ -379,7 +484,7 @@ class Simulator:
                     self.world.connectors[str(req.get("connector", 1))]["ev"] = "A"
                 else:
                     self._change(cmd, req)
-                    state = await self.ask({"t": "world", "connectors": self.world.wire()})
+                    state = await self.ask({"t": "world"})
                 self.world.observe(state)
                 self.world.save()
             return self.answer(state)
@@ -442,6 +547,7 @@ class Simulator:
                 "reader_failed": state.get("reader_failed"),
                 "unlogged_frames": state.get("unlogged_frames", 0),
                 "blocked": state.get("blocked"),
+                "console": self.console.path if self.console else None,
                 "connectors": connectors}
 
     async def main(self):
@@ -452,10 +558,19 @@ class Simulator:
         host, port = self.a.control_addr
         control = await asyncio.start_server(self.on_control, host, port, reuse_address=True)
         self.log("* simulator %s: control on %s:%d, flash in %s" % (self.a.id, host, port, fs))
+        console_file = os.path.join(self.a.state, "console")
+        if self.console is not None:
+            self.console.start()
+            _save(console_file, {"path": self.console.path, "pid": os.getpid()})
+            self.log("* console: %s (mpremote connect %s repl)"
+                     % (self.console.path, self.console.path))
         tasks = [asyncio.create_task(self.firmware(fs, binary))]
         try:
             await asyncio.gather(*tasks)
         finally:
+            if self.console is not None:
+                self.console.close()
+                os.remove(console_file)
             control.close()
             bus.close()
             if self.child and self.child.returncode is None:

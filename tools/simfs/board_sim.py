@@ -8,9 +8,17 @@ meter (SDM630/SDM120 on Modbus, S0 pulses or a CT clamp) and the MFRC522 with a 
 Lasting physical state (the meters' registers, the lock bolts) is kept by the simulator in
 the file `options["world"]`, read here before the drivers start.
 
+Two connections to the simulator. The physical world comes on its own one, read by a
+thread: a change reaches the models at once, also while the asyncio loop is blocked (by
+aiorepl's raw REPL running a command, say), as the physical world does not wait for the
+firmware. Each line is answered "ok" once applied:
+  {"connectors":{"1":{"ev":"C","load":16.0,"rcd":false,"jam":false,"diode":true,
+   "welded":false,"meter":"none"}}}
+A change that reaches a connector while its contact is closed starts a stopwatch that the
+contact opening stops: `open_ms` in the state (null if it has not opened since).
+
 Bus messages, simulator -> board:
-  {"t":"world","id":n,"connectors":{"1":{"ev":"C","load":16.0,"rcd":false,"jam":false,
-   "diode":true,"welded":false,"meter":"none"}}}
+  {"t":"world","id":n}  the world has changed (on the other connection): act on it
   {"t":"rfid","id":n,"uid":"04A1B2C3D4E5F6"}
   {"t":"block","id":n,"ms":2000,"unplug_after_ms":300,"connector":1}  the firmware's asyncio
       loop is kept busy (as by a handler stuck in a loop) for ms; unplug_after_ms into it the
@@ -20,9 +28,11 @@ board -> simulator: {"t":"ack","id":n,"state":{...}} once the firmware has acted
 {"t":"state",...} on changes; {"t":"frame","dir":"in"|"out","text":...};
 {"t":"reboot","hard":bool} just before the firmware restarts.
 """
+import _thread
 import asyncio
 import gc
 import json
+import socket
 import sys
 import time
 
@@ -93,6 +103,10 @@ class Models:
         m = c["meter"]
         self.kind = m["type"]
         self.load = 0.0
+        self.last = None  # the world last applied
+        self.changed = None  # ticks of a change that came while the contact was closed
+        self.open_ms = None  # ... to the contact opening
+        self.contactor.on_change = self._moved
         if self.kind in ("sdm630", "sdm120"):
             import sdm_model
             self.meter = sdm_model.SdmModel(m["slave"], 3 if self.kind == "sdm630" else 1,
@@ -109,6 +123,10 @@ class Models:
             machine.wire(m["adc"], self.meter)
 
     def apply(self, w):
+        if w != self.last and self.contactor.closed:
+            self.changed = time.ticks_ms()
+            self.open_ms = None
+        self.last = w
         self.ev.state = w["ev"]
         self.ev.diode = w.get("diode", True)
         self.load = float(w["load"])
@@ -119,6 +137,11 @@ class Models:
             self.lock.jam = w.get("jam", False)
         if self.kind in ("sdm630", "sdm120"):
             self.meter.fault = w.get("meter", "none")
+
+    def _moved(self, closed):
+        if not closed and self.changed is not None:
+            self.open_ms = time.ticks_diff(time.ticks_ms(), self.changed)
+            self.changed = None
 
     def amps(self):
         """What the EV draws now: its load, at most the offer, while the contact is closed."""
@@ -201,6 +224,7 @@ class Board:
             c["pilot_duty"] = m.ev.duty()
             c["meter_ok"] = self.connectors[i].meter.ok
             c["contact"] = m.contactor.closed
+            c["open_ms"] = m.open_ms
             c["register_wh"] = m.register()
         view["heap_free"] = self.free
         view["heap_peak"] = self.peak
@@ -214,11 +238,19 @@ class Board:
         self.writer.write(json.dumps(msg).encode() + b"\n")
         await self.writer.drain()
 
+    def _world(self, sock):
+        """The physical world's thread: changes applied to the models as they come."""
+        while True:
+            line = sock.readline()
+            if not line:
+                return  # the simulator is gone: the bus task ends the process
+            for key, w in json.loads(line)["connectors"].items():
+                self.models[int(key) - 1].apply(w)
+            sock.write(b"ok\n")
+
     async def _apply(self, msg):
         t = msg["t"]
-        if t == "world":
-            for key, w in msg["connectors"].items():
-                self.models[int(key) - 1].apply(w)
+        if t == "world":  # applied by the world's thread already
             # the answer shows what the firmware made of it: its next readings see it
             await asyncio.sleep_ms(_SETTLE_MS)
             self.cp.loop()
@@ -243,25 +275,17 @@ class Board:
         """A stuck firmware loop (busy, not sleeping: nothing of asyncio runs) while the EV
         leaves; timed on the models' side."""
         m = self.models[msg.get("connector", 1) - 1]
-        times = {}
-
-        def contact(closed):
-            if not closed and "unplug" in times and "open" not in times:
-                times["open"] = time.ticks_ms()
 
         def unplug(timer):
-            times["unplug"] = time.ticks_ms()
-            m.ev.state = "A"
-        m.contactor.on_change = contact
+            w = dict(m.last)
+            w["ev"] = "A"
+            m.apply(w)
         machine.Timer(-1).init(mode=machine.Timer.ONE_SHOT, period=msg["unplug_after_ms"],
                                callback=unplug)
         start = time.ticks_ms()
         while time.ticks_diff(time.ticks_ms(), start) < msg["ms"]:
             pass
-        m.contactor.on_change = None
-        opened = -1
-        if "open" in times:
-            opened = time.ticks_diff(times["open"], times["unplug"])
+        opened = -1 if m.open_ms is None else m.open_ms
         return {"loop_ms": time.ticks_diff(time.ticks_ms(), start), "open_ms": opened}
 
     async def run(self, cp):
@@ -276,6 +300,11 @@ class Board:
             else:
                 self.unlogged += 1
         cp.engine.on_frame = on_frame
+        world = socket.socket()
+        world.connect(socket.getaddrinfo(self.bus[0], self.bus[1])[0][-1])
+        world.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        world.write(b'{"t":"physics"}\n')
+        _thread.start_new_thread(self._world, (world,))
         reader, self.writer = await asyncio.open_connection(*self.bus)
         # answers must not wait behind the 50 ms state reports for a TCP acknowledgement
         self.writer.s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
