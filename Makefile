@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv check-device sim mosquitto clean twin bench flash provision
+.PHONY: test venv check-device sim mosquitto clean twin bench flash provision deploy repl
 
 venv: $(STAMP)
 
@@ -59,6 +59,18 @@ provision: $(STAMP)
 	@test -n "$(ID)$(CSV)" || { echo "usage: make provision ID=CP001|CSV=chargers.csv [CA=AmazonRootCA1.pem] [OUT=dir] [ROTATE=1]"; exit 2; }
 	$(PY) -m tools.provision $(if $(CSV),--csv $(CSV),--id $(ID)) $(if $(OUT),--out $(OUT)) \
 	  $(if $(CA),--ca $(CA)) $(if $(ROTATE),--rotate)
+
+# Copy the firmware, config.json and credentials to a board with mpremote (tools/deploy.py):
+# only what changed, then reset. ID=CP001 (provisioned/CP001) or DIR=folder; DRY_RUN=1.
+# Without PORT: the console of the charger `make sim` runs.
+deploy: $(STAMP) twin
+	@test -n "$(ID)$(DIR)" || { echo "usage: make deploy [PORT=/dev/ttyUSB0] ID=CP001|DIR=folder [DRY_RUN=1]"; exit 2; }
+	$(PY) -m tools.deploy $(if $(PORT),--port $(PORT)) $(if $(DIR),--dir $(DIR),--id $(ID)) \
+	  $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+# mpremote's REPL on PORT, or on the console of the charger `make sim` runs (tools/repl.py).
+repl: $(STAMP)
+	$(PY) -m tools.repl $(if $(PORT),--port $(PORT))
 
 clean:
 	rm -rf $(VENV) build state

@@ -31,7 +31,7 @@ class Sim:
     """One `python3 -m tools.sim` process and a control connection to it."""
 
     def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None,
-                 lock=False, code="frozen"):
+                 lock=False, code="frozen", console=False):
         self.control = ("127.0.0.1", free_port())
         self.state = str(state)
         cert, key = pki.client(cert_cn or cp_id)
@@ -39,7 +39,8 @@ class Sim:
                      "--broker", "127.0.0.1:%d" % (port or broker.port),
                      "--ca", ca or pki.ca, "--cert", cert, "--key", key, "--state", str(state),
                      "--control", "%s:%d" % self.control, "--quiet", "--code", code,
-                     "--heap", str(HEAP[code])] + (["--lock"] if lock else [])
+                     "--heap", str(HEAP[code])] + (["--lock"] if lock else []) + (
+                         ["--console"] if console else [])
         self.proc = None
         self.reader = self.writer = None
         self.tolerated = ()  # firmware log lines (prefixes) a test expects and allows

@@ -188,7 +188,7 @@ class DevSim:
                 sys.executable, "-m", "tools.sim", "--id", self.cp,
                 "--broker", "%s:%d" % (self.broker.host, self.broker.port),
                 "--ca", pki.ca, "--cert", cert, "--key", key, "--state", sim_state,
-                "--control", "%s:%d" % control, "--quiet",
+                "--control", "%s:%d" % control, "--quiet", "--console",
                 cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err,
                 preexec_fn=_sim_preexec)
         say("* charger %s starting: MicroPython unix port, flash %s" % (self.cp, sim_state))
@@ -211,6 +211,8 @@ class DevSim:
         if not answer.get("ok"):
             say("! load: %s" % answer.get("error"))
         say("* charger %s up, EV load %g A; logs: %s/firmware.log" % (self.cp, DEFAULT_LOAD, sim_state))
+        say("* its console (the firmware's REPL): %s: `make repl` in another terminal"
+            % answer.get("console"))
         await self._until_online()
 
     async def _until_online(self):

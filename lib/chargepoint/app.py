@@ -49,9 +49,6 @@ def build_network(cfg, clock):
     return wifi, TimeSync(ntptime.settime, clock.ticks_ms)
 
 
-
-
-
 def _reboot(board, transport):
     def reboot(hard):
         transport.stop()
@@ -63,6 +60,14 @@ def _reboot(board, transport):
             machine.reset()
         machine.soft_reset()
     return reboot
+
+
+def _stop_sessions(cp):
+    """Before a reset that the loop cannot see through (Ctrl-D at the REPL): every transaction
+    stops now, relay open, its StopTransaction (Reboot) queued on flash for after the boot."""
+    for c in cp.connectors:
+        if c.tx is not None:
+            cp.sessions.stop(c, "Reboot")
 
 
 async def _run_loop(cp, wdt):
@@ -86,12 +91,13 @@ async def main(cp, board, transport, repl=False, wifi=None, wdt=None):
         tasks.append(asyncio.create_task(_watch_wifi(wifi)))
     if hasattr(board, "run"):
         tasks.append(asyncio.create_task(board.run(cp)))
-    if repl:  # config.json "repl": frozen in our image, or `mpremote mip install aiorepl`
-        try:
-            import aiorepl
-            tasks.append(asyncio.create_task(aiorepl.task()))
-        except ImportError:
-            print("config: repl: aiorepl is not installed")
+    if repl:  # config.json "repl": aiorepl frozen in our image, or installed with mip
+        from chargepoint.platform import console
+
+        shell = console.task({"cp": cp, "board": board, "transport": transport,
+                              "connectors": cp.connectors}, lambda: _stop_sessions(cp))
+        if shell is not None:
+            tasks.append(asyncio.create_task(shell))
     transport.start()
     await asyncio.gather(*tasks)
 
@@ -143,7 +149,7 @@ def run(config_path="config.json", data_dir="data"):
     try:
         asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt))
     finally:
-        # Whatever ended the loop: every relay open, no PWM (the watchdog then resets).
+        # Whatever ended the loop (a soft reset, an error): every relay open, no PWM.
         from chargepoint.hardware.guard import all_off
         all_off(board.connectors)
         transport.stop()

@@ -25,8 +25,9 @@ Example `config.json` (only `id` and `mqtt.endpoint` are required)::
 - `mqtt.keepalive`: seconds, 30..1200 (AWS IoT's range). Topics: `{id}` is replaced by the
   id; at most 256 bytes and 7 slashes, no wildcards.
 - `wifi`: may be left out where there is no Wi-Fi (the host simulator): ssid "" then.
-- `repl`: true starts aiorepl (an asyncio REPL on the serial console) beside the firmware;
-  off by default: aiorepl's Ctrl-D stops the event loop.
+- `repl`: true starts aiorepl (an asyncio REPL on the serial console) beside the firmware
+  (chargepoint.platform.console); off by default: while mpremote runs a command there the
+  asyncio loop waits, and Ctrl-D at its prompt soft-resets the firmware.
 - `hardware`: free-form options for the board driver; only `driver` (string) and
   `connectors` (integer 1..8) are checked here, the driver checks the rest.
 
