@@ -325,6 +325,7 @@ def test_tethered_cable_has_no_lock(world):
             sim = make_sim()
             cp = await online(sim, cs)
             assert (await sim.status())["locked"] is None
+            assert (await sim.ask(cmd="status"))["console"] is None  # no --console
             sim.writer.write(b'{"cmd":"lock","connector":1,"fail":true}\n')
             answer = json.loads(await sim.reader.readline())
             assert answer["ok"] is False and "--lock" in answer["error"]
