@@ -532,6 +532,32 @@ class CentralSystem:
         return await self._request(cp_id, call.DataTransfer(
             vendor_id=vendor_id, message_id=message_id, data=data), timeout)
 
+    async def set_charging_profile(self, cp_id, connector_id, profile, *, timeout=None):
+        """`profile`: a csChargingProfiles object with OCPP's camelCase keys."""
+        return await self._request(cp_id, call.SetChargingProfile(
+            connector_id=int(connector_id), cs_charging_profiles=profile), timeout)
+
+    async def clear_charging_profile(self, cp_id, id=None, connector_id=None,  # noqa: A002
+                                     purpose=None, stack_level=None, *, timeout=None):
+        return await self._request(cp_id, call.ClearChargingProfile(
+            id=id, connector_id=connector_id, charging_profile_purpose=purpose,
+            stack_level=stack_level), timeout)
+
+    async def get_composite_schedule(self, cp_id, connector_id, duration, unit=None, *,
+                                     timeout=None):
+        return await self._request(cp_id, call.GetCompositeSchedule(
+            connector_id=int(connector_id), duration=int(duration),
+            charging_rate_unit=unit), timeout)
+
+    async def send_local_list(self, cp_id, version, update_type, entries=None, *, timeout=None):
+        """`entries`: AuthorizationData objects with OCPP's camelCase keys."""
+        return await self._request(cp_id, call.SendLocalList(
+            list_version=int(version), update_type=update_type,
+            local_authorization_list=entries), timeout)
+
+    async def get_local_list_version(self, cp_id, *, timeout=None):
+        return await self._request(cp_id, call.GetLocalListVersion(), timeout)
+
 
 if __name__ == "__main__":
     # The CLI lives apart; `python3 -m tools.csms` runs it.

@@ -11,7 +11,7 @@ transport, clock and hardware:
 """
 from micropython import const
 
-from chargepoint.model import metering, remote
+from chargepoint.model import localauth, metering, remote, smartcharging
 from chargepoint.model.authcache import AuthCache
 from chargepoint.model.connector import Connector
 from chargepoint.model.sessions import Sessions
@@ -26,7 +26,7 @@ _BOOT_LOST_S = const(10)  # after an unanswered BootNotification
 _FRAMES_PER_LOOP = const(4)
 _RESET_GRACE_MS = const(3000)  # lets the Reset answer and the stops leave before rebooting
 
-PROFILES = "Core,RemoteTrigger"
+PROFILES = "Core,RemoteTrigger,SmartCharging"  # + LocalAuthListManagement on a file store
 
 
 def _nonneg(v):
@@ -92,6 +92,12 @@ class ChargePoint:
             if c.hw.lock is not None:
                 c.hw.lock.unlock()  # no transaction survives a boot: release the cable
         remote.install(self)
+        localauth.install(self)  # cp.local_list; None where the store has no folder
+        smartcharging.install(self)  # cp.smartcharging
+        profiles = PROFILES + (",LocalAuthListManagement" if self.local_list else "")
+        self.config.declare("SupportedFeatureProfiles", CSL, profiles, RO)
+        self.config.declare("SupportedFeatureProfilesMaxLength", INT,
+                            len(profiles.split(",")), RO)
 
     # -- identity of messages and transactions --------------------------------------------
 
@@ -135,8 +141,6 @@ class ChargePoint:
         d("StopTxnAlignedDataMaxLength", INT, len(metering.MEASURANDS), RO)
         d("StopTxnSampledData", CSL, "Energy.Active.Import.Register", 0, metering.valid_list)
         d("StopTxnSampledDataMaxLength", INT, len(metering.MEASURANDS), RO)
-        d("SupportedFeatureProfiles", CSL, PROFILES, RO)
-        d("SupportedFeatureProfilesMaxLength", INT, len(PROFILES), RO)
         d("TransactionMessageAttempts", INT, 3, 0, _positive)
         d("TransactionMessageRetryInterval", INT, 60, 0, _nonneg)
         d("UnlockConnectorOnEVSideDisconnect", BOOL, True)
@@ -152,8 +156,22 @@ class ChargePoint:
         return None
 
     def cache_info(self, id_tag, info):
-        if self.config.get("AuthorizationCacheEnabled"):
+        # an idTag on the local list is not cached (OCPP 1.6 §3.5.3): the list decides
+        if self.config.get("AuthorizationCacheEnabled") and self.known(id_tag, True) is None:
             self.cache.put(id_tag, info)
+
+    def known(self, id_tag, listed_only=False):
+        """(status, parentIdTag) of `id_tag` from the local list, else (unless listed_only)
+        the authorisation cache; None when neither knows it."""
+        local_list = self.local_list
+        hit = local_list.lookup(id_tag) if local_list is not None else None
+        if hit is not None or listed_only:
+            return hit
+        if self.config.get("AuthorizationCacheEnabled"):
+            status = self.cache.status(id_tag)
+            if status is not None:
+                return status, self.cache.parent(id_tag)
+        return None
 
     def set_operative(self, c, operative):
         """Apply an availability change to connector c, or with 0 to the charge point itself
@@ -322,6 +340,7 @@ class ChargePoint:
 
     def loop(self):
         self.clock.keep()
+        self.smartcharging.apply()  # the limits in place before the step offers current
         sessions = self.sessions
         for c in self.connectors:
             sessions.step(c)  # the safety path runs first, every time

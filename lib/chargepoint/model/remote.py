@@ -101,7 +101,8 @@ def remote_start(cp, p, stale):
         return _stale(cp)
     cid = p.get("connectorId")
     profile = p.get("chargingProfile")
-    if profile is not None and profile["chargingProfilePurpose"] != "TxProfile":
+    if profile is not None and (profile["chargingProfilePurpose"] != "TxProfile"
+                                or not cp.smartcharging.accepts(profile)):
         return _REJECTED
     if cid is not None:
         c = cp.connector(cid)

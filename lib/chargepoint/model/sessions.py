@@ -105,10 +105,7 @@ class Sessions:
         """Authorise `id_tag` for connector `c` (None: no free connector). With `group`, a
         card whose parentIdTag is that of a running transaction stops it instead."""
         cp = self.cp
-        cached = parent = None
-        if cp.config.get("AuthorizationCacheEnabled"):
-            cached = cp.cache.status(id_tag)
-            parent = cp.cache.parent(id_tag)
+        cached, parent = cp.known(id_tag) or (None, None)  # local list, then cache
         if group and cached == "Accepted" and self._group_stop(id_tag, parent):
             return
         if not cp.online():

@@ -17,6 +17,7 @@ from chargepoint.ocpp.errors import CallError
 from chargepoint.ocpp.timestamps import parse_iso
 
 TYPES = {
+    "AuthorizationData": "idTag s 1 20;idTagInfo o 0 IdTagInfo",
     "IdTagInfo": "status e 1 Accepted|Blocked|Expired|Invalid|ConcurrentTx;"
                  "expiryDate t 0 -;parentIdTag s 0 20",
     "ChargingProfile": "chargingProfileId i 1 -;transactionId i 0 -;stackLevel i 1 0;"
@@ -35,11 +36,18 @@ REQUESTS = {
     "ChangeAvailability": "connectorId i 1 0;type e 1 Inoperative|Operative",
     "ChangeConfiguration": "key s 1 50;value s 1 500",
     "ClearCache": "",
+    "ClearChargingProfile": "id i 0 -;connectorId i 0 0;chargingProfilePurpose e 0 "
+                            "ChargePointMaxProfile|TxDefaultProfile|TxProfile;stackLevel i 0 0",
     "DataTransfer": "vendorId s 1 255;messageId s 0 50;data s 0 0",
+    "GetCompositeSchedule": "connectorId i 1 0;duration i 1 0;chargingRateUnit e 0 A|W",
     "GetConfiguration": "key a 0 s50",
+    "GetLocalListVersion": "",
     "RemoteStartTransaction": "connectorId i 0 0;idTag s 1 20;chargingProfile o 0 ChargingProfile",
     "RemoteStopTransaction": "transactionId i 1 -",
     "Reset": "type e 1 Hard|Soft",
+    "SendLocalList": "listVersion i 1 -;localAuthorizationList a 0 oAuthorizationData;"
+                     "updateType e 1 Differential|Full",
+    "SetChargingProfile": "connectorId i 1 0;csChargingProfiles o 1 ChargingProfile",
     "TriggerMessage": "requestedMessage e 1 BootNotification|DiagnosticsStatusNotification|"
                       "FirmwareStatusNotification|Heartbeat|MeterValues|StatusNotification;"
                       "connectorId i 0 0",

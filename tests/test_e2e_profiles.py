@@ -1,0 +1,76 @@
+"""End to end on the twin at an ESP32's heap (frozen placement): the Smart Charging and Local
+Auth List Management profiles through Mosquitto, the real firmware and its drivers (issue 11)."""
+import pytest
+
+from test_e2e import TAG, T, online, run, start_charging, world  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("twins")
+
+
+def tx_default(limit, pid=1):
+    return {"chargingProfileId": pid, "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+            "chargingSchedule": {"chargingRateUnit": "A",
+                                 "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}}
+
+
+def test_session_follows_a_tx_default_profile_on_the_pilot(world):  # noqa: F811
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            await start_charging(sim, cs, cp, 32.0)
+            s = await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            assert s["connectors"]["1"]["pilot_amps"] == 32.0
+            answer = await cs.set_charging_profile("CP001", 0, tx_default(10))
+            assert answer == {"status": "Accepted"}
+            c = (await sim.until(lambda s: s["connectors"]["1"]["pilot_amps"] == 10.0))[
+                "connectors"]["1"]
+            assert abs(c["pilot_duty"] - 10 / 0.6) < 0.2  # IEC 61851: amps = duty % x 0.6
+            assert c["relay"] and c["status"] == "Charging"
+            sched = await cs.get_composite_schedule("CP001", 1, 600)
+            assert sched["status"] == "Accepted"
+            assert sched["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 10
+            # below 6 A the PWM goes and the charger suspends; the relay opens under no load
+            await cs.set_charging_profile("CP001", 0, tx_default(4))
+            c = (await sim.until(lambda s: s["connectors"]["1"]["status"] == "SuspendedEVSE"))[
+                "connectors"]["1"]
+            assert c["pilot_duty"] is None
+            assert (await cs.clear_charging_profile("CP001", id=1)) == {"status": "Accepted"}
+            c = (await sim.until(lambda s: s["connectors"]["1"]["pilot_amps"] == 32.0))[
+                "connectors"]["1"]
+            await sim.until(lambda s: s["connectors"]["1"]["status"] == "Charging")
+            s = await sim.ask(cmd="status")
+            print("heap with a profile, frozen at 110000: peak %d B live, %d B free"
+                  % (s["heap_peak"], s["heap_free"]))
+    run(scenario())
+
+
+def test_a_card_on_the_local_list_starts_a_session_offline(world):  # noqa: F811
+    broker, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            local = "04A1B2C3D4E5F7"  # a card the Central System has not authorised
+            entries = [{"idTag": "04%08X" % i, "idTagInfo": {"status": "Accepted"}}
+                       for i in range(20)] + [{"idTag": local, "idTagInfo": {
+                           "status": "Accepted"}}]
+            assert (await cs.send_local_list("CP001", 3, "Full", entries)) == {
+                "status": "Accepted"}
+            assert (await cs.get_local_list_version("CP001")) == {"listVersion": 3}
+            broker.stop()
+            await sim.until(lambda s: not s["online"])
+            await sim.ask(cmd="load", connector=1, amps=16.0)
+            await sim.ask(cmd="rfid", uid=local)  # never authorised online
+            s = await sim.ask(cmd="ev", connector=1, state="C")
+            s = await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            assert s["connectors"]["1"]["id_tag"] == local
+            broker.start()  # back online: the transaction is reported, nothing was asked
+            tx = await cs.wait_for(lambda: list(cp.transactions.values()), T)
+            assert tx[0].id_tag == local
+            assert not [f for f in cp.frames if '"Authorize"' in f.text]
+    run(scenario())
