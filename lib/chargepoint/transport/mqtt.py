@@ -325,10 +325,26 @@ class MqttTransport:
             self.status["dropped"] += 1
             return
         try:
-            text = bytes(msg).decode()
+            text = str(msg, "utf-8")  # msg may be a view of the link's buffer: copy it now
         except UnicodeError:
             self.status["dropped"] += 1
             return
+        except MemoryError:
+            import gc
+
+            gc.collect()
+            try:
+                text = str(msg, "utf-8")
+            except MemoryError:
+                if len(self.inbox):  # the frames held free their room: have it sent again
+                    self._refusing = True
+                    self.status["refused"] += 1
+                    raise _Refused()
+                # Nothing of ours left to free: refusing it would have it sent again for
+                # ever and block every frame behind it. It goes (a CALL then times out).
+                self.status["dropped"] += 1
+                print("mqtt: a frame of %d bytes dropped: no memory for it" % len(msg))
+                return
         if self._refusing or not self.inbox.put((text, self.stale.is_stale(self._ticks())),
                                                 len(msg)):
             self._refusing = True

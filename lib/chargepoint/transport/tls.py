@@ -5,19 +5,27 @@ TCP socket before the TLS handshake (a server that accepts and then says nothing
 the thread), keeps that timeout whenever umqtt asks for a blocking socket, and counts inbound
 bytes, which is how a PINGRESP (swallowed by umqtt) is noticed. Only the TCP connect itself
 is bounded by the OS/lwIP timeout; the asyncio loop does not wait for it, but stop() does.
+
+A read longer than `_BIG` bytes (a PUBLISH's payload: umqtt reads it in one piece) lands in
+the link's buffer, allocated once, and comes back as a memoryview of it, valid until the next
+such read (umqtt hands it straight to the transport's callback, which copies it out). A
+payload never needs a fresh block of its size: in a fragmented heap (a burst of frames) a
+3 KB one found none, and the link went down for it again at each redelivery.
 """
 from micropython import const
 
 _ETIMEDOUT = const(110)
+_BIG = const(256)
 
 
 class TlsLink:
     """umqtt.simple's `ssl=` object: TLS with SNI, bounded reads, inbound byte counting."""
 
-    def __init__(self, context, timeout_ms=10000):
+    def __init__(self, context, timeout_ms=10000, buffer=4096):
         self.context = context
         self.timeout_s = timeout_ms / 1000
         self.rx = 0  # inbound reads that returned data; only the network thread touches it
+        self.buf = bytearray(buffer)  # payloads up to this size are read into it
 
     def wrap_socket(self, sock, server_hostname=None):
         sock.settimeout(self.timeout_s)  # bounds the handshake too
@@ -36,12 +44,30 @@ class _TimedSocket:
         self._blocking = True
 
     def read(self, n):
+        buf = self._link.buf
+        if _BIG < n <= len(buf):
+            return self._read_into(memoryview(buf)[:n])
         data = self._tls.read(n)
         if data:
             self._link.rx += 1
         elif data is None and self._blocking:
             raise OSError(_ETIMEDOUT)
         return data
+
+    def _read_into(self, view):
+        got = 0
+        n = len(view)
+        while got < n:
+            k = self._tls.readinto(view[got:])
+            if k is None:
+                if not self._blocking and not got:
+                    return None
+                raise OSError(_ETIMEDOUT)
+            if not k:
+                break  # the peer closed: umqtt sees a short read
+            got += k
+            self._link.rx += 1
+        return view[:got]
 
     def write(self, *args):
         return self._tls.write(*args)
@@ -75,13 +101,20 @@ def pem_blocks(data):
     return blocks
 
 
-def tls_context(cafile, certfile, keyfile):
+def ca_certificates(cafile):
+    """The DER of each certificate in `cafile` (PEM bundle or DER)."""
+    return pem_blocks(_read(cafile))
+
+
+def tls_context(cafile, certfile, keyfile, installed_ca=()):
     """Mutual TLS as AWS IoT wants it: server checked against `cafile`, our cert presented.
 
     Files may be PEM or DER; `cafile` may be a bundle of several CA certificates (AWS's RSA
     and ECC roots, say). mbedTLS builds without PEM parsing (the unix port's, measured) reject
     PEM with "invalid cert"; then each PEM block is converted to DER and loaded on its own
-    (every load adds to the trusted chain).
+    (every load adds to the trusted chain). `installed_ca`: DER certificates installed over
+    OCPP (InstallCertificate), appended to the same chain after `cafile`'s, so the server
+    is checked against the concatenation; one mbedTLS refuses is left out, not fatal.
     """
     import ssl
 
@@ -94,6 +127,11 @@ def tls_context(cafile, certfile, keyfile):
         for der in pem_blocks(ca):
             ctx.load_verify_locations(cadata=der)
     del ca
+    for der in installed_ca:
+        try:
+            ctx.load_verify_locations(cadata=der)
+        except ValueError:
+            print("tls: an installed CA certificate is unusable, left out")
     cert, key = _read(certfile), _read(keyfile)
     try:
         ctx.load_cert_chain(cert, key)
