@@ -19,6 +19,7 @@ class Connector:
         self.finishing = False  # transaction over, cable still in
         self.operative = True
         self.scheduled = None  # availability to apply once the transaction ends
+        self.reserved = False  # held for a reservation (set by the Reservation profile)
         self.reported = None  # (status, errorCode) last confirmed by the Central System
         self.status = None
         self.error = "NoError"
@@ -51,7 +52,11 @@ class Connector:
             return "Unavailable"
         if self.finishing:
             return "Finishing"
-        if self.plugged or self.auth is not None or self.authorizing is not None:
+        if self.auth is not None:
+            return "Preparing"
+        if self.reserved:
+            return "Reserved"  # Preparing only once the reserved idTag is granted (§4.9)
+        if self.plugged or self.authorizing is not None:
             return "Preparing"
         return "Available"
 

@@ -88,10 +88,7 @@ class Sessions:
             if c.tx is None and c.auth is not None and c.auth[0] == id_tag:
                 c.auth = None  # the same card again before plugging in: cancel
                 return "cancelled"
-        target = None
-        for c in cp.connectors:
-            if c.idle() and (target is None or (c.plugged and not target.plugged)):
-                target = c
+        target = self.free_connector(id_tag, True)
         group = False  # a running transaction has a parentIdTag this card may share
         for c in cp.connectors:
             if c.tx is not None and c.tx.get("parent"):
@@ -100,6 +97,24 @@ class Sessions:
             return "refused"
         self.authorize(target, id_tag, None, group)
         return "authorizing"
+
+    def free_connector(self, id_tag, pending):
+        """The idle connector a session of `id_tag` should take: one reserved for it, then one
+        surely free, then one reserved for a group it may belong to (`pending` as in
+        Reservations.rank); among equals a plugged one, else the first. None when every idle
+        one is held for other idTags."""
+        rank = self.cp.reservations.rank
+        target = None
+        best = 0
+        for c in self.cp.connectors:
+            if c.idle():
+                score = rank(c, id_tag, None, pending) * 2
+                if score and c.plugged:
+                    score += 1
+                if score > best:
+                    target = c
+                    best = score
+        return target
 
     def authorize(self, c, id_tag, profile=None, group=False):
         """Authorise `id_tag` for connector `c` (None: no free connector). With `group`, a
@@ -157,7 +172,8 @@ class Sessions:
         if c is None:
             return
         c.authorizing = None
-        if c.tx is None:
+        # a connector held by a reservation is not granted to another idTag
+        if c.tx is None and self.cp.reservations.rank(c, id_tag, parent):
             c.auth = [id_tag, self.cp.clock.ticks_ms(), profile, parent]
 
     # -- transactions ---------------------------------------------------------------------
@@ -187,6 +203,9 @@ class Sessions:
             tx["profile"] = profile
         if parent:
             tx["parent"] = parent  # a card of the same group may stop it
+        reservation = cp.reservations.claim(c, id_tag, parent)
+        if reservation is not None:
+            tx["resv"] = reservation  # the StartTransaction ends it (§5.13)
         measurands = cp.config.get("StopTxnSampledData")
         if measurands:
             tx["begin"] = metering.sample(c, measurands, "Transaction.Begin", stamp)
@@ -197,9 +216,11 @@ class Sessions:
         c.sampled_at = c.saved_at = cp.clock.ticks_ms()
 
     def queue_start(self, tx):
-        self.cp.txq.push(self.cp.new_uid(), "StartTransaction", {
-            "connectorId": tx["conn"], "idTag": tx["tag"], "meterStart": tx["start"],
-            "timestamp": tx["ts"]}, tx["ref"])
+        payload = {"connectorId": tx["conn"], "idTag": tx["tag"], "meterStart": tx["start"],
+                   "timestamp": tx["ts"]}
+        if "resv" in tx:
+            payload["reservationId"] = tx["resv"]
+        self.cp.txq.push(self.cp.new_uid(), "StartTransaction", payload, tx["ref"])
 
     def stop(self, c, reason, id_tag=None):
         tx = c.tx
