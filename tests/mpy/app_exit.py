@@ -62,7 +62,7 @@ board.rfid = DyingReader()
 app.load_config = lambda path: {"id": "CP001", "hardware": {}, "repl": False,
                                 "wifi": {"ssid": "", "password": ""}, "mqtt": {}}
 app.build_board = lambda cfg, store: board
-app.build_transport = lambda cfg, before_connect=None: Transport()
+app.build_transport = lambda cfg, before_connect=None, installed_ca=(): Transport()
 ended = None
 try:
     app.run(data_dir=data)

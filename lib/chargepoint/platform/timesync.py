@@ -10,11 +10,15 @@ _RETRY_MS = const(60000)
 class TimeSync:
     """`ensure()` runs in the network thread before each connect (it blocks for the NTP round
     trip, up to about a second). `settime` is `ntptime.settime`. The OCPP clock stays the
-    Central System's (BootNotification/Heartbeat currentTime); this one is for TLS."""
+    Central System's (BootNotification/Heartbeat currentTime); this one is for TLS.
+    `wall` (time.time) reads the RTC: with it, `on_step(seconds)` is told, in the network
+    thread, how far each sync moved the RTC (for the SettingSystemTime security event)."""
 
-    def __init__(self, settime, ticks_ms):
+    def __init__(self, settime, ticks_ms, wall=None):
         self._settime = settime
         self._ticks = ticks_ms
+        self._wall = wall
+        self.on_step = None
         self.synced_at = None  # ticks of the last good sync
         self.tried_at = None
         self.failures = 0
@@ -31,6 +35,7 @@ class TimeSync:
         if not self.due(now):
             return self.synced_at is not None
         self.tried_at = now
+        before = self._wall() if self._wall is not None else None
         try:
             self._settime()
         except (OSError, OverflowError, IndexError) as e:  # no answer, or a bad packet
@@ -38,4 +43,7 @@ class TimeSync:
             print("ntp: no time:", e)
             return self.synced_at is not None
         self.synced_at = now
+        if before is not None and self.on_step is not None:
+            # what the RTC moved, less the time the sync itself took
+            self.on_step(self._wall() - before - ticks_diff(self._ticks(), now) // 1000)
         return True
