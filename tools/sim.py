@@ -161,6 +161,27 @@ def prepare_flash(a, bus_port):
     return fs
 
 
+def bootloader(folder):
+    """The ESP-IDF bootloader with app rollback on the simulated OTA partitions
+    (tools/simfs/esp32.py): the label to boot now. A "new" image boots as "pending"; one still
+    pending (booted, never confirmed) is "aborted" and the other boots."""
+    path = os.path.join(folder, "otadata.json")
+    data = _load(path)
+    label = data.get("boot", "ota_0")
+    states = data.setdefault("states", {})
+    state = states.get(label, "valid")
+    if state == "pending":
+        states[label] = "aborted"
+    elif state == "new":
+        states[label] = "pending"
+    if states.get(label) == "aborted":
+        label = "ota_1" if label == "ota_0" else "ota_0"
+    data["boot"] = label
+    if data != _load(path):
+        _save(path, data)
+    return label
+
+
 def _die_with_parent():
     # A power cut of the simulator (kill -9) takes the firmware with it.
     try:
@@ -304,15 +325,25 @@ class Simulator:
                  % (self.a.code, os.path.relpath(binary, ROOT), self.a.heap))
         log = open(os.path.join(self.a.state, "firmware.log"), "ab")
         console = self.console
+        flash = os.path.join(self.a.state, "flash")  # the OTA partitions (simfs/esp32.py)
+        os.makedirs(flash, exist_ok=True)
         while True:
             self.boots += 1
+            label = bootloader(flash)
+            image = os.path.join(flash, label)
+            run = binary
+            if os.path.exists(image):  # an update's twin binary
+                os.chmod(image, 0o755)
+                run = image
+                self.log("* bootloader: %s" % label)
+            env.update(CP_TWIN_FLASH=flash, CP_TWIN_RUNNING=label)
             if console is None:
                 streams = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
             else:  # one console for both, as on a board
                 streams = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
                            "stderr": subprocess.STDOUT}
             self.child = await asyncio.create_subprocess_exec(
-                binary, "-X", "heapsize=%d" % self.a.heap, BOOT,
+                run, "-X", "heapsize=%d" % self.a.heap, BOOT,
                 cwd=fs, env=env, preexec_fn=_die_with_parent, **streams)
             if console is not None:
                 console.stdin = self.child.stdin

@@ -15,11 +15,11 @@ import socket
 
 from micropython import const
 
-_CHUNK = const(1024)
+_CHUNK = const(512)  # a fragmented heap may have no bigger piece
 _REDIRECTS = const(3)
 
 
-class HttpError(Exception):
+class HttpError(ValueError):
     pass
 
 
@@ -126,7 +126,8 @@ def _copy(s, out, h, view, left):
 
 
 def download(url, path, timeout_s=30, ca=None):
-    """GET `url` into the file `path`: (size, SHA-256 as 64 hex digits)."""
+    """GET `url` into the file `path`, or into `path.write()` when it is not a file name:
+    (size, SHA-256 as 64 hex digits)."""
     for _ in range(_REDIRECTS + 1):
         s = _request("GET", url, timeout_s, ca)
         try:
@@ -137,12 +138,19 @@ def download(url, path, timeout_s=30, ca=None):
             if status != 200:
                 raise HttpError("GET: HTTP %d" % status)
             h = hashlib.sha256()
-            with open(path, "wb") as out:
-                size = _body(s, headers, out, h)
-            return size, "".join("%02x" % b for b in h.digest())
+            if isinstance(path, str):
+                with open(path, "wb") as out:
+                    size = _body(s, headers, out, h)
+            else:
+                size = _body(s, headers, path, h)
+            return size, hexdigest(h)
         finally:
             s.close()
     raise HttpError("GET: too many redirects")
+
+
+def hexdigest(h):
+    return "".join("%02x" % b for b in h.digest())
 
 
 def upload(url, path, method="PUT", timeout_s=30, ca=None):

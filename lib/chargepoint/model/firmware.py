@@ -1,0 +1,138 @@
+"""Firmware update (OCPP 1.6 UpdateFirmware, FirmwareStatusNotification): when to fetch, retry,
+install and confirm; the platform's updater (chargepoint.platform.update) does the work.
+
+`firmware.install(cp, updater)` routes UpdateFirmware and leaves `cp.firmware`, whose step()
+runs every loop. The updater: `download(url)` and `install()` start work in a thread, `busy`
+and `error` say how it went, `outcome()` at start tells whether this firmware is an update on
+trial ("trying") or one was rolled back ("failed"), `commit()` keeps the firmware on trial,
+`forget()` clears a failed one.
+
+The course of an update, each step reported as FirmwareStatusNotification:
+  at retrieveDate (at once if it is past or the clock is not known) Downloading; the package
+  is fetched and its SHA-256 checked (a package that does not check out, or is not for this
+  board, is never installed); after `retries` more tries `retryInterval` apart DownloadFailed;
+  else Downloaded. Once no transaction runs: Installing, the package is put in place, and the
+  board resets. The new firmware is on trial until the Central System accepts its
+  BootNotification: then it is kept, Installed. If it has not been accepted within
+  TRIAL_MS it resets, and the old firmware comes back (boot.py for .mpy files, the bootloader
+  for an image), reporting InstallationFailed. The job is kept on flash: a power cut before
+  the install resumes it.
+"""
+from micropython import const
+
+from chargepoint.ocpp.timestamps import parse_iso
+
+_JOB = "fwjob"
+TRIAL_MS = const(600000)  # the new firmware's time to be accepted by the Central System
+
+
+def install(cp, updater):
+    fw = Firmware(cp, updater)
+    cp.firmware = fw
+    cp.engine.route("UpdateFirmware", lambda p, stale: fw.update_firmware(p))
+    return fw
+
+
+class Firmware:
+    def __init__(self, cp, updater):
+        self.cp = cp
+        self.updater = updater
+        self.status = "Idle"
+        self.job = cp.store.read(_JOB)  # {"url", "at" (unix), "retries", "interval", "tries"}
+        self.phase = "wait" if self.job is not None else None
+        self.due = None  # ticks of the next try
+        outcome = updater.outcome()
+        if outcome == "trying":
+            self.phase = "trial"
+            self.since = cp.clock.ticks_ms()
+        elif outcome == "failed":
+            self.phase = "failed"
+
+    def update_firmware(self, p):
+        # Carried out even when stale: nothing is installed before it has been checked.
+        self.job = {"url": p["location"], "at": parse_iso(p["retrieveDate"]) or 0,
+                    "retries": p.get("retries", 0), "interval": p.get("retryInterval", 60),
+                    "tries": 0}
+        self.cp.store.write(_JOB, self.job)
+        self.phase = "wait"
+        self.due = None
+        return {}
+
+    def current(self):
+        """What TriggerMessage reports: the status of the update under way, else Idle."""
+        return self.status if self.phase is not None else "Idle"
+
+    def report(self, status):
+        self.status = status
+        self.cp.call("FirmwareStatusNotification", {"status": status})
+
+    def _end(self, status):
+        self.report(status)
+        self.job = None
+        self.phase = None
+        self.cp.store.remove(_JOB)
+
+    def step(self):
+        phase = self.phase
+        if phase is None:
+            return
+        cp = self.cp
+        up = self.updater
+        if phase == "trial":
+            if cp.registration == "Accepted":
+                up.commit()
+                self.phase = None
+                self.report("Installed")
+                cp.security.record("FirmwareUpdated", "now running %s" % up.version)
+            elif cp.clock.since(self.since) > TRIAL_MS:
+                self.phase = None
+                cp.security.why = "firmware update not accepted: rolling back"
+                cp.reboot(True)  # not accepted: the old firmware comes back
+            return
+        if phase == "failed":
+            if cp.registration == "Accepted":
+                up.forget()
+                self.phase = None
+                self.report("InstallationFailed")
+            return
+        if up.busy:
+            return
+        if phase == "wait":
+            wall = cp.clock.wall()
+            if wall is not None and wall < self.job["at"]:
+                return
+            if self.due is not None and cp.clock.since(self.due) < 0:
+                return
+            self.phase = "download"
+            if self.job["tries"] == 0:  # a retry is still Downloading
+                self.report("Downloading")
+            up.download(self.job["url"])
+        elif phase == "download":
+            if up.error is None:
+                self.phase = "downloaded"
+                self.report("Downloaded")
+                return
+            job = self.job
+            job["tries"] += 1
+            if job["tries"] > job["retries"]:
+                self._end("DownloadFailed")
+                return
+            cp.store.write(_JOB, job)
+            self.phase = "wait"
+            self.due = cp.clock.after(job["interval"] * 1000)
+        elif phase == "downloaded":
+            for c in cp.connectors:
+                if c.tx is not None:
+                    return  # installing waits for the transactions to end
+            self.phase = "install"
+            self.report("Installing")
+            up.install()
+        elif phase == "install":
+            if up.error is not None:
+                self._end("InstallationFailed")
+                return
+            self.job = None
+            self.phase = None
+            cp.store.remove(_JOB)
+            cp.security.why = "firmware update to %s" % up.new_version
+            cp.request_reset(True)  # the Installing notification goes first

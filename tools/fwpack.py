@@ -1,0 +1,122 @@
+"""Build a firmware update package from the working tree, for OCPP UpdateFirmware.
+
+    python3 -m tools.fwpack --out FILE --version VERSION [--kind mpy|image]
+        [--target esp32|twin] [--image APP.bin]
+
+The package (format in lib/chargepoint/platform/update.py) is one JSON header line with the
+version, kind, target, size and SHA-256 of the payload, then the payload:
+  --kind mpy (default): lib/ compiled to .mpy by the twin's mpy-cross (MicroPython v1.28.0),
+      with chargepoint.app.VERSION set to VERSION: for a board running a stock MicroPython
+      image with our code in /lib (`make deploy`). The same package serves ESP32 and twin
+      (bytecode does not depend on the CPU); --target says which one it is for.
+  --kind image --target esp32 --image APP.bin: a whole ESP32 application image (the app
+      `micropython.bin` of an OTA build, firmware/README.md, built from this tree with
+      VERSION set), checked to be one (magic byte 0xE9), for our image with the firmware
+      frozen in. This machine cannot build it (no ESP-IDF).
+  --kind image --target twin: the device twin built with lib/ at VERSION frozen in, for the
+      simulator's simulated OTA partitions (tools/simfs/esp32.py).
+After the update, BootNotification reports firmwareVersion = VERSION.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from tools import deploy, twin
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VERSION_LINE = re.compile(r'^VERSION = "[^"]*"$', re.M)
+
+
+class PackError(Exception):
+    pass
+
+
+def lib_at(version, into):
+    """A copy of lib/ in `into` with chargepoint.app.VERSION = version; its path."""
+    if not re.match(r"^[A-Za-z0-9._+-]{1,50}$", version):
+        raise PackError("--version: 1..50 of letters, digits and . _ + - (a CiString50)")
+    lib = os.path.join(into, "lib")
+    shutil.copytree(os.path.join(ROOT, "lib"), lib,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    app = os.path.join(lib, "chargepoint", "app.py")
+    with open(app) as f:
+        text = f.read()
+    text, n = VERSION_LINE.subn('VERSION = "%s"' % version, text)
+    if n != 1:
+        raise PackError("no VERSION line in lib/chargepoint/app.py")
+    with open(app, "w") as f:
+        f.write(text)
+    return lib
+
+
+def mpy_payload(lib, work):
+    """Entries "<path below lib/> <size>\\n<bytes>" of the compiled firmware."""
+    out = os.path.join(work, "mpy")
+    deploy.compile_lib(out, src_lib=lib)
+    parts = []
+    for dirpath, _, files in sorted(os.walk(out)):
+        for name in sorted(files):
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            rel = os.path.relpath(path, out).replace(os.sep, "/")
+            parts.append(b"%s %d\n" % (rel.encode(), len(data)) + data)
+    return b"".join(parts)
+
+
+def package(kind, target, version, payload):
+    header = {"format": 1, "kind": kind, "target": target, "version": version,
+              "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
+
+
+def build(kind, target, version, image=None):
+    with tempfile.TemporaryDirectory() as work:
+        lib = lib_at(version, work)
+        if kind == "mpy":
+            payload = mpy_payload(lib, work)
+        elif target == "twin":
+            name = "fwimage-" + re.sub(r"[^A-Za-z0-9._-]", "_", version)
+            binary = twin.build_image(lib, name)
+            with open(binary, "rb") as f:
+                payload = f.read()
+        else:
+            if not image:
+                raise PackError("--kind image --target esp32 needs --image APP.bin (ESP-IDF "
+                                "build of this tree, firmware/README.md)")
+            with open(image, "rb") as f:
+                payload = f.read()
+            if payload[:1] != b"\xe9":
+                raise PackError("%s is not an ESP32 application image" % image)
+    return package(kind, target, version, payload)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m tools.fwpack", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--version", required=True)
+    p.add_argument("--kind", choices=("mpy", "image"), default="mpy")
+    p.add_argument("--target", choices=("esp32", "twin"), default="esp32")
+    p.add_argument("--image", help="the ESP32 application image (--kind image --target esp32)")
+    a = p.parse_args(argv)
+    try:
+        data = build(a.kind, a.target, a.version, a.image)
+    except (PackError, OSError, subprocess.CalledProcessError) as e:
+        print("tools.fwpack: %s" % e, file=sys.stderr)
+        return 2
+    with open(a.out, "wb") as f:
+        f.write(data)
+    header = json.loads(data.split(b"\n", 1)[0])
+    print("%s: %s %s for %s, %d bytes, sha256 %s" % (a.out, header["kind"], a.version,
+                                                    a.target, header["size"], header["sha256"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
