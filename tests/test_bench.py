@@ -12,6 +12,7 @@ from conftest import ROOT
 KEYS = {"mode", "mpy_bytes", "frozen_bytes", "heap_idle_bytes", "heap_peak_bytes",
         "heap_tls_connection_bytes", "heap_per_transaction_bytes",
         "heap_growth_1000_sessions_bytes", "sessions_in_process", "min_heap_bytes",
+        "heap_local_list_1000_bytes", "heap_10_charging_profiles_bytes", "heap_download_bytes",
         "reaction_ms", "control_round_trip_ms", "cpu_us_per_inbound_call",
         "cpu_us_per_meter_values", "valgrind_instructions", "fleet_chargers",
         "fleet_messages_per_s", "fleet_twin_rss_bytes", "fleet_twin_cpu_percent", "seconds", "errors"}

@@ -24,7 +24,7 @@ T = 20  # seconds any single expectation may take
 # -X heapsize, flat. Frozen: an ESP32's free heap with Wi-Fi up. Deployed (the firmware's .mpy
 # in the heap, drivers included) does not fit that: README gives the figures; it runs with the
 # heap of a board with PSRAM here.
-HEAP = {"frozen": int(os.environ.get("E2E_HEAP", 110000)), "deployed": 180000}
+HEAP = {"frozen": int(os.environ.get("E2E_HEAP", 110000)), "deployed": 240000}
 
 
 class Sim:
@@ -228,10 +228,10 @@ def test_burst_of_frames_gets_every_call_answered(world):
     async def scenario():
         async with make_csms() as cs:
             sim = make_sim()
-            # The burst fragments the heap: now and then the network thread cannot get 3 KB
-            # in one piece for the 3000-byte frame; it drops the link, and the broker sends
-            # the frame again (README, "Nothing acknowledged is lost").
-            sim.tolerated = ("mqtt: link down: MemoryError",)
+            # The burst fragments the heap: the network thread may find no 3 KB in one piece
+            # for the 3000-byte garbage frame even with the inbox empty; it is then dropped
+            # rather than refused for ever (README, "Nothing acknowledged is lost").
+            sim.tolerated = ("mqtt: a frame of 3000 bytes dropped: no memory",)
             cp = await online(sim, cs)
             await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
             await start_charging(sim, cs, cp, 16.0)

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, validate_outgoing
+from test_e2e import HEAP as E2E_HEAP
 from tools import twin
 
 HEAP = 110000  # what an ESP32 without PSRAM has free with Wi-Fi up
@@ -57,7 +58,9 @@ def test_session_and_power_loss_under_micropython(mpy_lib, tmp_path, code):
         binary, path = twin.ensure(), ".frozen:%s" % fakes
     else:
         binary, path = twin.ensure(stock=True), ".frozen:%s" % mpy_lib
-    r = subprocess.run([binary, "-X", "heapsize=%d" % HEAP,
+    # deployed: every profile's bytecode in the heap needs a board with PSRAM (README)
+    heap = HEAP if code == "frozen" else E2E_HEAP["deployed"]
+    r = subprocess.run([binary, "-X", "heapsize=%d" % heap,
                         os.path.join(ROOT, "tests", "mpy", "scenario.py"), str(state)],
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, MICROPYPATH=path))

@@ -92,6 +92,7 @@ class Charger:
     authorizations: list = field(default_factory=list)  # (idTag, status answered)
     meter_values: list = field(default_factory=list)  # MeterValues payloads outside a known transaction
     data_transfers: list = field(default_factory=list)  # DataTransfer payloads from the charger
+    security_events: list = field(default_factory=list)  # SecurityEventNotification types
     heartbeats: int = 0
     diagnostics_status: str = None
     firmware_status: str = None
@@ -267,6 +268,11 @@ class ChargerHandler(ChargePoint):
         self.charger.data_transfers.append(self._payload)
         status = "Accepted" if vendor_id in self._central.vendors else "UnknownVendorId"
         return call_result.DataTransfer(status=status)
+
+    @on(Action.security_event_notification)
+    def on_security_event_notification(self, type, timestamp, tech_info=None):  # noqa: A002
+        self.charger.security_events.append(type)
+        return call_result.SecurityEventNotification()
 
     @on(Action.diagnostics_status_notification)
     def on_diagnostics_status_notification(self, status):
@@ -554,6 +560,12 @@ class CentralSystem:
         return await self._request(cp_id, call.SendLocalList(
             list_version=int(version), update_type=update_type,
             local_authorization_list=entries), timeout)
+
+    async def update_firmware(self, cp_id, location, retrieve_date, retries=None,
+                              retry_interval=None, *, timeout=None):
+        return await self._request(cp_id, call.UpdateFirmware(
+            location=location, retrieve_date=retrieve_date, retries=retries,
+            retry_interval=retry_interval), timeout)
 
     async def get_local_list_version(self, cp_id, *, timeout=None):
         return await self._request(cp_id, call.GetLocalListVersion(), timeout)

@@ -4,6 +4,7 @@ import asyncio
 import gc
 import sys
 
+from chargepoint.model import security
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.platform.clock import Clock
 from chargepoint.platform.store import FileStore
@@ -24,11 +25,14 @@ def build_board(cfg, store):
     return module.build(options, cfg, store)
 
 
-def build_transport(cfg, before_connect=None):
+def build_transport(cfg, before_connect=None, installed_ca=()):
+    """`installed_ca`: the Central System roots installed over OCPP (DER), trusted besides
+    `mqtt.ca`. The context is built once: what InstallCertificate/DeleteCertificate change
+    applies from the next boot."""
     from chargepoint.transport import mqtt, tls
 
     m = cfg["mqtt"]
-    ssl = tls.tls_context(m["ca"], m["cert"], m["key"])
+    ssl = tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca)
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
                               topic_out=m["topic_out"], before_connect=before_connect)
@@ -41,12 +45,50 @@ def build_network(cfg, clock):
         return None, None
     import network
     import ntptime
+    import time
 
     from chargepoint.hardware.wifi import Wifi
     from chargepoint.platform.timesync import TimeSync
 
     wifi = Wifi(network.WLAN(network.STA_IF), ssid, cfg["wifi"]["password"], clock.ticks_ms)
-    return wifi, TimeSync(ntptime.settime, clock.ticks_ms)
+    return wifi, TimeSync(ntptime.settime, clock.ticks_ms, time.time)
+
+
+def _upload(url, path):
+    # imported on the first GetDiagnostics, in the network thread: no heap for it until then
+    from chargepoint.platform import http
+
+    http.upload(url, path)
+
+
+def build_log(data_dir, clock, cp):
+    """The event log on flash (data/log.txt, chargepoint.platform.log): a line at boot, what
+    the network modules print (the console shows the same as without it), the OCPP traffic
+    worth keeping; GetDiagnostics uploads it."""
+    from chargepoint.platform.log import Log
+
+    log = Log(data_dir, clock)
+    for name in ("chargepoint.transport.mqtt", "chargepoint.platform.timesync"):
+        module = sys.modules.get(name)
+        if module is not None:
+            log.hook(module)
+    log.write("boot", "boot %d, firmware %s" % (cp.boot, VERSION))
+    cp.diagnostics.attach(log, _upload)
+    return log
+
+
+def _wire_security(cp, cfg, timesync):
+    """What the security extensions learn from the platform: config.json's CA, listed by
+    GetInstalledCertificateIds (read when asked), and how far NTP moves the RTC."""
+    ca = cfg["mqtt"].get("ca")
+    if ca:
+        def factory():
+            from chargepoint.transport import tls
+
+            return tls.ca_certificates(ca)
+        cp.security.factory = factory
+    if timesync is not None:
+        timesync.on_step = cp.security.ntp_stepped
 
 
 def _reboot(board, transport):
@@ -68,6 +110,7 @@ def _stop_sessions(cp):
     for c in cp.connectors:
         if c.tx is not None:
             cp.sessions.stop(c, "Reboot")
+    cp.security.record("ResetOrReboot", "soft reset at the console")
 
 
 async def _run_loop(cp, wdt):
@@ -132,26 +175,44 @@ def run(config_path="config.json", data_dir="data"):
     clock = Clock()
     wifi, timesync = build_network(cfg, clock)
     try:
-        transport = build_transport(cfg, timesync.ensure if timesync else None)
+        transport = build_transport(cfg, timesync.ensure if timesync else None,
+                                    security.roots(store))
     except (OSError, ValueError) as e:
         print("config: TLS files rejected:", e)
         return None
     info = dict(board.info)
     info.setdefault("firmwareVersion", VERSION)
-    cp = ChargePoint(board, transport, store, clock,
-                     reboot=_reboot(board, transport), boot_info=info)
+    from chargepoint.platform.update import Updater
+
+    cp = ChargePoint(board, transport, store, clock, reboot=_reboot(board, transport),
+                     boot_info=info, updater=Updater(store, VERSION))
+    log = build_log(data_dir, clock, cp)
+    _wire_security(cp, cfg, timesync)
+    reboot = cp.reboot
+
+    def flushed(hard):  # the log's last lines go to the flash before any reset
+        log.flush()
+        reboot(hard)
+    cp.reboot = flushed
     wdt = None
     watchdog_ms = cfg["hardware"].get("watchdog_ms", 0)
     if watchdog_ms:
         import machine
         wdt = machine.WDT(timeout=watchdog_ms)
     gc.collect()
+    stopped = None
     try:
         asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt))
+    except BaseException as e:
+        stopped = e
+        raise
     finally:
         # Whatever ended the loop (a soft reset, an error): every relay open, no PWM.
         from chargepoint.hardware.guard import all_off
         all_off(board.connectors)
         transport.stop()
         asyncio.new_event_loop()
+        if stopped is not None:  # why the firmware stopped, for the next diagnostics upload
+            log.write("app", "stopped: %s" % type(stopped).__name__)
+        log.flush()
     return cp

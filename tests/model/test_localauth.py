@@ -429,7 +429,7 @@ def test_install_without_a_folder_installs_nothing(rig):
 def test_supported_feature_profiles_name_the_list_on_a_file_store(flash):
     got = flash.send("GetConfiguration", {"key": ["SupportedFeatureProfiles"]})[2]
     assert got["configurationKey"][0]["value"] == (
-        "Core,RemoteTrigger,SmartCharging,LocalAuthListManagement")
+        "Core,RemoteTrigger,SmartCharging,Reservation,LocalAuthListManagement")
 
 
 def test_listed_card_is_authorised_offline(flash):

@@ -23,8 +23,9 @@ def test_all_core_keys_present(rig):
     assert missing == []
     assert got["NumberOfConnectors"] == {"key": "NumberOfConnectors", "readonly": True,
                                          "value": "1"}
-    assert got["SupportedFeatureProfiles"]["value"] == "Core,RemoteTrigger,SmartCharging"
-    assert got["SupportedFeatureProfilesMaxLength"]["value"] == "3"
+    assert got["SupportedFeatureProfiles"]["value"] == \
+        "Core,RemoteTrigger,SmartCharging,Reservation"
+    assert got["SupportedFeatureProfilesMaxLength"]["value"] == "4"
     assert got["StopTransactionOnInvalidId"]["value"] == "true"
 
 

@@ -11,14 +11,14 @@ transport, clock and hardware:
 """
 from micropython import const
 
-from chargepoint.model import localauth, metering, remote, smartcharging
+from chargepoint.model import (diagnostics, localauth, metering, remote, reservation, security,
+                              smartcharging)
 from chargepoint.model.authcache import AuthCache
 from chargepoint.model.connector import Connector
 from chargepoint.model.sessions import Sessions
 from chargepoint.model.txqueue import TxQueue, resolve_stamps
 from chargepoint.ocpp.config import BOOL, CSL, INT, RO, STR, Config
 from chargepoint.ocpp.engine import Call, Engine
-from chargepoint.ocpp.timestamps import parse_iso
 
 _OUTBOX = const(16)  # volatile calls waiting; the oldest goes when full
 _BOOT_RETRY_S = const(60)  # after Pending/Rejected with interval 0
@@ -26,7 +26,8 @@ _BOOT_LOST_S = const(10)  # after an unanswered BootNotification
 _FRAMES_PER_LOOP = const(4)
 _RESET_GRACE_MS = const(3000)  # lets the Reset answer and the stops leave before rebooting
 
-PROFILES = "Core,RemoteTrigger,SmartCharging"  # + LocalAuthListManagement on a file store
+# always supported; + LocalAuthListManagement on a file store
+PROFILES = "Core,RemoteTrigger,SmartCharging,Reservation"
 
 
 def _nonneg(v):
@@ -50,7 +51,8 @@ _ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TS
 
 
 class ChargePoint:
-    def __init__(self, board, transport, store, clock, reboot=None, boot_info=None):
+    def __init__(self, board, transport, store, clock, reboot=None, boot_info=None,
+                 updater=None):
         self.board = board
         self.transport = transport
         self.store = store
@@ -91,10 +93,18 @@ class ChargePoint:
             self.sessions.recover(c)
             if c.hw.lock is not None:
                 c.hw.lock.unlock()  # no transaction survives a boot: release the cable
+        security.install(self)  # cp.security: events from here on, certificates
         remote.install(self)
         localauth.install(self)  # cp.local_list; None where the store has no folder
         smartcharging.install(self)  # cp.smartcharging
-        profiles = PROFILES + (",LocalAuthListManagement" if self.local_list else "")
+        reservation.install(self)  # cp.reservations
+        diagnostics.install(self)  # cp.diagnostics; app.py attaches the log and uploader
+        self.firmware = None
+        if updater is not None:  # chargepoint.platform.update on a board
+            from chargepoint.model import firmware
+            firmware.install(self, updater)  # cp.firmware
+        profiles = PROFILES + (",LocalAuthListManagement" if self.local_list else "") + (
+            ",FirmwareManagement" if self.firmware else "")
         self.config.declare("SupportedFeatureProfiles", CSL, profiles, RO)
         self.config.declare("SupportedFeatureProfilesMaxLength", INT,
                             len(profiles.split(",")), RO)
@@ -234,7 +244,7 @@ class ChargePoint:
         self._boot_asked = False
         self.registration = payload["status"]
         self.engine.answer_calls = self.registration != "Rejected"
-        self.clock.set_wall(*parse_iso(payload["currentTime"], True))
+        security.set_clock(self, payload["currentTime"], "BootNotification")
         interval = payload["interval"]
         if self.registration == "Accepted":
             if interval > 0:
@@ -316,7 +326,7 @@ class ChargePoint:
         self.call("Heartbeat", {}, self._clock_from)
 
     def _clock_from(self, payload):
-        self.clock.set_wall(*parse_iso(payload["currentTime"], True))
+        security.set_clock(self, payload["currentTime"], "Heartbeat")
 
     # -- reset ----------------------------------------------------------------------------
 
@@ -358,10 +368,15 @@ class ChargePoint:
                 break
             self.engine.feed(msg[0], msg[1])
         sessions.meter()
+        self.reservations.tick()  # expiry with the clock this step may have set
         self._statuses()
         if self.registration == "Accepted":
             self._heartbeat()
+        self.diagnostics.poll()  # before the engine: a status it queues goes out now
+        self.security.poll()
         self.engine.poll()
+        if self.firmware is not None:
+            self.firmware.step()
         if self._reset is not None:
             self._reset_if_due()
 

@@ -104,19 +104,19 @@ def remote_start(cp, p, stale):
     if profile is not None and (profile["chargingProfilePurpose"] != "TxProfile"
                                 or not cp.smartcharging.accepts(profile)):
         return _REJECTED
+    id_tag = p["idTag"]
+    # a connector a reservation holds for another idTag is refused; with an Authorize to
+    # come, a parentIdTag not known yet is left for its answer to decide
+    pending = cp.config.get("AuthorizeRemoteTxRequests")
     if cid is not None:
         c = cp.connector(cid)
-        if c is None or not c.idle():
+        if c is None or not c.idle() or not cp.reservations.rank(c, id_tag, None, pending):
             return _REJECTED
     else:
-        c = None
-        for each in cp.connectors:
-            if each.idle() and (c is None or (each.plugged and not c.plugged)):
-                c = each
+        c = cp.sessions.free_connector(id_tag, pending)
         if c is None:
             return _REJECTED
-    id_tag = p["idTag"]
-    if cp.config.get("AuthorizeRemoteTxRequests"):
+    if pending:
         cp.sessions.authorize(c, id_tag, profile)
     else:
         cp.sessions.grant(c, id_tag, profile)
@@ -136,6 +136,7 @@ def remote_stop(cp, p, stale):
 def reset(cp, p, stale):
     if stale:
         return _stale(cp)
+    cp.security.why = "Reset.req (%s)" % p["type"]  # techInfo of the ResetOrReboot event
     cp.request_reset(p["type"] == "Hard")
     return _ACCEPTED
 
@@ -164,9 +165,9 @@ def trigger_message(cp, p):
                 payload["transactionId"] = c.tx["id"]
             cp.call("MeterValues", payload)
     elif what == "DiagnosticsStatusNotification":
-        cp.call(what, {"status": "Idle"})  # no upload ever runs: Idle is the truth
+        cp.call(what, {"status": cp.diagnostics.state()})  # Uploading, else Idle
     elif what == "FirmwareStatusNotification":
-        cp.call(what, {"status": "Idle"})
+        cp.call(what, {"status": cp.firmware.current() if cp.firmware else "Idle"})
     return _ACCEPTED
 
 

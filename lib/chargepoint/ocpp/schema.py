@@ -29,21 +29,37 @@ TYPES = {
                         "chargingSchedulePeriod a 1 oChargingSchedulePeriod;"
                         "minChargingRate n 0 -",
     "ChargingSchedulePeriod": "startPeriod i 1 0;limit n 1 -;numberPhases i 0 1",
+    "CertificateHashData": "hashAlgorithm e 1 SHA256|SHA384|SHA512;issuerNameHash s 1 128;"
+                           "issuerKeyHash s 1 128;serialNumber s 1 40",
 }
 
 # Central System -> charge point requests.
 REQUESTS = {
+    "CancelReservation": "reservationId i 1 -",
     "ChangeAvailability": "connectorId i 1 0;type e 1 Inoperative|Operative",
     "ChangeConfiguration": "key s 1 50;value s 1 500",
     "ClearCache": "",
     "ClearChargingProfile": "id i 0 -;connectorId i 0 0;chargingProfilePurpose e 0 "
                             "ChargePointMaxProfile|TxDefaultProfile|TxProfile;stackLevel i 0 0",
     "DataTransfer": "vendorId s 1 255;messageId s 0 50;data s 0 0",
+    "DeleteCertificate": "certificateHashData o 1 CertificateHashData",
+    "ExtendedTriggerMessage": "requestedMessage e 1 BootNotification|LogStatusNotification|"
+                              "FirmwareStatusNotification|Heartbeat|MeterValues|"
+                              "SignChargePointCertificate|StatusNotification;connectorId i 0 -",
     "GetCompositeSchedule": "connectorId i 1 0;duration i 1 0;chargingRateUnit e 0 A|W",
     "GetConfiguration": "key a 0 s50",
+    "GetDiagnostics": "location s 1 0;retries i 0 -;retryInterval i 0 -;startTime t 0 -;"
+                      "stopTime t 0 -",
+    "GetInstalledCertificateIds": "certificateType e 1 "
+                                  "CentralSystemRootCertificate|ManufacturerRootCertificate",
     "GetLocalListVersion": "",
+    "InstallCertificate": "certificateType e 1 "
+                          "CentralSystemRootCertificate|ManufacturerRootCertificate;"
+                          "certificate s 1 5500",
     "RemoteStartTransaction": "connectorId i 0 0;idTag s 1 20;chargingProfile o 0 ChargingProfile",
     "RemoteStopTransaction": "transactionId i 1 -",
+    "ReserveNow": "connectorId i 1 0;expiryDate t 1 -;idTag s 1 20;parentIdTag s 0 20;"
+                  "reservationId i 1 -",
     "Reset": "type e 1 Hard|Soft",
     "SendLocalList": "listVersion i 1 -;localAuthorizationList a 0 oAuthorizationData;"
                      "updateType e 1 Differential|Full",
@@ -52,6 +68,7 @@ REQUESTS = {
                       "FirmwareStatusNotification|Heartbeat|MeterValues|StatusNotification;"
                       "connectorId i 0 0",
     "UnlockConnector": "connectorId i 1 0",
+    "UpdateFirmware": "location s 1 0;retries i 0 0;retrieveDate t 1 -;retryInterval i 0 0",
 }
 
 # Central System answers to our requests.
@@ -63,19 +80,23 @@ CONFIRMATIONS = {
     "FirmwareStatusNotification": "",
     "Heartbeat": "currentTime t 1 -",
     "MeterValues": "",
+    "SecurityEventNotification": "",
     "StartTransaction": "idTagInfo o 1 IdTagInfo;transactionId i 1 -",
     "StatusNotification": "",
     "StopTransaction": "idTagInfo o 0 IdTagInfo",
 }
 
-# Every action OCPP 1.6 defines for the Central System to send: one we do not handle is
-# NotSupported, anything else NotImplemented.
+# Every action OCPP 1.6 defines for the Central System to send, with those of its security
+# extensions (whitepaper edition 3): one we do not handle is NotSupported, anything else
+# NotImplemented.
 KNOWN_ACTIONS = (
     "CancelReservation", "ChangeAvailability", "ChangeConfiguration", "ClearCache",
     "ClearChargingProfile", "DataTransfer", "GetCompositeSchedule", "GetConfiguration",
     "GetDiagnostics", "GetLocalListVersion", "RemoteStartTransaction", "RemoteStopTransaction",
     "ReserveNow", "Reset", "SendLocalList", "SetChargingProfile", "TriggerMessage",
     "UnlockConnector", "UpdateFirmware",
+    "CertificateSigned", "DeleteCertificate", "ExtendedTriggerMessage",
+    "GetInstalledCertificateIds", "GetLog", "InstallCertificate", "SignedUpdateFirmware",
 )
 
 
