@@ -4,7 +4,8 @@ System.
     python3 -m tools.bench [--quick | --smoke] [--out DIR] [--keep]      (or `make bench`)
 
 Measures code size (mpy-cross, frozen image), heap (idle, peak, per transaction, growth over
-1000 sessions, smallest -X heapsize that still passes), reaction times through the control
+1000 sessions, smallest -X heapsize that still passes; what a local list of 1000 idTags, 10
+charging profiles and a running firmware download add), reaction times through the control
 socket, CPU per inbound call and per MeterValues, and a fleet of chargers on one broker and
 one Central System. Writes DIR/BENCHMARKS.md and plots (DIR/heap.png, DIR/sessions.png,
 DIR/reactions.png; DIR defaults to docs/) and prints one JSON object on its last line. Every
@@ -22,7 +23,7 @@ simulators, their firmware) is stopped on the way out, Ctrl-C and SIGTERM includ
 device twins are built if missing (tools/twin.py); Mosquitto is installed with `make
 mosquitto` if missing. The simulators' state lives in a temporary folder (kept with --keep).
 
-One module per phase: sizes, heap, reactions, cpu, fleet; rig (processes, simulators, the
+One module per phase: sizes, heap, profiles, reactions, cpu, fleet; rig (processes, simulators, the
 in-process workloads), report and plots (the markdown), run (the command line);
 workloads.py runs on the twin itself.
 """

@@ -4,6 +4,7 @@ import json
 import os
 
 from tools.bench import plots
+from tools.bench.profiles import ANSWER_S
 from tools.bench.reactions import REACTIONS
 from tools.bench.rig import HEAP
 
@@ -128,6 +129,11 @@ def _summary(h, info, images):
            % (_b(h["heap_per_transaction_bytes"]), _b(mo["heap_per_transaction_bytes"])))
     yield ("| heap growth over %d sessions | %s | | – |"
            % (h["sessions_in_process"] or 0, _b(h["heap_growth_1000_sessions_bytes"])))
+    yield ("| heap added by a local list of %d idTags / %d charging profiles / a firmware "
+           "download running | %s / %s / %s | | – |"
+           % (info["local_list"], info["charging_profiles"],
+              _b(h["heap_local_list_1000_bytes"]), _b(h["heap_10_charging_profiles_bytes"]),
+              _b(h["heap_download_bytes"])))
     yield ("| smallest -X heapsize passing | %s | %s | – |"
            % (_kb(mins.get("frozen")), _kb(mins.get("deployed"))))
     yield ("| code: flash for the firmware | %s frozen into the image | %s of .mpy files | %s |"
@@ -231,6 +237,7 @@ def _heap(h, info, images):
            "the benchmark can move it by 10 KB or more."
            % (info["bisect_res"], info["bisect_session_s"], info["session_s"],
               info["bisect_lo"], HEAP, HEAP, info.get("probes")))
+    yield from _profiles(h, info)
     yield ("- The simulator's board (`tools/simfs/board_sim.py`, and where it drives the real "
            "ESP32 drivers, the device models it wires to a simulated `machine`) runs in the "
            "same process and heap as the firmware, so its objects count in every heap figure "
@@ -247,6 +254,62 @@ def _heap(h, info, images):
            "deployed, all the bytecode), asyncio and umqtt; they bound the whole application's "
            "Python heap, not only the OCPP library's. Its +268 B per transaction is a C++ "
            "object; ours is a dict with its strings, plus the queue's bookkeeping.")
+
+
+def _profiles(h, info):
+    """The optional profiles' heap (tools/bench/profiles.py): bullets of the heap section."""
+    p = info.get("profiles") or {}
+    lv = p.get("levels") or {}
+    yield ("- **Optional profiles** (`tools/bench/profiles.py`): one charger, frozen code, "
+           "`-X heapsize=%d`; each figure is the live heap (the least of 5 samples over a "
+           "second, a second after the step) over the level just before it. Before the first "
+           "level, 16 GetLocalListVersion fill the engine's memory of the last 16 inbound "
+           "CALLs and their answers (kept for duplicate deliveries), so no figure counts it. "
+           "Levels: idle %s, after the download (or its attempts) %s, with the list %s, with "
+           "the profiles %s."
+           % (HEAP, _b(lv.get("idle")), _b(lv.get("after_download")), _b(lv.get("local_list")),
+              _b(lv.get("charging_profiles"))))
+    yield ("- `heap_download_bytes` (%s): the peak while a firmware download runs, measured "
+           "first (the heap is least fragmented then). UpdateFirmware points at an HTTP "
+           "server in the benchmark's process that sends a valid package header (an image "
+           "for the twin, announcing 1 MB) and then payload at 4 KB/s for %s s (%s bytes), "
+           "and closes early: the firmware reports Downloading, then DownloadFailed, as "
+           "intended (nothing is installed). Sampled every 0.25 s while the server sends (%s "
+           "samples, median %s): the download thread's socket, its 1 KB read buffer, the 4 KB "
+           "erase-block buffer, the SHA-256 and the header. After it, %s stay (what it "
+           "imported the first time) and count in the level the list starts from."
+           % (_b(h["heap_download_bytes"]), info["download_s"], _v(p.get("download_sent")),
+              _v(p.get("download_samples")), _b(p.get("download_median")),
+              _b(p.get("download_after"))))
+    yield ("- `heap_local_list_1000_bytes` (%s): a local authorisation list of %d idTags "
+           "(\"04%%08X\"), sent as SendLocalList Full with 24 entries (SendLocalListMaxLength) "
+           "and Differentials of 24 after it: %s updates in %s s, every one Accepted, "
+           "GetLocalListVersion then reporting the last version. The list lives on flash "
+           "(fixed-width records, binary search); this is what it holds in the heap."
+           % (_b(h["heap_local_list_1000_bytes"]), info["local_list"], _v(p.get("updates")),
+              _v(p.get("list_s"))))
+    yield ("- `heap_10_charging_profiles_bytes` (%s): %d TxDefaultProfiles by "
+           "SetChargingProfile (connectors 0 and 1 in turn, stack levels from 0 up, three "
+           "periods each, Relative, in A), every one Accepted: the installed profiles and "
+           "the limits computed from them. MaxChargingProfilesInstalled is 10."
+           % (_b(h["heap_10_charging_profiles_bytes"]), info["charging_profiles"]))
+    if p:
+        where = ("on that charger" if p.get("download_heap") == HEAP else
+                 "so the figure is from a second, fresh charger at `-X heapsize=%s`"
+                 % p.get("download_heap"))
+        yield ("- The download needs its 4 KB buffer in one piece. At `-X heapsize=%d` the "
+               "firmware often gives up at once, before it asks for the package (the "
+               "updater's error, `out of memory`, is not reported over OCPP: "
+               "DownloadFailed only): the heap has tens of KB free, but in pieces. The "
+               "benchmark sends UpdateFirmware up to %d times; this run, it gave up %d times "
+               "before a download started (%s), and %d times (of at most %d) when tried "
+               "again after the list and the profiles."
+               % (HEAP, p.get("attempts"), p.get("download_gave_up"), where,
+                  p.get("download_again_gave_up"), p.get("attempts")))
+        if p.get("unanswered"):
+            yield ("- CALLs the firmware never answered, sent again after %d s: %s (an inbound "
+                   "frame it has no memory for is dropped: `mqtt: a frame of N bytes dropped: "
+                   "no memory for it` in its log)." % (ANSWER_S, ", ".join(p["unanswered"])))
 
 
 def _reactions(h, info, images):

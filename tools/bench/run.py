@@ -15,17 +15,19 @@ import time
 
 import tools.bench
 from tools import twin
-from tools.bench import cpu, fleet, heap, reactions, report, rig, sizes
-from tools.bench.rig import HEAP, PhaseError, log
+from tools.bench import cpu, fleet, heap, profiles, reactions, report, rig, sizes
+from tools.bench.rig import BIG_HEAP, HEAP, PhaseError, log
 from tools.broker import mosquitto_path
 
 MODES = {
     "full": dict(session_s=60, bisect_lo=20000, bisect_res=2000, bisect_steps=None,
                  bisect_session_s=6, connectors=6, sessions=1000, reps=100, fleet=50,
-                 fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000),
+                 fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000,
+                 local_list=1000, charging_profiles=10, download_s=10),
     "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
                   bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
-                  fleet_mv_s=2, valgrind_n=10, inproc_n=200),
+                  fleet_mv_s=2, valgrind_n=10, inproc_n=200, local_list=100,
+                  charging_profiles=3, download_s=3),
 }
 MODES["quick"] = dict(MODES["full"], session_s=15)
 
@@ -39,6 +41,8 @@ def empty_result(mode):
         "heap_idle_bytes": dict(both), "heap_peak_bytes": dict(both),
         "heap_tls_connection_bytes": None, "heap_per_transaction_bytes": None,
         "heap_growth_1000_sessions_bytes": None, "sessions_in_process": None,
+        "heap_local_list_1000_bytes": None, "heap_10_charging_profiles_bytes": None,
+        "heap_download_bytes": None,
         "min_heap_bytes": dict(both),
         "reaction_ms": {name: dict(none) for name in reactions.REACTIONS},
         "control_round_trip_ms": dict(none),
@@ -125,15 +129,15 @@ class Run:
         session_s = self.cfg["session_s"]
         r = await heap.reference(self.lab, code, HEAP, session_s, record=True)
         if not r["passed"]:
-            # Does it need more heap, or is it broken? The same at half as much again.
-            bigger = await heap.reference(self.lab, code, HEAP * 3 // 2, session_s, record=True)
+            # Does it need more heap, or is it broken? The same on a board with PSRAM.
+            bigger = await heap.reference(self.lab, code, BIG_HEAP, session_s, record=True)
             if not bigger["passed"]:
                 self.refs[code] = r
                 raise PhaseError("reference scenario, %s: %s" % (code, r["error"]))
             self.res["warnings"].append(
                 "%s code: the reference scenario fails at -X heapsize=%d (%s); its heap "
                 "figures are from a run at %d" % (code, HEAP, _first_line(r["error"]),
-                                                  HEAP * 3 // 2))
+                                                  BIG_HEAP))
             r = bigger
         self.refs[code] = r
         self.res["heap_idle_bytes"][code] = r["idle"]
@@ -148,6 +152,33 @@ class Run:
         t = await heap.per_transaction(self.lab, self.cfg["connectors"])
         self.res["heap_per_transaction_bytes"] = t["per_transaction"]
         self.info.update(first_tx=t["first"], tx_levels=t["levels"], tx_after=t["after_stop"])
+
+    async def profiles(self):
+        cfg = self.cfg
+        p = await profiles.profiles(self.lab, cfg["local_list"], cfg["charging_profiles"],
+                                    cfg["download_s"])
+        self.res["heap_local_list_1000_bytes"] = p["local_list"]
+        self.res["heap_10_charging_profiles_bytes"] = p["charging_profiles"]
+        self.res["heap_download_bytes"] = p["download"]
+        self.info["profiles"] = p
+        if p["download_gave_up"] or p["download_again_gave_up"]:
+            self.res["warnings"].append(
+                "firmware download at -X heapsize=%d: the firmware gave up before asking for "
+                "the package in %d of %d UpdateFirmware on a fresh charger and %d of %d after "
+                "a %d-entry local list and %d charging profiles (most likely out of memory: the "
+                "heap too fragmented for the download's 4 KB buffer)%s"
+                % (HEAP, p["download_gave_up"], p["download_gave_up"] + (
+                    p["download_heap"] == HEAP), p["download_again_gave_up"],
+                   p["download_again_gave_up"] + (p["download_again_gave_up"] < p["attempts"]),
+                   p["entries"], p["n_profiles"],
+                   "" if p["download_heap"] == HEAP else "; heap_download_bytes is from a "
+                   "second charger at %d" % p["download_heap"]))
+        if p["unanswered"]:
+            self.res["warnings"].append(
+                "optional profiles at -X heapsize=%d: %d CALLs had no answer within %d s and "
+                "were sent again (%s): the firmware dropped the frames (its log: no memory "
+                "for them)" % (HEAP, len(p["unanswered"]), profiles.ANSWER_S,
+                               ", ".join(p["unanswered"])))
 
     async def tls(self):
         self.res["heap_tls_connection_bytes"] = await asyncio.to_thread(
@@ -209,6 +240,7 @@ class Run:
                 phase("min heap (frozen)", self.min_heap("frozen")),
                 phase("min heap (deployed)", self.min_heap("deployed")),
                 phase("heap per transaction", self.per_transaction()),
+                phase("heap of the optional profiles", self.profiles()),
                 phase("TLS connection heap", self.tls()),
                 self.in_process())
             self.info["probes"] = "; ".join(
