@@ -1,5 +1,9 @@
 """End to end on the twin at an ESP32's heap (frozen placement): the Smart Charging and Local
 Auth List Management profiles through Mosquitto, the real firmware and its drivers (issue 11)."""
+import datetime
+import http.server
+import threading
+
 import pytest
 
 from test_e2e import TAG, T, online, run, start_charging, world  # noqa: F401  (fixture)
@@ -74,3 +78,74 @@ def test_a_card_on_the_local_list_starts_a_session_offline(world):  # noqa: F811
             assert tx[0].id_tag == local
             assert not [f for f in cp.frames if '"Authorize"' in f.text]
     run(scenario())
+
+
+def _at(seconds):
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_reservation_is_honoured_and_another_expires(world):  # noqa: F811
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            assert (await cs.reserve_now("CP001", 1, _at(600), TAG, 7)) == {
+                "status": "Accepted"}
+            await sim.until(lambda s: s["connectors"]["1"]["status"] == "Reserved")
+            await sim.ask(cmd="rfid", uid="04A1B2C3D4E5F7")  # another card: not for it
+            await sim.ask(cmd="ev", connector=1, state="C")
+            s = await sim.ask(cmd="status")
+            assert not s["connectors"]["1"]["relay"] and s["connectors"]["1"]["transaction_id"] \
+                is None
+            await sim.ask(cmd="rfid", uid=TAG)  # the reserved card starts it
+            await sim.until(lambda s: s["connectors"]["1"]["relay"])
+            starts = [f.message()[3] for f in cp.frames
+                      if f.direction == "in" and '"StartTransaction"' in f.text]
+            assert starts[0]["reservationId"] == 7 and starts[0]["idTag"] == TAG
+            await sim.ask(cmd="ev", connector=1, state="A")
+            await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
+            await sim.until(lambda s: s["connectors"]["1"]["status"] == "Available")
+            # a reservation that runs out: Reserved, then Available again on its own
+            assert (await cs.reserve_now("CP001", 1, _at(3), TAG, 8)) == {"status": "Accepted"}
+            await sim.until(lambda s: s["connectors"]["1"]["status"] == "Reserved")
+            await sim.until(lambda s: s["connectors"]["1"]["status"] == "Available", 15)
+            assert (await cs.cancel_reservation("CP001", 8)) == {"status": "Rejected"}
+    run(scenario())
+
+
+def test_diagnostics_upload(world):  # noqa: F811
+    _, _, make_sim, make_csms = world
+    received = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_PUT(self):  # noqa: N802
+            received[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            url = "http://127.0.0.1:%d/diag/" % server.server_port
+            answer = await cs.get_diagnostics("CP001", url)
+            name = answer["fileName"]
+            assert name.startswith("diagnostics-") and name.endswith(".txt")
+            await cs.wait_for(lambda: cp.diagnostics_status == "Uploaded", T)
+            body = received["/diag/" + name].decode()
+            assert "boot 1, firmware 0.1.0" in body  # the log, from its first line
+            assert "GetDiagnostics" in body
+    try:
+        run(scenario())
+    finally:
+        server.shutdown()

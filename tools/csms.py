@@ -567,6 +567,21 @@ class CentralSystem:
             location=location, retrieve_date=retrieve_date, retries=retries,
             retry_interval=retry_interval), timeout)
 
+    async def reserve_now(self, cp_id, connector_id, expiry_date, id_tag, reservation_id,
+                          parent_id_tag=None, *, timeout=None):
+        return await self._request(cp_id, call.ReserveNow(
+            connector_id=int(connector_id), expiry_date=expiry_date, id_tag=id_tag,
+            reservation_id=int(reservation_id), parent_id_tag=parent_id_tag), timeout)
+
+    async def cancel_reservation(self, cp_id, reservation_id, *, timeout=None):
+        return await self._request(cp_id, call.CancelReservation(
+            reservation_id=int(reservation_id)), timeout)
+
+    async def get_diagnostics(self, cp_id, location, retries=None, retry_interval=None, *,
+                              timeout=None):
+        return await self._request(cp_id, call.GetDiagnostics(
+            location=location, retries=retries, retry_interval=retry_interval), timeout)
+
     async def get_local_list_version(self, cp_id, *, timeout=None):
         return await self._request(cp_id, call.GetLocalListVersion(), timeout)
 
