@@ -116,7 +116,7 @@ def test_a_reservation_is_honoured_and_another_expires(world):  # noqa: F811
     run(scenario())
 
 
-def test_diagnostics_upload(world):  # noqa: F811
+def test_diagnostics_and_security_log_uploads(world):  # noqa: F811
     _, _, make_sim, make_csms = world
     received = {}
 
@@ -145,6 +145,13 @@ def test_diagnostics_upload(world):  # noqa: F811
             body = received["/diag/" + name].decode()
             assert "boot 1, firmware 0.1.0" in body  # the log, from its first line
             assert "GetDiagnostics" in body
+            # the security log alone (security extensions' GetLog)
+            answer = await cs.get_log("CP001", "SecurityLog", 5, url)
+            assert answer["status"] == "Accepted"
+            await cs.wait_for(lambda: cp.log_status == "Uploaded", T)
+            lines = received["/diag/" + answer["filename"]].decode().splitlines()
+            assert lines and all(" security " in line for line in lines)
+            assert any("StartupOfTheDevice" in line for line in lines)
     try:
         run(scenario())
     finally:

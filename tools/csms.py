@@ -95,6 +95,7 @@ class Charger:
     security_events: list = field(default_factory=list)  # SecurityEventNotification types
     heartbeats: int = 0
     diagnostics_status: str = None
+    log_status: str = None  # the latest LogStatusNotification
     firmware_status: str = None
     # At-least-once delivery: a resent transaction message keeps its OCPP message id.
     start_message_ids: dict = field(default_factory=dict)  # message id -> transactionId
@@ -273,6 +274,11 @@ class ChargerHandler(ChargePoint):
     def on_security_event_notification(self, type, timestamp, tech_info=None):  # noqa: A002
         self.charger.security_events.append(type)
         return call_result.SecurityEventNotification()
+
+    @on(Action.log_status_notification)
+    def on_log_status_notification(self, status, request_id=None):
+        self.charger.log_status = status
+        return call_result.LogStatusNotification()
 
     @on(Action.diagnostics_status_notification)
     def on_diagnostics_status_notification(self, status):
@@ -581,6 +587,12 @@ class CentralSystem:
                               timeout=None):
         return await self._request(cp_id, call.GetDiagnostics(
             location=location, retries=retries, retry_interval=retry_interval), timeout)
+
+    async def get_log(self, cp_id, log_type, request_id, location, *, timeout=None):
+        """GetLog (security extensions): log_type DiagnosticsLog or SecurityLog."""
+        return await self._request(cp_id, call.GetLog(
+            log={"remote_location": location}, log_type=log_type,
+            request_id=int(request_id)), timeout)
 
     async def get_local_list_version(self, cp_id, *, timeout=None):
         return await self._request(cp_id, call.GetLocalListVersion(), timeout)

@@ -301,6 +301,27 @@ def test_snapshot_concatenates_oldest_first_and_keeps_the_time_window(tmp_path, 
     assert not os.path.exists(path)
 
 
+def test_snapshot_of_one_category_keeps_only_its_lines_in_every_file(tmp_path, clock, ticks):
+    log = Log(str(tmp_path), clock, max_bytes=600)
+    log.write("security", "StartupOfTheDevice: boot 3")
+    clock.set_wall(T0)
+    for minute in range(8):
+        log.write("security" if minute % 3 == 0 else "ocpp", "security minute %d" % minute)
+        log.write("securityx", "a category that only starts alike")
+        ticks.advance(60000)
+    log.flush()
+    assert len(log.paths()) == 2
+    path, size = log.snapshot(category="security")
+    got = open(path).read().splitlines()
+    assert got == ["@3:1000 security StartupOfTheDevice: boot 3",
+                   iso(T0) + " security security minute 0",
+                   iso(T0 + 180) + " security security minute 3",
+                   iso(T0 + 360) + " security security minute 6"]
+    assert size == sum(len(line) + 1 for line in got)
+    path, _ = log.snapshot(iso(T0 + 60), None, "security")
+    assert open(path).read().splitlines()[1:] == got[2:]
+
+
 def test_no_rotation_while_a_snapshot_copies(tmp_path, wall, ticks):
     log = Log(str(tmp_path), wall, max_bytes=100)
     log._held = 1  # a snapshot is between two steps of its copy

@@ -1,11 +1,12 @@
 """GetDiagnostics and DiagnosticsStatusNotification (the diagnostics half of OCPP 1.6 Firmware
 Management): the firmware's log uploaded from a network thread, and the OCPP traffic worth
-keeping written to that log.
+keeping written to that log. The uploads of GetLog (security extensions, chargepoint.model.getlog,
+imported on the first GetLog) run here too, each kind in its own slot.
 
-Wiring: `install(cp)` routes GetDiagnostics and sets `cp.diagnostics`; the composition root
-then gives it the log and the uploader with `cp.diagnostics.attach(log, upload)`:
-  log            chargepoint.platform.log.Log: write(category, text), snapshot(since, until)
-                 -> (path, size), discard(path)
+Wiring: `install(cp)` routes GetDiagnostics and GetLog and sets `cp.diagnostics`; the
+composition root then gives it the log and the uploader with `cp.diagnostics.attach(log, upload)`:
+  log            chargepoint.platform.log.Log: write(category, text), snapshot(since, until,
+                 category) -> (path, size), discard(path)
   upload(url, path)  a blocking HTTP PUT of the file (chargepoint.platform.http.upload):
                  raises on failure
   run_in_thread(fn)  starts fn() on a network thread (default `_thread.start_new_thread`);
@@ -27,14 +28,15 @@ GetDiagnostics answers at once with a fileName, "diagnostics-<UTC time>.txt". Th
   Uploaded, or UploadFailed once the last attempt has failed. TriggerMessage gets Uploading
   while a request is being worked on (also between attempts), else Idle.
 - a new GetDiagnostics replaces the one in progress: the older one gets no more attempts and
-  no final report; an attempt of it still running ends first.
+  no final report; an attempt of it still running ends first. A GetLog in progress is left
+  alone (and the other way round): one attempt runs at a time, the other waits for it.
 The thread never touches the charge point: it hands (job, error) over under a lock, and
 `poll()`, called by the main loop, takes it from there.
 
 Also logged: the transport's link coming up (it prints only its going down, which the log
 gets from that print), and the OCPP traffic: every CALL both ways but the periodic
-MeterValues and Heartbeat (GetDiagnostics and UpdateFirmware without their payload: URLs may
-carry credentials), the answers to those CALLs, and every CALLERROR, each cut at the log's
+MeterValues and Heartbeat (GetDiagnostics, GetLog and UpdateFirmware without their payload:
+URLs may carry credentials), the answers to those CALLs, and every CALLERROR, each cut at the log's
 line length. A charging session is about 16 lines; hours of charging add none.
 """
 import _thread
@@ -46,14 +48,24 @@ from chargepoint.ocpp.timestamps import iso, parse_iso
 _RETRIES = const(1)  # when GetDiagnostics says nothing
 _RETRY_INTERVAL_S = const(60)
 _ROUTINE = ("MeterValues", "Heartbeat")  # periodic: logging them would wear the flash
-_PRIVATE = ("GetDiagnostics", "UpdateFirmware")  # their URLs may carry credentials
+_PRIVATE = ("GetDiagnostics", "GetLog", "UpdateFirmware")  # their URLs may carry credentials
 _HEAD = const(100)  # frame characters looked at for kind, message id and action
+_DIAG = const(0)  # the slot of the GetDiagnostics in progress
+LOG = const(1)  # the slot of the GetLog in progress
 
 
 def install(cp):
     d = cp.diagnostics = Diagnostics(cp)
     cp.engine.route("GetDiagnostics", lambda p, s: d.request(p))
+    cp.engine.route("GetLog", lambda p, s: _get_log(d, p))
     return d
+
+
+def _get_log(d, p):
+    # GetLog is rare: no heap for its module until the first one
+    from chargepoint.model import getlog
+
+    return getlog.request(d, p)
 
 
 def _start_thread(fn):
@@ -64,7 +76,7 @@ def _error_text(e):
     return "%s: %s" % (type(e).__name__, e)
 
 
-def _public(url):
+def public(url):
     # a pre-signed URL carries credentials in its query, an FTP one in user:password@:
     # keep them out of the log
     scheme, sep, rest = url.partition("?")[0].partition("://")
@@ -85,15 +97,32 @@ def _head(text):
     return kind, uid, action
 
 
-class _Job:
-    def __init__(self, url, attempts, interval_ms, since, until):
+def target(location, name):
+    """Where the file goes: `location`, with the file name appended when it ends in "/"."""
+    return location + name if location.endswith("/") else location
+
+
+class Job:
+    """An upload request: where to, the attempts left, the window of lines; how it reports is
+    GetDiagnostics's here, GetLog's in getlog.LogJob."""
+    action = "DiagnosticsStatusNotification"
+    category = None  # only the log lines of this category; None: every line
+
+    def __init__(self, url, p, since, until):
         self.url = url
-        self.attempts = attempts  # left
-        self.interval_ms = interval_ms
-        self.since = since
-        self.until = until
+        self.attempts = 1 + max(0, p.get("retries", _RETRIES))  # left
+        self.interval_ms = max(0, p.get("retryInterval", _RETRY_INTERVAL_S)) * 1000
+        self.since = iso(parse_iso(since)) if since else None
+        self.until = iso(parse_iso(until)) if until else None
         self.due = None  # ticks of the next attempt; None: now
         self.started = False
+
+    def payload(self, status):
+        return {"status": status}
+
+    def failure(self, error):
+        """The final status once every attempt failed, the last with `error`."""
+        return "UploadFailed"
 
 
 class Diagnostics:
@@ -102,7 +131,7 @@ class Diagnostics:
         self.log = None
         self.upload = None
         self.run_in_thread = _start_thread
-        self._job = None
+        self._jobs = [None, None]  # the requests in progress: GetDiagnostics, GetLog
         self._busy = False  # an attempt is running in the network thread
         self._result = None  # (job, error or None), handed over by the thread
         self._lock = _thread.allocate_lock()
@@ -120,7 +149,20 @@ class Diagnostics:
 
     def state(self):
         """What TriggerMessage(DiagnosticsStatusNotification) reports."""
-        return "Idle" if self._job is None else "Uploading"
+        return "Idle" if self._jobs[_DIAG] is None else "Uploading"
+
+    def log_status(self):
+        """What ExtendedTriggerMessage(LogStatusNotification) reports: Uploading with the
+        requestId while a GetLog is worked on (also between attempts), else Idle."""
+        job = self._jobs[LOG]
+        return {"status": "Idle"} if job is None else job.payload("Uploading")
+
+    def start(self, slot, job):
+        """Make `job` (None: nothing) the request in progress in `slot` (LOG for GetLog);
+        whether it replaces one."""
+        replaced = self._jobs[slot] is not None
+        self._jobs[slot] = job
+        return replaced
 
     # -- GetDiagnostics ---------------------------------------------------------------------
 
@@ -129,31 +171,26 @@ class Diagnostics:
         if log is None or self.upload is None:
             return {}
         location = p["location"]
-        name = self._file_name()
-        log.write("diag", "GetDiagnostics %s to %s" % (name, _public(location)))
-        self._job = None  # a new request replaces the one in progress
+        name = self.file_name("diagnostics")
+        log.write("diag", "GetDiagnostics %s to %s" % (name, public(location)))
+        job = Job(target(location, name), p, p.get("startTime"), p.get("stopTime"))
         scheme = location.partition("://")[0].lower()
         if scheme not in ("http", "https"):
+            self._jobs[_DIAG] = None  # a new request replaces the one in progress
             log.write("diag", "upload failed: only http(s) locations are supported")
-            self._report("UploadFailed")
+            self._report(job, "UploadFailed")
             return {"fileName": name}
-        since = p.get("startTime")
-        until = p.get("stopTime")
-        self._job = _Job(location + name if location.endswith("/") else location,
-                         1 + max(0, p.get("retries", _RETRIES)),
-                         max(0, p.get("retryInterval", _RETRY_INTERVAL_S)) * 1000,
-                         iso(parse_iso(since)) if since else None,
-                         iso(parse_iso(until)) if until else None)
+        self._jobs[_DIAG] = job
         return {"fileName": name}
 
-    def _file_name(self):
+    def file_name(self, prefix):
         wall = self.cp.clock.wall()
         if wall is None:
-            return "diagnostics-boot%d-%d.txt" % (self.cp.boot, self.cp.clock.ticks_ms())
-        return "diagnostics-%s.txt" % iso(wall).replace("-", "").replace(":", "")
+            return "%s-boot%d-%d.txt" % (prefix, self.cp.boot, self.cp.clock.ticks_ms())
+        return "%s-%s.txt" % (prefix, iso(wall).replace("-", "").replace(":", ""))
 
-    def _report(self, status):
-        self.cp.call("DiagnosticsStatusNotification", {"status": status})
+    def _report(self, job, status):
+        self.cp.call(job.action, job.payload(status))
 
     # -- the main loop's side ---------------------------------------------------------------
 
@@ -169,12 +206,15 @@ class Diagnostics:
                 self.log.write("link", "up")
         if self._busy and not self._take():
             return
-        job = self._job
-        if job is None or (job.due is not None and self.cp.clock.since(job.due) < 0):
+        clock = self.cp.clock
+        for job in self._jobs:
+            if job is not None and (job.due is None or clock.since(job.due) >= 0):
+                break
+        else:
             return
         if not job.started:
             job.started = True
-            self._report("Uploading")
+            self._report(job, "Uploading")
         job.attempts -= 1
         self._busy = True
         try:
@@ -206,31 +246,31 @@ class Diagnostics:
 
     def _finished(self, job, error):
         log = self.log
-        if job is not self._job:
+        if job not in self._jobs:
             log.write("diag", "an earlier request's upload %s" % (
                 "done" if error is None else "failed: " + error))
             return
         if error is None:
-            log.write("diag", "uploaded to %s" % _public(job.url))
-            self._end("Uploaded")
+            log.write("diag", "uploaded to %s" % public(job.url))
+            self._end(job, "Uploaded")
         elif job.attempts > 0:
             job.due = self.cp.clock.after(job.interval_ms)
             log.write("diag", "upload failed: %s; %d more attempts, %d s apart" % (
                 error, job.attempts, job.interval_ms // 1000))
         else:
             log.write("diag", "upload failed: %s" % error)
-            self._end("UploadFailed")
+            self._end(job, job.failure(error))
 
-    def _end(self, status):
-        self._job = None
-        self._report(status)
+    def _end(self, job, status):
+        self._jobs[self._jobs.index(job)] = None
+        self._report(job, status)
 
     # -- the network thread's side ----------------------------------------------------------
 
     def _attempt(self, job):
         error = "stopped"
         try:
-            path = self.log.snapshot(job.since, job.until)[0]
+            path = self.log.snapshot(job.since, job.until, job.category)[0]
             try:
                 self.upload(job.url, path)
             finally:

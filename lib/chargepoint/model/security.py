@@ -16,6 +16,8 @@ Security events (SecurityEventNotification), recorded where the firmware sees th
                                      ChangeConfiguration of a key in SECURITY_KEYS
   anything else                      `event(cp, "FirmwareUpdated", tech_info)` (the firmware
                                      update code: FirmwareUpdated, InvalidFirmwareSignature, ...)
+Each is also a "security" line of the event log ("<type>: <techInfo>"): what GetLog's SecurityLog
+uploads (chargepoint.model.getlog); one recorded before the log is attached waits for it.
 
 Delivery: one small store record per event ("sev.<seq>": the payload, its timestamp a clock
 marker until sent), so a power cut keeps them; at most 20, past that the oldest goes. They
@@ -144,11 +146,15 @@ class Security:
         self._failures = None  # transport status["failures"] last looked at
         self._connects = None
         self._told = None  # the TLS error last reported, until a connect succeeds
+        self.unlogged = []  # lines of events recorded before the event log was attached
 
     def record(self, kind, tech_info=None):
         payload = {"type": kind[:50], "timestamp": self.cp.clock.stamp()}
+        line = payload["type"]
         if tech_info:
             payload["techInfo"] = str(tech_info)[:255]
+            line += ": " + payload["techInfo"]
+        self._log(line)
         seqs = self.seqs
         seq = seqs[-1] + 1 if seqs else 1
         store = self.cp.store
@@ -161,6 +167,18 @@ class Security:
 
     def __len__(self):
         return len(self.seqs)
+
+    def _log(self, line=None):
+        # the event log's "security" lines are what GetLog(SecurityLog) uploads; one recorded
+        # before the log is attached (StartupOfTheDevice) is written, stamped, once it is
+        unlogged = self.unlogged
+        if line is not None:
+            unlogged.append(line)
+            if len(unlogged) > _MAX_EVENTS:
+                unlogged.pop(0)
+        log = getattr(getattr(self.cp, "diagnostics", None), "log", None)
+        while log is not None and unlogged:
+            log.write("security", unlogged.pop(0))
 
     def _hand_over(self):
         if self.sending is not None or self.retry_at is not None:
@@ -209,6 +227,8 @@ class Security:
         posted = self.posted
         while posted:
             self.record(*posted.pop(0))
+        if self.unlogged:
+            self._log()
         status = getattr(self.cp.transport, "status", None)
         if status:
             self._watch_link(status)

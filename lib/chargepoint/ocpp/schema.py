@@ -31,6 +31,7 @@ TYPES = {
     "ChargingSchedulePeriod": "startPeriod i 1 0;limit n 1 -;numberPhases i 0 1",
     "CertificateHashData": "hashAlgorithm e 1 SHA256|SHA384|SHA512;issuerNameHash s 1 128;"
                            "issuerKeyHash s 1 128;serialNumber s 1 40",
+    "LogParameters": "remoteLocation s 1 512;oldestTimestamp t 0 -;latestTimestamp t 0 -",
 }
 
 # Central System -> charge point requests.
@@ -53,6 +54,8 @@ REQUESTS = {
     "GetInstalledCertificateIds": "certificateType e 1 "
                                   "CentralSystemRootCertificate|ManufacturerRootCertificate",
     "GetLocalListVersion": "",
+    "GetLog": "log o 1 LogParameters;logType e 1 DiagnosticsLog|SecurityLog;requestId i 1 -;"
+              "retries i 0 -;retryInterval i 0 -",
     "InstallCertificate": "certificateType e 1 "
                           "CentralSystemRootCertificate|ManufacturerRootCertificate;"
                           "certificate s 1 5500",
@@ -79,6 +82,7 @@ CONFIRMATIONS = {
     "DiagnosticsStatusNotification": "",
     "FirmwareStatusNotification": "",
     "Heartbeat": "currentTime t 1 -",
+    "LogStatusNotification": "",
     "MeterValues": "",
     "SecurityEventNotification": "",
     "StartTransaction": "idTagInfo o 1 IdTagInfo;transactionId i 1 -",

@@ -190,15 +190,17 @@ class Log:
 
     # -- reading, for a diagnostics upload (network thread) ---------------------------------
 
-    def snapshot(self, since=None, until=None):
+    def snapshot(self, since=None, until=None, category=None):
         """Copy the log files, oldest first, into one file `<folder>/diagnostics.tmp`: lines
         stamped before `since` or after `until` (ISO strings as `clock.stamp()` makes them,
-        or None) are left out; lines without a wall time ("@boot:ms") are kept. Returns
-        (path, size). Blocking (tens of KB of flash I/O): for a network thread. The lock is
-        held for one step of `_STEP` bytes at a time, so writers wait milliseconds at most;
-        rotation waits until the copy is done."""
+        or None) are left out; lines without a wall time ("@boot:ms") are kept; with a
+        `category`, only the lines of that category. Returns (path, size). Blocking (tens
+        of KB of flash I/O): for a network thread. The lock is held for one step of `_STEP`
+        bytes at a time, so writers wait milliseconds at most; rotation waits until the copy
+        is done."""
         since = since.encode() if since else None
         until = until.encode() if until else None
+        category = (" %s " % category).encode() if category else None
         out_path = self.folder + "/" + _SNAPSHOT
         size = 0
         with self._lock:
@@ -213,6 +215,8 @@ class Log:
                         if not lines:
                             break
                         for line in lines:
+                            if category and not line.startswith(category, line.find(b" ")):
+                                continue
                             stamp = line[:20]
                             if b"0" <= stamp[:1] <= b"9" and (since and stamp < since
                                                                or until and stamp > until):
