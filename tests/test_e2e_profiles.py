@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from test_e2e import TAG, T, online, run, start_charging, world  # noqa: F401  (fixture)
+from tools import certs
 
 pytestmark = pytest.mark.usefixtures("twins")
 
@@ -156,3 +157,30 @@ def test_diagnostics_and_security_log_uploads(world):  # noqa: F811
         run(scenario())
     finally:
         server.shutdown()
+
+
+def test_security_events_certificates_and_extended_trigger(world, tmp_path):  # noqa: F811
+    _, pki, make_sim, make_csms = world
+    other = certs.ensure_pki(str(tmp_path / "other-ca"), chargers=())  # a second root CA
+    with open(other.ca) as f:
+        root = f.read()
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            await cs.wait_for(lambda: "StartupOfTheDevice" in cp.security_events, T)
+            assert (await cs.install_certificate("CP001", root)) == {"status": "Accepted"}
+            ids = await cs.get_installed_certificate_ids("CP001")
+            assert ids["status"] == "Accepted" and len(ids["certificateHashData"]) == 2
+            await cs.wait_for(
+                lambda: "ReconfigurationOfSecurityParameters" in cp.security_events, T)
+            beats = cp.heartbeats
+            assert (await cs.extended_trigger_message("CP001", "Heartbeat")) == {
+                "status": "Accepted"}
+            await cs.wait_for(lambda: cp.heartbeats > beats, T)
+            # the installed root is used from the next boot: the broker's CA still works
+            await cs.reset("CP001", "Hard")
+            await sim.until(lambda s: s["boots"] == 2 and s["online"])
+            await cs.wait_for(lambda: "ResetOrReboot" in cp.security_events, T)
+    run(scenario())

@@ -594,6 +594,21 @@ class CentralSystem:
             log={"remote_location": location}, log_type=log_type,
             request_id=int(request_id)), timeout)
 
+    async def install_certificate(self, cp_id, pem, kind="CentralSystemRootCertificate", *,
+                                  timeout=None):
+        return await self._request(cp_id, call.InstallCertificate(
+            certificate_type=kind, certificate=pem), timeout)
+
+    async def get_installed_certificate_ids(self, cp_id, kind="CentralSystemRootCertificate",
+                                            *, timeout=None):
+        return await self._request(cp_id, call.GetInstalledCertificateIds(
+            certificate_type=kind), timeout)
+
+    async def extended_trigger_message(self, cp_id, message, connector_id=None, *,
+                                       timeout=None):
+        return await self._request(cp_id, call.ExtendedTriggerMessage(
+            requested_message=message, connector_id=connector_id), timeout)
+
     async def get_local_list_version(self, cp_id, *, timeout=None):
         return await self._request(cp_id, call.GetLocalListVersion(), timeout)
 
