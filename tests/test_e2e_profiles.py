@@ -103,8 +103,9 @@ def test_a_reservation_is_honoured_and_another_expires(world):  # noqa: F811
                 is None
             await sim.ask(cmd="rfid", uid=TAG)  # the reserved card starts it
             await sim.until(lambda s: s["connectors"]["1"]["relay"])
-            starts = [f.message()[3] for f in cp.frames
-                      if f.direction == "in" and '"StartTransaction"' in f.text]
+            starts = await cs.wait_for(lambda: [
+                f.message()[3] for f in cp.frames
+                if f.direction == "in" and '"StartTransaction"' in f.text], T)
             assert starts[0]["reservationId"] == 7 and starts[0]["idTag"] == TAG
             await sim.ask(cmd="ev", connector=1, state="A")
             await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
