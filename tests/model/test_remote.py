@@ -94,6 +94,22 @@ def test_charge_point_inoperative_schedules_the_busy_connector_and_follows_it():
     assert r.statuses(1)[-1] == "Preparing" and r.statuses(2)[-1] == "Available"
 
 
+def test_a_scheduled_change_survives_a_power_cut_during_the_transaction():
+    r = Rig(connectors=2)
+    r.step()
+    charging(r)
+    assert r.send("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})[2] == \
+        {"status": "Scheduled"}
+    r.step()
+    r.power_cut()  # the transaction ends with the power (PowerLoss): the change applies now
+    r.step()
+    assert r.payloads("StopTransaction")[-1]["reason"] == "PowerLoss"
+    assert r.statuses(1)[-1] == "Unavailable" and zero(r)[-1] == "Unavailable"
+    r.power_cut()  # and it stays, no longer scheduled
+    r.step()
+    assert r.statuses(1)[-1] == "Unavailable" and "s" not in r.store.read("availability")
+
+
 def test_soft_reset_stops_transaction_and_reboots(rig):
     charging(rig)
     assert rig.send("Reset", {"type": "Soft"})[2] == {"status": "Accepted"}

@@ -85,6 +85,11 @@ class ChargePoint:
         self.stale_rejected = 0
         self.vendor_data = {}  # DataTransfer vendorId -> handler(messageId, data) -> answer
         availability = store.read("availability", {})
+        # A change scheduled for the end of a transaction applies now: none survives a boot.
+        scheduled = availability.pop("s", None)
+        if scheduled:
+            availability.update(scheduled)
+            store.write("availability", availability)
         # connector 0 (the charge point as a whole) has an availability of its own
         self.operative0 = availability.get("0", True)
         self.scheduled0 = None  # its change waiting for the connectors' transactions to end
@@ -200,6 +205,23 @@ class ChargePoint:
                                                 if x.scheduled is not None]:
             self.operative0 = availability["0"] = self.scheduled0
             self.scheduled0 = None
+        self._write_availability(availability)
+
+    def schedule_availability(self):
+        """Persist the changes scheduled for the end of transactions: a power cut first
+        still applies them (at the boot)."""
+        self._write_availability(self.store.read("availability", {}))
+
+    def _write_availability(self, availability):
+        scheduled = {}
+        if self.scheduled0 is not None:
+            scheduled["0"] = self.scheduled0
+        for x in self.connectors:
+            if x.scheduled is not None:
+                scheduled[str(x.id)] = x.scheduled
+        availability.pop("s", None)
+        if scheduled:
+            availability["s"] = scheduled
         self.store.write("availability", availability)
 
     # -- outgoing calls -------------------------------------------------------------------

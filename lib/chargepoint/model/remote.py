@@ -55,6 +55,7 @@ def change_availability(cp, p, stale):
     for c in targets:
         if c.tx is None:
             cp.set_operative(c, operative)
+    cp.schedule_availability()
     return {"status": "Scheduled"}
 
 
