@@ -325,9 +325,15 @@ def _start_ticker():
     _ticker = True
 
     def run():
+        # The hardware's timers are C on a board: a full heap must not stop them here. A
+        # tick that finds no memory (scheduling a callback allocates) is lost, as one that
+        # finds the schedule queue full.
         while True:
             time.sleep_ms(_TICK_MS)
-            fire_timers(_TICK_MS)
+            try:
+                fire_timers(_TICK_MS)
+            except MemoryError:
+                pass
 
     _thread.start_new_thread(run, ())
 
