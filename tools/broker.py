@@ -41,11 +41,12 @@ class Broker:
     """
 
     def __init__(self, state_dir, port=0, pki_dir=None, csms=certs.CSMS_CN,
-                 clientid_from_cert=True):
+                 clientid_from_cert=True, max_packet=MAX_PACKET):
         self.state_dir = os.path.abspath(state_dir)
         self.pki_dir = os.path.abspath(pki_dir or os.path.join(self.state_dir, "pki"))
         self.csms = csms
         self.clientid_from_cert = clientid_from_cert
+        self.max_packet = max_packet  # AWS's limit; tests raise it to send larger frames
         self._port = port or free_port()
         self._proc = None
         self._pki = None
@@ -107,7 +108,7 @@ class Broker:
             "per_listener_settings false",
             "allow_anonymous false",
             "acl_file " + self.acl_path,
-            "max_packet_size %d" % MAX_PACKET,
+            "max_packet_size %d" % self.max_packet,
             "persistence true",
             "persistence_location " + persistence,
             "autosave_interval 1",

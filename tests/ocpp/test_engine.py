@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from chargepoint.ocpp.framing import MAX_FRAME, peek
 from conftest import Rig
 
 
@@ -198,6 +199,52 @@ def test_huge_frame_refused_without_parsing(rig):
     rig.transport.deliver('[2,"big1","DataTransfer",{"vendorId":"x","data":"%s"}]' % ("a" * 20000))
     rig.step()
     assert rig.frames[-1][:3] == [4, "big1", "FormationViolation"]
+
+
+def test_call_over_the_limit_answered_with_the_limit_from_its_head_alone(rig):
+    # what a transport hands over for a frame it did not hold: the head and the size
+    head = '[2, "big2", "DataTransfer", {"vendorId": "x", "data": "aaaaaaaa'
+    rig.transport.inbox.append((head, False, 200000))
+    rig.step()
+    assert rig.frames[-1] == [4, "big2", "FormationViolation",
+                              "message of 200000 bytes: this charge point takes at most %d"
+                              % MAX_FRAME, {"size": 200000, "limit": MAX_FRAME}]
+    assert rig.cp.engine.stats["oversize"] == 1
+
+
+@pytest.mark.parametrize("head", ['[3,"x",{"a":"', '[4,"x","GenericError","', '{"a":[2,"x"',
+                                  '[2,"x"', '[2,"x",{"vendorId":"', '', '\x00'])
+def test_oversized_frame_that_is_not_a_call_is_dropped_unanswered(rig, head):
+    n = len(rig.frames)
+    rig.transport.inbox.append((head, False, 50000))
+    rig.step()
+    assert rig.frames[n:] == [] and rig.cp.engine.stats["oversize"] == 1
+    assert rig.send("GetConfiguration", {"key": ["NumberOfConnectors"]})[0] == 3
+
+
+def test_frame_exactly_at_the_limit_is_taken(rig):
+    frame = '[2,"edge","DataTransfer",{"vendorId":"x","data":"%s"}]'
+    frame %= "a" * (MAX_FRAME - len(frame) + 2)
+    assert len(frame) == MAX_FRAME
+    rig.inbound["edge"] = "DataTransfer"
+    rig.transport.deliver(frame)
+    rig.step()
+    assert rig.frames[-1] == [3, "edge", {"status": "UnknownVendorId"}]
+
+
+@pytest.mark.parametrize("head,expected", [
+    ('[2,"u1","Reset",{', (2, "u1", "Reset")),
+    ('[2, "u1", "Reset", {', (2, "u1", "Reset")),
+    ('[2,"u1","Res', (2, "u1", None)),  # cut inside the action
+    ('[3,"u1",{}]', (3, "u1", None)),
+    ('[4,"u1","GenericError","",{}]', (4, "u1", None)),
+    ('[5,"u1",{}]', (None, None, None)),
+    ('[2,"%s","Reset",{' % ("x" * 37), (None, None, None)),  # id longer than 36
+    ('[2,"","Reset",{', (None, None, None)),
+    ('garbage', (None, None, None)),
+])
+def test_peek_reads_type_id_and_action_from_a_frame_head(head, expected):
+    assert peek(head) == expected
 
 
 def test_duplicate_delivery_answered_once_executed_once(rig):

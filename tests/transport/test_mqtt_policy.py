@@ -256,6 +256,64 @@ def test_stale_window_flags_backlog_of_a_resumed_session():
     assert t.receive() is None
 
 
+def test_stale_window_closes_when_the_central_system_answers_a_call_of_this_connection():
+    # OCTT TC_013/014: after a reset the Central System answers our BootNotification and at
+    # once sends ChangeAvailability: that one is fresh, however soon after the CONNACK
+    t, net, ticks = make()
+    net.session_present = True
+    net.pending = [(b"CP001/out", b'[2,"old","ChangeAvailability",{}]')]
+    t.step()
+    t.step()
+    assert t.receive() == ('[2,"old","ChangeAvailability",{}]', True)
+    assert t.send('[2, "2.1", "BootNotification", {}]')
+    net.ahead = 0
+    t.step()  # published
+    ticks.advance(10)
+    net.pending += [(b"CP001/out", b'[2,"older","Reset",{}]'),  # behind the backlog still
+                    (b"CP001/out", b'[3,"someone-else",{}]'),
+                    (b"CP001/out", b'[3,"2.1",{"status":"Accepted"}]'),
+                    (b"CP001/out", b'[2,"new","ChangeAvailability",{}]')]
+    for _ in range(4):
+        t.step()
+    assert [t.receive() for _ in range(4)] == [
+        ('[2,"older","Reset",{}]', True), ('[3,"someone-else",{}]', True),
+        ('[3,"2.1",{"status":"Accepted"}]', False), ('[2,"new","ChangeAvailability",{}]', False)]
+
+
+def test_an_answer_to_a_call_sent_again_after_a_broken_publish_does_not_close_the_window():
+    # the first copy went out before the link broke: its answer may be in the broker's backlog
+    t, net, ticks = online()
+    net.fail_publish = 1
+    assert t.send('[2, "3.1", "Heartbeat", {}]')
+    t.step()
+    assert not t.connected
+    net.session_present = True
+    ticks.advance(2000)
+    t.step()
+    assert t.connected
+    t.step()  # the same frame published again
+    assert net.published == [(b"CP001/in", b'[2, "3.1", "Heartbeat", {}]', 1)]
+    net.pending += [(b"CP001/out", b'[3,"3.1",{"currentTime":"2026-11-21T12:00:00Z"}]'),
+                    (b"CP001/out", b'[2,"old","RemoteStartTransaction",{}]')]
+    t.step()
+    t.step()
+    assert t.receive()[1] is True and t.receive()[1] is True
+
+
+def test_stale_window_unit_edges():
+    w = StaleWindow(2000)
+    w.connected(True, 100)
+    w.published(b'[2, "9.1", "StatusNotification", {}]')
+    w.published(b'[3, "cs-7", {}]')  # an answer of ours asks nothing
+    assert w.is_stale(2099, '[2,"x","Reset",{}]')
+    assert w.is_stale(2099, '[3,"cs-7",{}]')
+    assert not w.is_stale(2099, '[4, "9.1", "GenericError", "", {}]')
+    assert not w.is_stale(2099, '[2,"y","Reset",{}]')  # closed for good on this connection
+    w.connected(True, 5000)
+    assert w.is_stale(6999, '[2,"z","Reset",{}]')
+    assert not w.is_stale(7000, '[2,"z","Reset",{}]')
+
+
 def test_nothing_is_stale_on_a_fresh_session():
     w = StaleWindow(2000)
     w.connected(False, 0)

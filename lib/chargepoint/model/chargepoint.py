@@ -4,7 +4,8 @@ Composition: `ChargePoint(board, transport, store, clock, ...)`, then call `loop
 tens of milliseconds. Nothing in here blocks or does I/O except through the injected store,
 transport, clock and hardware:
   board      as documented in chargepoint.model.board
-  transport  send(text), can_send(), connected, receive() -> None or (text, stale)
+  transport  send(text), can_send(), connected, receive() -> None, (text, stale), or
+             (head, stale, size) for a frame over the engine's MAX_FRAME (only its head kept)
   store      read(name, default), write(name, value) (atomic), remove(name), names(prefix):
              chargepoint.platform.store.FileStore on the device
   clock      chargepoint.platform.clock.Clock (tests give it fake ticks)
@@ -382,13 +383,16 @@ class ChargePoint:
             if uid:
                 sessions.tap(uid)
         transport = self.transport
+        # our own next call first: a flood of inbound CALLs fills the outbox with answers,
+        # and the MeterValues and statuses behind it must still find a place
+        self.engine.poll()
         for _ in range(_FRAMES_PER_LOOP):
             if not transport.can_send():  # no room for an answer: leave the frame queued
                 break
             msg = transport.receive()
             if msg is None:
                 break
-            self.engine.feed(msg[0], msg[1])
+            self.engine.feed(*msg)
         sessions.meter()
         self.reservations.tick()  # expiry with the clock this step may have set
         self._statuses()

@@ -9,11 +9,11 @@ from micropython import const
 
 from chargepoint.ocpp import schema
 from chargepoint.ocpp.errors import CallError
+from chargepoint.ocpp.framing import HEAD, MAX_FRAME, peek
 
 _CALL = const(2)
 _RESULT = const(3)
 _ERROR = const(4)
-MAX_FRAME = const(16384)  # larger inbound frames are refused before parsing
 _RECENT = const(16)  # inbound CALL ids remembered for duplicate deliveries
 _RECENT_TEXT = const(512)  # answers up to this long are kept to be sent again as they were
 
@@ -51,7 +51,7 @@ class Engine:
         self.inflight = None
         self.sent_at = 0
         self._recent = []  # [(uid, response text)]
-        self.stats = {"in": 0, "out": 0, "bad": 0, "timeouts": 0}
+        self.stats = {"in": 0, "out": 0, "bad": 0, "timeouts": 0, "oversize": 0}
 
     def route(self, action, handler):
         self.handlers[action] = handler
@@ -91,17 +91,18 @@ class Engine:
 
     # -- inbound --------------------------------------------------------------------------
 
-    def feed(self, text, stale=False):
-        """Handle one inbound frame. Never raises: bad input is answered or dropped."""
+    def feed(self, text, stale=False, size=0):
+        """Handle one inbound frame. Never raises: bad input is answered or dropped. `size`:
+        the frame's length when `text` is only its head (it was over MAX_FRAME)."""
         self.stats["in"] += 1
+        if len(text) > MAX_FRAME:  # a transport that held it whole all the same
+            size = len(text)
+            text = text[:HEAD]
+        if size:
+            self._too_large(text, size)
+            return
         if self.on_frame:
             self.on_frame("in", text)
-        if len(text) > MAX_FRAME:
-            self.stats["bad"] += 1
-            uid = _peek_call_id(text)
-            if uid is not None:
-                self._send(frame_error(uid, "FormationViolation", "frame too large"), "out")
-            return
         try:
             msg = json.loads(text)
         except (ValueError, RuntimeError, MemoryError):  # not JSON; nested past the heap
@@ -129,6 +130,18 @@ class Engine:
                     self._send(frame_error(uid, "InternalError", "out of memory"), "out")
                 except MemoryError:
                     pass
+
+    def _too_large(self, head, size):
+        self.stats["bad"] += 1
+        self.stats["oversize"] += 1
+        if self.on_frame:
+            self.on_frame("in", "%s... (%d bytes, over the limit)" % (head, size))
+        kind, uid, action = peek(head)
+        if kind == _CALL and action is not None and self.answer_calls:
+            self._send(frame_error(uid, "FormationViolation",
+                                   "message of %d bytes: this charge point takes at most %d"
+                                   % (size, MAX_FRAME), {"size": size, "limit": MAX_FRAME}),
+                       "out")
 
     def _on_call(self, msg, stale):
         uid = msg[1]
@@ -194,12 +207,3 @@ class Engine:
             desc = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
             if c.fail:
                 c.fail(code, desc)
-
-
-def _peek_call_id(text):
-    # '[2,"id",...' without parsing a frame too big to parse safely
-    head = text[:64].replace(" ", "")
-    if head[:4] != '[2,"':
-        return None
-    end = head.find('"', 4)
-    return head[4:end] if end > 4 else None

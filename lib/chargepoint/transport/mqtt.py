@@ -14,9 +14,10 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
     t.connected          # MQTT session is up
     t.send(text)         # queue a frame for <id>/in at QoS 1; False when offline/full
     t.can_send()         # connected and the outbox has room (for the answer to a frame)
-    t.receive()          # None or (text, stale) from <id>/out
+    t.receive()          # None or (text, stale) from <id>/out; (head, stale, size) for
+                         # a frame over MAX_FRAME, of which only the head was kept
     t.status             # dict: state, connects, failures, last_error, published, received,
-                         # dropped, refused
+                         # dropped, refused, oversize
     t.stop()
 
 - Persistent session: CONNECT with clean_session=False; SUBSCRIBE (QoS 1) to the out topic
@@ -26,8 +27,10 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   PUBACK, so a
   link lost mid-publish republishes it after reconnecting (at least once). PUBLISHes are
   at least 20 ms apart: never more than 50 a second (AWS IoT allows 100 per connection).
-- Inbox: at most `inbox_len` frames (8) and `inbox_bytes` of them (4 KB; one frame of any
-  size is taken when the inbox is empty), so inbound frames never hold more than that. While
+- Inbox: at most `inbox_len` frames (24) and `inbox_bytes` of them (4 KB; one frame of any
+  size is taken when the inbox is empty), so inbound frames never hold more than that. The
+  count is above the 20 messages Mosquitto has in flight to a client: a run of small frames
+  (or heads of oversized CALLs) arriving during a PUBACK wait is taken, not refused. While
   it is full the thread stops reading the socket (back-pressure on the broker). A frame that
   arrives while it is full, during a PUBACK wait, is *refused*: the callback raises before
   umqtt sends its PUBACK, so the broker keeps it. From then on every PUBLISH is refused
@@ -37,6 +40,11 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   acknowledged is therefore always handed to the engine; status["refused"] counts refusals.
   The engine takes a frame only when the outbox has room for its answer (`can_send()`).
   Frames on another topic or not UTF-8 are acknowledged and dropped (status["dropped"]).
+- Oversize: a PUBLISH of any size is taken in bounded memory. Its payload, when larger than
+  MAX_FRAME (chargepoint.ocpp.engine: 4 KB), is read through the link's buffer and
+  dropped; it is acknowledged as any other (status["oversize"]). When its head reads as a
+  CALL the engine gets the head and size, to answer it with a CALLERROR; any other is
+  dropped here (status["dropped"]). The link stays up.
 
 Policy (chargepoint.transport.policy): the thread body only calls `step()` and sleeps; when
 to reconnect, when to ping and which frames are stale is decided by pure classes with an
@@ -48,10 +56,11 @@ import time
 
 from micropython import const
 
+from chargepoint.ocpp.framing import peek
 from chargepoint.platform.clock import Clock, ticks_diff
 from chargepoint.transport.mailbox import Mailbox
 from chargepoint.transport.policy import KeepAlive, Reconnect, StaleWindow
-from chargepoint.transport.tls import TlsLink
+from chargepoint.transport.tls import Oversize, TlsLink
 
 MAX_PAYLOAD = const(131072)  # AWS IoT: 128 KB per message
 _MAX_TOPIC = const(256)
@@ -128,7 +137,7 @@ class MqttTransport:
 
     def __init__(self, client_id, server, port=8883, ssl=None, keepalive=300,
                  topic_in="{id}/in", topic_out="{id}/out", ticks_ms=None,
-                 client_factory=None, rand=None, outbox_len=8, outbox_bytes=4096, inbox_len=8,
+                 client_factory=None, rand=None, outbox_len=8, outbox_bytes=4096, inbox_len=24,
                  inbox_bytes=4096,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
@@ -145,8 +154,8 @@ class MqttTransport:
         self.topic_out = make_topic(topic_out, client_id)
         self._ticks = ticks_ms or Clock().ticks_ms
         self._factory = client_factory or _umqtt_client
-        self._link = None if ssl is None else (ssl if isinstance(ssl, TlsLink)
-                                               else TlsLink(ssl, io_timeout_ms))
+        # the link bounds every read, even without TLS: ssl None is plain TCP
+        self._link = ssl if isinstance(ssl, TlsLink) else TlsLink(ssl, io_timeout_ms)
         self.reconnect = Reconnect(self._ticks, backoff_first_ms, backoff_cap_ms, stable_ms, rand)
         self.keepalive_policy = KeepAlive(keepalive, pong_ms)
         self.stale = StaleWindow(stale_ms)
@@ -158,11 +167,13 @@ class MqttTransport:
         self._client = None
         self._rx_seen = 0
         self._published_at = None  # ticks of the last PUBLISH sent
+        self._tried = None  # the frame whose PUBLISH the link broke off, if any
         self._running = False
         self._thread_alive = False
         self.connected = False
         self.status = {"state": "idle", "connects": 0, "failures": 0, "last_error": None,
-                       "published": 0, "received": 0, "dropped": 0, "refused": 0}
+                       "published": 0, "received": 0, "dropped": 0, "refused": 0,
+                       "oversize": 0}
 
     # -- engine side (asyncio thread): never blocks beyond a lock held for a list op --------
 
@@ -265,7 +276,7 @@ class MqttTransport:
         self._fresh = self._refusing = False
         self.keepalive_policy.start(now)
         self.reconnect.connected(now)
-        self._rx_seen = self._link.rx if self._link is not None else 0
+        self._rx_seen = self._link.rx
         self._client = client
         self.connected = True
         self.status["state"] = "connected"
@@ -288,7 +299,11 @@ class MqttTransport:
                 paced = max(0, _PUBLISH_GAP_MS - ticks_diff(now, last))
             if not paced:
                 self._published_at = now
+                if frame is not self._tried:  # sent again: the first may have been answered
+                    self.stale.published(frame)
+                self._tried = frame
                 self._publish(client, frame)  # returns after its PUBACK
+                self._tried = None
                 self.outbox.get()
                 self.status["published"] += 1
                 ka.sent(self._ticks())
@@ -315,7 +330,7 @@ class MqttTransport:
 
     def _note_rx(self):
         link = self._link
-        if link is not None and link.rx != self._rx_seen:
+        if link.rx != self._rx_seen:
             self._rx_seen = link.rx
             self.keepalive_policy.received(self._ticks())
 
@@ -323,6 +338,14 @@ class MqttTransport:
         # Runs in the network thread, inside umqtt's check_msg/publish.
         if bytes(topic) != self.topic_out:
             self.status["dropped"] += 1
+            return
+        if isinstance(msg, Oversize):  # read through the link's buffer: only its head is here
+            self.status["oversize"] += 1
+            text = msg.text()
+            if text is None or peek(text)[2] is None:  # not a CALL: nobody waits for an answer
+                self.status["dropped"] += 1
+                return
+            self._take((text, self.stale.is_stale(self._ticks(), text), msg.size), len(text))
             return
         try:
             text = str(msg, "utf-8")  # msg may be a view of the link's buffer: copy it now
@@ -337,20 +360,23 @@ class MqttTransport:
                 text = str(msg, "utf-8")
             except MemoryError:
                 if len(self.inbox):  # the frames held free their room: have it sent again
-                    self._refusing = True
-                    self.status["refused"] += 1
-                    raise _Refused()
+                    self._refuse()
                 # Nothing of ours left to free: refusing it would have it sent again for
                 # ever and block every frame behind it. It goes (a CALL then times out).
                 self.status["dropped"] += 1
                 print("mqtt: a frame of %d bytes dropped: no memory for it" % len(msg))
                 return
-        if self._refusing or not self.inbox.put((text, self.stale.is_stale(self._ticks())),
-                                                len(msg)):
-            self._refusing = True
-            self.status["refused"] += 1
-            raise _Refused()
+        self._take((text, self.stale.is_stale(self._ticks(), text)), len(msg))
+
+    def _take(self, item, size):
+        if self._refusing or not self.inbox.put(item, size):
+            self._refuse()
         self.status["received"] += 1
+
+    def _refuse(self):
+        self._refusing = True
+        self.status["refused"] += 1
+        raise _Refused()
 
     def _publish(self, client, frame):
         try:

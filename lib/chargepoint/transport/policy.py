@@ -13,15 +13,22 @@ step time; none does I/O. `MqttTransport`'s network thread asks them and acts.
   keepalive); the link is dead when no byte at all arrives within `pong_ms` of a PINGREQ.
   A PUBACK/CONNACK/SUBACK that does not come within `io_timeout_ms` fails the socket read.
   Either way the session is dropped and the reconnect policy takes over.
-- Stale rule: frames received within `stale_ms` (default 2 s) after a CONNACK with
-  session-present=1 are the broker's backlog from while we were offline and are returned
-  with stale=True. The engine still answers them (the Central System waits for a reply) but
-  does not act on actuating commands (RemoteStart/Stop, UnlockConnector, Reset, ...), which
-  may be an hour old. Duplicates are passed through: AWS may redeliver with a new packet id,
-  so de-duplication is the engine's job, by OCPP unique id.
+- Stale rule: which inbound frames are old, i.e. held by the broker while we were away.
+  After a CONNACK with session-present=1 the broker first delivers what it kept for us; a
+  frame is old when it arrives (a) within `stale_ms` (default 2 s) of that CONNACK and (b)
+  before the Central System has answered a CALL we published on this connection. MQTT
+  keeps the order of one publisher's messages on a topic, so once an answer to one of our
+  CALLs of this connection has come, everything the Central System published before it (the
+  backlog) has come too: what follows is fresh, whenever it comes. A new session
+  (session-present=0) has no backlog. Old frames are returned with stale=True: the engine
+  still answers them (the Central System waits for a reply) but does not act on actuating
+  commands (RemoteStart/Stop, UnlockConnector, Reset, ChangeAvailability...), which may be
+  an hour old. Duplicates are passed through: AWS may redeliver with a new packet id, so
+  de-duplication is the engine's job, by OCPP unique id.
 """
 from micropython import const
 
+from chargepoint.ocpp.framing import HEAD, peek
 from chargepoint.platform.clock import ticks_add, ticks_diff
 
 _MAX_KEEPALIVE = const(1200)
@@ -123,10 +130,32 @@ class StaleWindow:
 
     def __init__(self, window_ms=2000):
         self.window_ms = window_ms
-        self._until = None
+        self._until = None  # ticks the window closes at; None: closed
+        self._asked = []  # unique ids of our CALLs published on this connection
 
     def connected(self, session_present, now):
         self._until = ticks_add(now, self.window_ms) if session_present else None
+        self._asked = []
 
-    def is_stale(self, now):
-        return self._until is not None and ticks_diff(self._until, now) > 0
+    def published(self, frame):
+        """A frame of ours goes out on this connection (bytes)."""
+        if self._until is None or len(self._asked) >= 4:
+            return
+        try:
+            kind, uid, _ = peek(str(frame[:HEAD], "utf-8"))
+        except UnicodeError:  # cut in a character: our frames have ASCII ids and actions
+            return
+        if kind == 2:
+            self._asked.append(uid)
+
+    def is_stale(self, now, text=""):
+        if self._until is None:
+            return False
+        if ticks_diff(self._until, now) <= 0:
+            self._until = None
+            return False
+        kind, uid, _ = peek(text)
+        if kind is not None and kind != 2 and uid in self._asked:
+            self._until = None  # the Central System has heard us: the backlog is behind us
+            return False
+        return True

@@ -7,29 +7,59 @@ bytes, which is how a PINGRESP (swallowed by umqtt) is noticed. Only the TCP con
 is bounded by the OS/lwIP timeout; the asyncio loop does not wait for it, but stop() does.
 
 A read longer than `_BIG` bytes (a PUBLISH's payload: umqtt reads it in one piece) lands in
-the link's buffer, allocated once, and comes back as a memoryview of it, valid until the next
-such read (umqtt hands it straight to the transport's callback, which copies it out). A
-payload never needs a fresh block of its size: in a fragmented heap (a burst of frames) a
-3 KB one found none, and the link went down for it again at each redelivery.
+the link's buffer, allocated once (`MAX_FRAME` bytes, the largest frame the charge point
+takes), and comes back as a memoryview of it, valid until the next such read (umqtt hands it
+straight to the transport's callback, which copies it out). A payload never needs a fresh
+block of its size: in a fragmented heap (a burst of frames) a 3 KB one found none, and the
+link went down for it again at each redelivery. A payload larger than the buffer (up to the
+2 MB MQTT allows) is read through it piece by piece and dropped, its first `HEAD` bytes kept:
+umqtt gets an `Oversize` instead of the bytes, acknowledges the PUBLISH as usual, and the
+packet stream stays in step. Nothing of the frame's size is ever allocated.
+
+With context None the link is plain TCP (a local broker without TLS, tests): the same
+bounded reads, no handshake.
 """
 from micropython import const
+
+from chargepoint.ocpp.framing import HEAD, MAX_FRAME
 
 _ETIMEDOUT = const(110)
 _BIG = const(256)
 
 
+class Oversize:
+    """What umqtt hands the transport for a payload over the buffer: its size and head."""
+
+    def __init__(self, size, head):
+        self.size = size
+        self.head = head  # bytes
+
+    def text(self):
+        """The head as text (less the end of a character the cut split); None if not UTF-8."""
+        head = self.head
+        for end in range(len(head), max(len(head) - 4, -1), -1):
+            try:
+                return str(head[:end], "utf-8")
+            except UnicodeError:
+                pass
+        return None
+
+
 class TlsLink:
     """umqtt.simple's `ssl=` object: TLS with SNI, bounded reads, inbound byte counting."""
 
-    def __init__(self, context, timeout_ms=10000, buffer=4096):
+    def __init__(self, context, timeout_ms=10000, buffer=MAX_FRAME):
         self.context = context
         self.timeout_s = timeout_ms / 1000
         self.rx = 0  # inbound reads that returned data; only the network thread touches it
         self.buf = bytearray(buffer)  # payloads up to this size are read into it
+        self.oversize = 0  # payloads larger than the buffer, read through it and dropped
 
     def wrap_socket(self, sock, server_hostname=None):
         sock.settimeout(self.timeout_s)  # bounds the handshake too
-        tls = self.context.wrap_socket(sock, server_hostname=server_hostname)
+        tls = sock
+        if self.context is not None:
+            tls = self.context.wrap_socket(sock, server_hostname=server_hostname)
         return _TimedSocket(self, sock, tls)
 
 
@@ -45,8 +75,10 @@ class _TimedSocket:
 
     def read(self, n):
         buf = self._link.buf
-        if _BIG < n <= len(buf):
-            return self._read_into(memoryview(buf)[:n])
+        if n > _BIG:
+            if n <= len(buf):
+                return self._read_into(memoryview(buf)[:n])
+            return self._read_over(n, memoryview(buf))
         data = self._tls.read(n)
         if data:
             self._link.rx += 1
@@ -68,6 +100,19 @@ class _TimedSocket:
             got += k
             self._link.rx += 1
         return view[:got]
+
+    def _read_over(self, n, view):
+        head = None
+        left = n
+        while left:
+            got = self._read_into(view[:min(left, len(view))])
+            if got is None or not len(got):
+                break  # the peer closed: umqtt fails on what follows
+            if head is None:
+                head = bytes(got[:HEAD])
+            left -= len(got)
+        self._link.oversize += 1
+        return Oversize(n, head or b"")
 
     def write(self, *args):
         return self._tls.write(*args)
