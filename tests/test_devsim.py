@@ -168,3 +168,38 @@ def test_devsim_ctrl_c_stops_everything(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_devsim_names_the_last_line_of_a_crashed_firmware(tmp_path, capsys):
+    """A firmware that cannot start: `make sim` stops waiting for it to come online and says
+    what it last printed, once, not at every poll."""
+    import asyncio
+
+    from tools import devsim
+
+    answer = {"ok": True, "online": False, "firmware": "crashed", "restarts": 2,
+              "last_line": "MemoryError: memory allocation failed, allocating 414 bytes",
+              "connectors": {"1": dict.fromkeys(("status", "relay", "pilot_amps", "energy_wh",
+                                                 "transaction_id"))}}
+
+    class Control:
+        async def ask(self, **req):
+            return answer
+
+    rig = devsim.DevSim(devsim.parse_args(["--state", str(tmp_path)]))
+    rig.control = Control()
+
+    async def scenario():
+        rig.stopping = asyncio.Event()
+        await asyncio.wait_for(rig._until_online(), 2)  # at once, not after ONLINE_TIMEOUT
+        try:
+            await asyncio.wait_for(rig.poll(), 3 * devsim.POLL_INTERVAL)
+        except asyncio.TimeoutError:
+            pass
+    asyncio.run(scenario())
+    out = capsys.readouterr().out
+    said = ("! charger CP001: firmware crashed (restarted 2 times); it last printed: "
+            "MemoryError: memory allocation failed, allocating 414 bytes")
+    assert out.count(said) == 1, out
+    assert "[CP001 #1] ? | relay open | pilot off | 0 Wh | no tx | OFFLINE | firmware crashed" \
+        in out, out

@@ -31,7 +31,7 @@ class Sim:
     """One `python3 -m tools.sim` process and a control connection to it."""
 
     def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None,
-                 lock=False, code="frozen", console=False):
+                 lock=False, code="frozen", console=False, heap=None):
         self.control = ("127.0.0.1", free_port())
         self.state = str(state)
         cert, key = pki.client(cert_cn or cp_id)
@@ -39,7 +39,7 @@ class Sim:
                      "--broker", "127.0.0.1:%d" % (port or broker.port),
                      "--ca", ca or pki.ca, "--cert", cert, "--key", key, "--state", str(state),
                      "--control", "%s:%d" % self.control, "--quiet", "--code", code,
-                     "--heap", str(HEAP[code])] + (["--lock"] if lock else []) + (
+                     "--heap", str(heap or HEAP[code])] + (["--lock"] if lock else []) + (
                          ["--console"] if console else [])
         self.proc = None
         self.reader = self.writer = None
@@ -68,11 +68,14 @@ class Sim:
     async def status(self, connector="1"):
         return (await self.ask(cmd="status"))["connectors"][connector]
 
-    async def until(self, predicate, timeout=T):
+    async def until(self, predicate, timeout=T, running=True):
+        """The first status answer `predicate` holds of; with running=True only answers of a
+        running firmware count (status answers at once also while it starts or has crashed,
+        its figures null or stale then)."""
         deadline = time.monotonic() + timeout
         while True:
             s = await self.ask(cmd="status")
-            if predicate(s):
+            if (s["firmware"] == "running" or not running) and predicate(s):
                 return s
             assert time.monotonic() < deadline, json.dumps(s)
             await asyncio.sleep(0.05)
@@ -211,6 +214,30 @@ def test_remote_start_stop_and_soft_reset(world):
     run(scenario())
 
 
+def test_operative_right_after_either_reset_is_accepted(world):
+    """OCTT TC_013/TC_014: Inoperative, a reset, and Operative as soon as the Central System has
+    answered the BootNotification (the resumed session's stale window is still open then)."""
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim()
+            cp = await online(sim, cs)
+            for n, kind in enumerate(("Soft", "Hard"), 2):
+                answer = await cs.change_availability("CP001", 1, "Inoperative")
+                assert answer["status"] == "Accepted"
+                await cs.wait_for(lambda: cp.statuses.get(1, {}).get("status") == "Unavailable", T)
+                assert (await cs.reset("CP001", kind))["status"] == "Accepted"
+                await cs.wait_for(lambda: len(cp.boots) == n, T)
+                answer = await cs.change_availability("CP001", 1, "Operative")
+                assert answer["status"] == "Accepted", (kind, answer)
+                await cs.wait_for(lambda: cp.statuses.get(1, {}).get("status") == "Available", T)
+                s = await sim.until(lambda s: s["boots"] == n)
+                assert s["connectors"]["1"]["status"] == "Available"
+            check_frames(cp)
+    run(scenario())
+
+
 def test_burst_of_frames_gets_every_call_answered(world):
     """Issue 7: a burst at least 50 frames long, garbage and duplicates included, published in
     one go while the firmware is also publishing (its answers and MeterValues)."""
@@ -290,7 +317,7 @@ def test_cable_lock_on_a_socket_outlet(world):
             s = await sim.status()
             assert not s["relay"] and s["locked"] is False and s["status"] == "Finishing"
             await sim.ask(cmd="ev", connector=1, state="A")
-            await cs.wait_for(lambda: cp.statuses[1]["status"] == "Available", T)
+            await cs.wait_for(lambda: cp.statuses.get(1, {}).get("status") == "Available", T)
             # a jammed lock: Faulted/ConnectorLockFailure, no StartTransaction, relay open
             await sim.ask(cmd="lock", connector=1, fail=True)
             await sim.ask(cmd="rfid", uid=TAG)
@@ -302,7 +329,7 @@ def test_cable_lock_on_a_socket_outlet(world):
             assert len(cp.calls("StartTransaction")) == 1
             await sim.ask(cmd="ev", connector=1, state="A")
             await sim.ask(cmd="lock", connector=1, fail=False)
-            await cs.wait_for(lambda: cp.statuses[1]["status"] == "Available", T)
+            await cs.wait_for(lambda: cp.statuses.get(1, {}).get("status") == "Available", T)
             # UnlockConnector mid-session: the transaction stops, then the lock opens
             await start_charging(sim, cs, cp, 16.0)
             txid = (await cs.wait_for(lambda: len(cp.transactions) == 2 and list(

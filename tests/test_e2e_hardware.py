@@ -2,6 +2,7 @@
 without the asyncio loop and without the broker, and what a welded contactor, a missing EV
 diode and a silent meter make the charger report and refuse."""
 import asyncio
+import json
 import time
 
 import pytest
@@ -34,6 +35,37 @@ def test_unplug_opens_the_relay_while_the_asyncio_loop_is_blocked(world):  # noq
             assert 0 <= blocked["open_ms"] < 100
             tx = await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
             assert tx[0].reason == "EVDisconnected"
+    run(scenario())
+
+
+def test_status_answers_from_the_models_while_the_loop_is_blocked(world):  # noqa: F811
+    """`status` needs no asyncio loop: asked 600 ms into a 2 s block (the EV left at 300 ms),
+    it comes back at once with the contact the guard opened meanwhile."""
+    _, _, make_sim, make_csms = world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim, cp = await charging(make_sim, cs)
+            reader, writer = await asyncio.open_connection(*sim.control)
+            try:
+                started = time.monotonic()
+                block = asyncio.ensure_future(sim.ask(cmd="block", ms=2000, unplug_after_ms=300))
+                await asyncio.sleep(0.6)
+                t0 = time.monotonic()
+                writer.write(b'{"cmd":"status"}\n')
+                await writer.drain()
+                s = json.loads(await asyncio.wait_for(reader.readline(), 2))
+                took = time.monotonic() - t0
+                print("status with the loop blocked: %.1f ms" % (took * 1000))
+                assert not block.done() and took < 0.5, took
+                c = s["connectors"]["1"]
+                assert s["ok"] and s["firmware"] == "running" and s["heap_free"] > 0
+                assert c["contact"] is False and c["relay"] is False
+                assert 0 <= c["open_ms"] < 100
+                blocked = (await block)["blocked"]  # the block itself answers once it ended
+                assert blocked["loop_ms"] >= 2000 and time.monotonic() - started >= 2.0
+            finally:
+                writer.close()
     run(scenario())
 
 

@@ -1,13 +1,18 @@
-"""tools.sim's command line and control socket: flags, malformed requests, many connections."""
+"""tools.sim's command line and control socket: flags, malformed requests, many connections,
+a firmware that cannot start."""
 import asyncio
 import json
+import select
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import ROOT
 from test_e2e import Sim, run
+from tools.broker import free_port
+from tools.sim import DEPLOYED_MIN_HEAP
 
 pytestmark = pytest.mark.usefixtures("twins")
 
@@ -75,3 +80,65 @@ def test_malformed_requests_answered_and_sim_keeps_running(make_pki, make_broker
         finally:
             sim.stop()
     run(scenario())
+
+
+def test_a_firmware_that_cannot_start_is_reported_at_once(make_pki, make_broker, tmp_path):
+    """--code deployed in 60000 bytes dies importing, again and again: status says so at once,
+    with the firmware's last words, and a command is refused at once instead of timing out."""
+    pki = make_pki(chargers=("CP001",))
+    broker = make_broker(pki)
+
+    async def scenario():
+        sim = await Sim(broker, pki, tmp_path / "s", code="deployed", heap=60000).start()
+        try:
+            t0 = time.monotonic()
+            first = await sim.ask(cmd="status")
+            assert time.monotonic() - t0 < 1.0
+            assert first["firmware"] in ("starting", "crashed") and first["online"] is False
+            s = await sim.until(lambda s: s["firmware"] == "crashed" and s["restarts"] >= 1,
+                                timeout=5, running=False)
+            assert s["last_line"].startswith("MemoryError: memory allocation failed"), s
+            assert s["online"] is False and s["boots"] >= 2 and s["code"] == "deployed"
+            assert set(s) >= {"heap_free", "heap_peak", "uptime_ms", "mqtt", "console",
+                              "unlogged_frames", "reader_failed"}
+            assert set(s["connectors"]) == {"1"}
+            assert set(s["connectors"]["1"]) >= {"status", "relay", "contact", "open_ms",
+                                                 "pilot_amps", "transaction_id", "energy_wh"}
+            t0 = time.monotonic()
+            sim.writer.write(b'{"cmd":"ev","connector":1,"state":"B"}\n')
+            await sim.writer.drain()
+            answer = json.loads(await asyncio.wait_for(sim.reader.readline(), 2))
+            assert time.monotonic() - t0 < 1.0
+            assert answer == {"ok": False, "error": "firmware not running: " + s["last_line"]}
+        finally:
+            sim.stop()
+    run(scenario())
+
+
+@pytest.mark.parametrize("heap,warned", [(100000, True), (DEPLOYED_MIN_HEAP, False)])
+def test_deployed_below_its_heap_says_so_first(make_pki, tmp_path, heap, warned):
+    pki = make_pki(chargers=("CP001",))
+    cert, key = pki.client("CP001")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.sim", "--id", "CP001", "--broker", "127.0.0.1:9",
+         "--ca", pki.ca, "--cert", cert, "--key", key, "--state", str(tmp_path / "s"),
+         "--control", "127.0.0.1:%d" % free_port(), "--code", "deployed", "--heap", str(heap)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # said before anything else, the twin's build included
+        assert select.select([proc.stdout], [], [], 30)[0], "nothing on stdout"
+        first = proc.stdout.readline()
+        if warned:
+            needs = "below the %d bytes --code deployed needs" % DEPLOYED_MIN_HEAP
+            assert first.startswith("* warning: --heap 100000 is") and needs in first, first
+            assert "--heap 240000" in first
+            assert select.select([proc.stderr], [], [], 5)[0], "nothing on stderr"
+            err = proc.stderr.readline()
+            assert err.startswith("tools.sim: warning: --heap 100000") and needs in err, err
+        else:
+            assert first.startswith("* simulator CP001"), first
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+        proc.stderr.close()

@@ -96,6 +96,25 @@ def print_frame(charger_id, frame):
     say("  %s  %s  %s" % (frame.time[11:23], route, text))
 
 
+def firmware_line(cp_id, answer):
+    """What to say of a firmware that is not running, or None while it runs."""
+    state = answer.get("firmware")
+    if state == "crashed":
+        restarts = answer.get("restarts") or 0
+        return "! charger %s: firmware crashed%s; it last printed: %s" % (
+            cp_id, " (restarted %d times)" % restarts if restarts else "",
+            answer.get("last_line") or "(nothing)")
+    if state == "starting":
+        return "* charger %s: firmware starting" % cp_id
+    return None
+
+
+def firmware_key(answer):
+    """What changes firmware_line's text."""
+    state = answer.get("firmware", "running")
+    return state, answer.get("last_line") if state == "crashed" else None
+
+
 def status_line(cp_id, answer, connector="1"):
     c = answer["connectors"][connector]
     parts = [c.get("status") or "?"]
@@ -108,6 +127,8 @@ def status_line(cp_id, answer, connector="1"):
     tx = c.get("transaction_id")
     parts.append("tx %s" % tx if tx is not None else "no tx")
     parts.append("online" if answer.get("online") else "OFFLINE")
+    if answer.get("firmware") not in (None, "running"):
+        parts.append("firmware %s" % answer["firmware"])
     return "[%s #%s] %s" % (cp_id, connector, " | ".join(parts))
 
 
@@ -224,6 +245,12 @@ class DevSim:
             if answer.get("online"):
                 say("* charger %s online: BootNotification accepted" % self.cp)
                 return
+            self.last_answer = answer
+            if answer.get("firmware") == "crashed":  # it will not come online by waiting
+                say(firmware_line(self.cp, answer))
+                say("! charger %s not online: its commands are refused until it runs; see %s"
+                    % (self.cp, os.path.join(self.state, self.cp, "firmware.log")))
+                return
             if self.stopping.is_set():
                 raise asyncio.CancelledError
             await asyncio.sleep(0.2)
@@ -246,6 +273,7 @@ class DevSim:
         shown = None
         shown_wh = None
         shown_at = 0.0
+        shown_firmware = firmware_key(self.last_answer or {})  # said already by start()
         while True:
             try:
                 answer = await self.control.ask(cmd="status")
@@ -260,6 +288,12 @@ class DevSim:
                 continue
             if answer.get("ok"):
                 self.last_answer = answer
+                firmware = firmware_key(answer)
+                if firmware != shown_firmware:
+                    line = firmware_line(self.cp, answer)
+                    if line:
+                        say(line)
+                    shown_firmware = firmware
                 c = answer["connectors"]["1"]
                 key = (c.get("status"), c.get("error"), bool(c.get("relay")), c.get("pilot_amps"),
                        c.get("transaction_id"), bool(answer.get("online")))
@@ -327,7 +361,8 @@ class DevSim:
             if not answer.get("ok"):
                 return "charger: %s" % answer.get("error")
             self.last_answer = answer
-            return status_line(cp, answer)
+            line = firmware_line(cp, answer)
+            return status_line(cp, answer) + ("\n" + line if line else "")
         if name == "remote-start":
             return await self.cs.remote_start(cp, args[0] if args else DEFAULT_TAG, 1)
         if name == "remote-stop":

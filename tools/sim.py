@@ -44,16 +44,39 @@ on a model, never on a driver:
                                                       "blocked": {loop_ms, open_ms} in the answer
   {"cmd":"status"}                                    firmware and connector state
 
-`status` per connector: status, error, pilot_state, relay (commanded), contact (the
-contactor's), pilot_amps (the model's offer), pilot_duty (the PWM duty in % on the pilot pin,
-null without PWM), transaction_id, id_tag, energy_wh (the firmware's register), meter_ok,
-locked (the lock's bolt; null without --lock: the cable is tethered, the board has no lock),
-open_ms (from a change of the world that came while the contact was closed to the contact
-opening, timed on the models' side; null if it has not opened since).
+`status` is answered at once, whatever the firmware does: from the device models' side (the
+world's thread in the firmware process reads the charge point's view and the models; the
+asyncio loop need not run, it may be blocked) while the firmware runs, from what the simulator
+knows otherwise. Every answer carries "firmware": "running" (it said hello on the bus),
+"starting" (the first start, or after a reset, before hello) or "crashed" (the last run ended
+with an exit code other than 75, the reboot, and no hello since: the simulator restarts it
+after a second, again and again); "last_line": the last non-empty line the firmware printed
+(of the run that crashed when "crashed", of the run going on when "starting", null when
+running), e.g. "MemoryError: memory allocation failed, allocating 338 bytes"; "restarts": how
+many times the firmware was restarted after a crash (0 if never). While it is not running,
+"online" is false, "uptime_ms", "heap_free" and "mqtt" are null, "heap_peak" is the last
+run's, and the connectors are as the firmware last reported them (their fields null if it
+never did). Every other command waits for a starting firmware (up to 15 s) and is answered
+{"ok":false,"error":"firmware not running: <last line>"} at once while it is crashed (the
+world is left as it was).
+
+`status` besides: online, code (frozen|deployed), heap_free and heap_peak (bytes, after a
+collection), uptime_ms, boots (firmware starts), mqtt (the transport's counters),
+reader_failed, unlogged_frames, console; per connector: status, error, pilot_state, relay
+(commanded), contact (the contactor's), pilot_amps (the model's offer), pilot_duty (the PWM
+duty in % on the pilot pin, null without PWM), transaction_id, id_tag, energy_wh (the
+firmware's register), meter_ok, locked (the lock's bolt; null without --lock: the cable is
+tethered, the board has no lock), open_ms (from a change of the world that came while the
+contact was closed to the contact opening, timed on the models' side; null if it has not
+opened since).
 
 The world reaches the models over a connection of its own, read by a thread in the firmware
 process: a change acts at once, also while the firmware's asyncio loop is blocked; the
 answer comes once the firmware's loop has run on it.
+
+--code deployed needs about DEPLOYED_MIN_HEAP (190000) bytes of heap to start: below that the
+simulator still runs it (it runs out of heap while importing and is restarted again and
+again, "crashed" in status) but says so first, on stderr and stdout.
 """
 import argparse
 import asyncio
@@ -74,10 +97,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REBOOT_EXIT = 75
 BOOT = os.path.join(ROOT, "tools", "simboot.py")
 ANSWER_TIMEOUT = 15.0  # a firmware (re)starting answers within this
+STATUS_TIMEOUT = 2.0  # the world's thread answers a status within this, or it is not there
+CRASH_PAUSE = 1.0  # seconds between a crash and the restart
+# The smallest -X heapsize at which --code deployed boots and goes online (BootNotification
+# accepted): measured with tools.sim against Mosquitto and tools.csms at commit cb75eef,
+# MemoryError at 189800 and below (in a 4 KB TLS buffer, or sending the first state), online
+# at 190000 with 15 KB left (the code alone is about 105 KB of .mpy, README "Heap"). A
+# charging session needs more: `make bench`'s smallest passing heap is about 197 KB and the
+# end-to-end tests run it at 240000.
+DEPLOYED_MIN_HEAP = 190000
+DEPLOYED_HEAP = 240000  # what to suggest: the end-to-end tests' figure
+# simboot.py's own lines once main.py has returned: they never say why
+_TWIN_REPL = (">>>", "MicroPython REPL (device twin)", "MPY: soft reboot")
+_LINE_MAX = 1000  # a longer output line is cut to this many characters in last_line
+# the keys of a connector in `status`, all null while the firmware never reported one
+_CONNECTOR_KEYS = ("status", "error", "pilot_state", "relay", "contact", "pilot_amps",
+                   "pilot_duty", "transaction_id", "id_tag", "energy_wh", "meter_ok", "locked",
+                   "open_ms")
 
 
 class UsageError(Exception):
     pass
+
+
+class NotRunning(Exception):
+    """The firmware has crashed and not said hello since: nobody to act on a command."""
 
 
 def _address(text, flag):
@@ -311,12 +355,38 @@ class Simulator:
         self.lock = asyncio.Lock()
         self.state = None
         self.boots = 0
+        self.firmware_state = "starting"  # running | starting | crashed (see the docstring)
+        self.changed = asyncio.Event()  # set (and replaced) when firmware_state changes
+        self.output = None  # the last non-empty line the run going on printed
+        self.partial = b""  # ... and what it printed after its last newline
+        self.crash_line = None  # the last line of the run that crashed
+        self.exit_code = None
+        self.restarts = 0
+        self.hard_reset = False  # the firmware asked for a hard reset: its kill is one
 
     def log(self, text):
         if not self.a.quiet:
             print(text, flush=True)
 
     # -- the firmware process -------------------------------------------------------------
+
+    def _become(self, state):
+        if state != self.firmware_state:
+            self.firmware_state = state
+            self.changed.set()
+            self.changed = asyncio.Event()
+
+    def _heard(self, data):
+        """The firmware's output, for last_line: its last non-empty line."""
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()[-_LINE_MAX:]
+        for line in lines:
+            self._line(line)
+
+    def _line(self, raw):
+        line = raw.decode("utf-8", "replace").strip()
+        if line and not line.startswith(_TWIN_REPL):
+            self.output = line[:_LINE_MAX]
 
     async def firmware(self, fs, binary):
         # sys.path as on an ESP32: frozen modules first, then the filesystem's /lib
@@ -337,24 +407,27 @@ class Simulator:
                 run = image
                 self.log("* bootloader: %s" % label)
             env.update(CP_TWIN_FLASH=flash, CP_TWIN_RUNNING=label)
-            if console is None:
-                streams = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
-            else:  # one console for both, as on a board
-                streams = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
-                           "stderr": subprocess.STDOUT}
+            # one stream for stdout and stderr, as a board's console; read here for last_line
+            stdin = subprocess.DEVNULL if console is None else subprocess.PIPE
+            self.output, self.partial = None, b""
             self.child = await asyncio.create_subprocess_exec(
-                run, "-X", "heapsize=%d" % self.a.heap, BOOT,
-                cwd=fs, env=env, preexec_fn=_die_with_parent, **streams)
+                run, "-X", "heapsize=%d" % self.a.heap, BOOT, cwd=fs, env=env,
+                preexec_fn=_die_with_parent, stdin=stdin, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT)
             if console is not None:
                 console.stdin = self.child.stdin
-                while True:
-                    data = await self.child.stdout.read(4096)
-                    if not data:
-                        break
-                    log.write(data)
-                    log.flush()
+            while True:
+                data = await self.child.stdout.read(4096)
+                if not data:
+                    break
+                log.write(data)
+                log.flush()
+                self._heard(data)
+                if console is not None:
                     console.show(data)
+            if console is not None:
                 console.stdin = None
+            self._line(self.partial)
             code = await self.child.wait()
             self.up.clear()
             self.writer = None
@@ -365,12 +438,17 @@ class Simulator:
                     fut.set_exception(ConnectionError("the firmware has restarted"))
             self.waiting.clear()
             self.world.save()  # the next boot reads it
-            if code == REBOOT_EXIT:
+            if code == REBOOT_EXIT or self.hard_reset:
+                self.hard_reset = False
+                self._become("starting")
                 self.log("* firmware reset: booting again")
             else:
-                self.log("* firmware exited with %s: restarting (see %s/firmware.log)"
-                         % (code, self.a.state))
-                await asyncio.sleep(1.0)
+                self.crash_line, self.exit_code = self.output, code
+                self._become("crashed")
+                self.log("* firmware exited with %s%s: restarting (see %s/firmware.log)"
+                         % (code, ": " + self.output if self.output else "", self.a.state))
+                await asyncio.sleep(CRASH_PAUSE)
+                self.restarts += 1
 
     async def on_bus(self, reader, writer):
         first = True
@@ -394,8 +472,12 @@ class Simulator:
                     self.world.save()  # a power cut may come any moment: the meter keeps it
                 if t == "hello":
                     self.up.set()
+                    self._become("running")
                     await self._push_world()
                     await self._bus_send({"t": "world"})
+                elif t == "reboot" and msg.get("hard") and self.child is not None:
+                    self.hard_reset = True  # RAM goes: no finally block of the firmware runs
+                    self.child.kill()
                 elif t == "ack":
                     fut = self.waiting.pop(msg.get("id"), None)
                     if fut and not fut.done():
@@ -446,7 +528,11 @@ class Simulator:
 
     async def _ask(self, msg):
         while True:
-            await self.up.wait()
+            if self.firmware_state == "crashed":
+                raise NotRunning()
+            if not self.up.is_set():  # starting: until it says hello, or crashes
+                await self.changed.wait()
+                continue
             try:
                 if msg["t"] == "world":
                     await self._push_world()
@@ -494,38 +580,60 @@ class Simulator:
             if not isinstance(req, dict):
                 raise UsageError("a request is a JSON object")
             cmd = req.get("cmd")
+            if cmd == "status":  # never waits for the firmware, nor behind another command
+                return self.answer(await self.status())
+            if cmd == "rfid":
+                uid = req.get("uid")
+                if (not isinstance(uid, str) or len(uid) not in (8, 14, 20)
+                        or any(ch not in "0123456789abcdefABCDEF" for ch in uid)):
+                    raise UsageError("uid must be a 4, 7 or 10-byte UID in hex "
+                                     "(8, 14 or 20 hex digits)")
+                msg = {"t": "rfid", "uid": uid.upper()}
+                change = None
+            elif cmd == "block":
+                ms, after = req.get("ms"), req.get("unplug_after_ms")
+                self._connector(req)
+                if (not isinstance(ms, int) or not isinstance(after, int)
+                        or not 0 < after < ms <= 10000):
+                    raise UsageError("block needs ms (up to 10000) and unplug_after_ms < ms")
+                msg = {"t": "block", "ms": ms, "unplug_after_ms": after,
+                       "connector": req.get("connector", 1)}
+                change = None
+            else:
+                change = self._change(cmd, req)
+                msg = {"t": "world"}
+            if self.firmware_state == "crashed":
+                raise NotRunning()
             async with self.lock:
-                if cmd == "rfid":
-                    uid = req.get("uid")
-                    if (not isinstance(uid, str) or len(uid) not in (8, 14, 20)
-                            or any(ch not in "0123456789abcdefABCDEF" for ch in uid)):
-                        raise UsageError("uid must be a 4, 7 or 10-byte UID in hex "
-                                         "(8, 14 or 20 hex digits)")
-                    state = await self.ask({"t": "rfid", "uid": uid.upper()})
-                elif cmd == "status":
-                    state = await self.ask({"t": "world"})
-                elif cmd == "block":
-                    ms, after = req.get("ms"), req.get("unplug_after_ms")
-                    self._connector(req)
-                    if (not isinstance(ms, int) or not isinstance(after, int)
-                            or not 0 < after < ms <= 10000):
-                        raise UsageError("block needs ms (up to 10000) and unplug_after_ms < ms")
-                    state = await self.ask({"t": "block", "ms": ms, "unplug_after_ms": after,
-                                            "connector": req.get("connector", 1)})
+                if self.firmware_state == "crashed":  # it crashed while we waited our turn
+                    raise NotRunning()
+                if change is not None:
+                    connector, key, value = change
+                    connector[key] = value
+                state = await self.ask(msg)
+                if cmd == "block":
                     self.world.connectors[str(req.get("connector", 1))]["ev"] = "A"
-                else:
-                    self._change(cmd, req)
-                    state = await self.ask({"t": "world"})
                 self.world.observe(state)
                 self.world.save()
             return self.answer(state)
         except (UsageError, ValueError) as e:
             return {"ok": False, "error": str(e)}
+        except NotRunning:
+            return {"ok": False, "error": "firmware not running: %s" % self._why()}
         except asyncio.TimeoutError:
-            return {"ok": False, "error": "firmware not answering"}
+            if self.firmware_state == "crashed":
+                return {"ok": False, "error": "firmware not running: %s" % self._why()}
+            return {"ok": False, "error": "firmware not answering" + (
+                ": %s" % self.output if self.output and not self.up.is_set() else "")}
+
+    def _why(self):
+        if self.crash_line:
+            return self.crash_line
+        return "it exited with %s, printing nothing" % (self.exit_code,)
 
     def _change(self, cmd, req):
-        """Apply one control command to the world (the models), or raise UsageError."""
+        """The change of the world one control command asks for, (connector, key, value), or
+        UsageError."""
         def flag(key):
             if not isinstance(req.get(key), bool):
                 raise UsageError("%s must be true or false" % key)
@@ -535,36 +643,84 @@ class Simulator:
             c = self._connector(req)
             if req.get("state") not in ("A", "B", "C"):
                 raise UsageError("state must be A, B or C")
-            c["ev"] = req["state"]
-        elif cmd == "load":
+            return c, "ev", req["state"]
+        if cmd == "load":
             c = self._connector(req)
             amps = req.get("amps")
             if not isinstance(amps, (int, float)) or isinstance(amps, bool) or amps < 0:
                 raise UsageError("amps must be a number >= 0")
-            c["load"] = float(amps)
-        elif cmd == "fault":
+            return c, "load", float(amps)
+        if cmd == "fault":
             c = self._connector(req)
             if req.get("kind") not in ("rcd", "clear"):
                 raise UsageError("kind must be rcd or clear")
-            c["rcd"] = req["kind"] == "rcd"
-        elif cmd == "lock":
+            return c, "rcd", req["kind"] == "rcd"
+        if cmd == "lock":
             c = self._connector(req)
             if not self.world.lock:
                 raise UsageError("no cable lock: start the simulator with --lock")
-            c["jam"] = flag("fail")
-        elif cmd == "meter":
+            return c, "jam", flag("fail")
+        if cmd == "meter":
             c = self._connector(req)
             if req.get("fault") not in ("crc", "silent", "none"):
                 raise UsageError("fault must be crc, silent or none")
             if self.a.meter not in ("sdm630", "sdm120"):
                 raise UsageError("meter faults need a Modbus meter (--meter sdm630|sdm120)")
-            c["meter"] = req["fault"]
-        elif cmd == "relay":
-            self._connector(req)["welded"] = flag("welded")
-        elif cmd == "pilot":
-            self._connector(req)["diode"] = flag("diode")
-        else:
-            raise UsageError("unknown cmd %r" % (cmd,))
+            return c, "meter", req["fault"]
+        if cmd == "relay":
+            return self._connector(req), "welded", flag("welded")
+        if cmd == "pilot":
+            return self._connector(req), "diode", flag("diode")
+        raise UsageError("unknown cmd %r" % (cmd,))
+
+    async def status(self):
+        """The state now: read by the world's thread in the firmware process (no need for the
+        firmware's loop to run), or, with no firmware there, what is known of it."""
+        if self.physics is not None:
+            state = await self._read_state()
+            if state is not None:
+                self.state = state
+                self.world.observe(state)
+                self.world.save()
+                return state
+            if self.firmware_state == "running" and self.state is not None:
+                return self.state  # no heap for an answer just now: its last report
+        return self._known()
+
+    async def _read_state(self):
+        async with self.physics_lock:
+            if self.physics is None:
+                return None
+            reader, writer = self.physics
+            try:
+                writer.write(b'{"t":"status"}\n')
+                await writer.drain()
+                line = await asyncio.wait_for(reader.readline(), STATUS_TIMEOUT)
+                state = json.loads(line) if line else None
+            except (ConnectionError, asyncio.TimeoutError, ValueError):
+                state = None
+            if isinstance(state, dict) and "error" in state:  # no heap for it just now
+                return None
+            if not isinstance(state, dict) or "connectors" not in state:
+                # gone, or out of step (a late answer would be read as the next one's):
+                # no world for this run any more; the next run connects again
+                if self.physics is not None and self.physics[1] is writer:
+                    self.physics = None
+                    self.physics_up.clear()
+                writer.close()
+                return None
+            return state
+
+    def _known(self):
+        """The state shown while the firmware is not running: as it last reported it, or
+        nothing known of the connectors the world has."""
+        last = self.state or {}
+        connectors = {k: dict.fromkeys(_CONNECTOR_KEYS) for k in self.world.connectors}
+        for k, c in (last.get("connectors") or {}).items():
+            connectors.setdefault(k, {}).update(c)
+        return {"online": False, "heap_free": None, "heap_peak": last.get("heap_peak"),
+                "uptime_ms": None, "mqtt": None, "reader_failed": last.get("reader_failed"),
+                "unlogged_frames": last.get("unlogged_frames", 0), "connectors": connectors}
 
     def answer(self, state):
         connectors = {}
@@ -572,6 +728,7 @@ class Simulator:
             view = dict(c)
             view.pop("register_wh", None)
             connectors[k] = view
+        running = self.firmware_state == "running"
         return {"ok": True, "online": state["online"], "code": self.a.code,
                 "heap_free": state["heap_free"], "heap_peak": state["heap_peak"],
                 "uptime_ms": state["uptime_ms"], "boots": self.boots, "mqtt": state.get("mqtt"),
@@ -579,9 +736,25 @@ class Simulator:
                 "unlogged_frames": state.get("unlogged_frames", 0),
                 "blocked": state.get("blocked"),
                 "console": self.console.path if self.console else None,
+                "firmware": self.firmware_state,
+                "last_line": (None if running else self.crash_line
+                              if self.firmware_state == "crashed" else self.output),
+                "restarts": self.restarts,
                 "connectors": connectors}
 
+    def warn_heap(self):
+        """Said before anything else: a heap the placement cannot start in."""
+        if self.a.code == "deployed" and self.a.heap < DEPLOYED_MIN_HEAP:
+            text = ("* warning: --heap %d is below the %d bytes --code deployed needs to start "
+                    "(its .mpy code is in the heap): the firmware will run out of heap while "
+                    "starting and be restarted again and again; use --heap %d or more (a "
+                    "board with PSRAM), or --code frozen"
+                    % (self.a.heap, DEPLOYED_MIN_HEAP, DEPLOYED_HEAP))
+            print("tools.sim: " + text[2:], file=sys.stderr, flush=True)
+            self.log(text)
+
     async def main(self):
+        self.warn_heap()
         bus = await asyncio.start_server(self.on_bus, "127.0.0.1", 0)
         bus_port = bus.sockets[0].getsockname()[1]
         fs = prepare_flash(self.a, bus_port)

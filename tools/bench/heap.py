@@ -31,8 +31,9 @@ async def reference(lab, code, heap, session_s, record=False):
             while True:
                 try:
                     s = await ctl.ask(cmd="status")
-                    result["samples"].append((round(time.monotonic() - t0, 2),
-                                              total - s["heap_free"]))
+                    if s["heap_free"] is not None:  # null until the firmware runs
+                        result["samples"].append((round(time.monotonic() - t0, 2),
+                                                  total - s["heap_free"]))
                 except (PhaseError, asyncio.TimeoutError):
                     pass
                 await asyncio.sleep(0.5)
@@ -187,7 +188,8 @@ async def per_transaction(lab, n):
             await asyncio.sleep(1.0)
             used = []
             for _ in range(5):
-                used.append(total - (await sim.ask(cmd="status"))["heap_free"])
+                s = await sim.until(lambda s: s["heap_free"] is not None)  # running
+                used.append(total - s["heap_free"])
                 await asyncio.sleep(0.2)
             return min(used)
 

@@ -171,7 +171,8 @@ class _Charger:
         return self
 
     async def sample(self):
-        return self.total - (await self.sim.ask(cmd="status"))["heap_free"]
+        s = await self.sim.until(lambda s: s["heap_free"] is not None)  # null until it runs
+        return self.total - s["heap_free"]
 
     async def level(self):
         """The least of 5 samples over a second, after a second's pause."""

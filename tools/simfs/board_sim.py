@@ -16,6 +16,10 @@ firmware. Each line is answered "ok" once applied:
    "welded":false,"meter":"none"}}}
 A change that reaches a connector while its contact is closed starts a stopwatch that the
 contact opening stops: `open_ms` in the state (null if it has not opened since).
+  {"t":"status"}  answered with the state (one JSON line, heap figures after a collection),
+      read by that thread: the simulator's `status` needs no asyncio loop. It only reads
+      (the charge point's view, the models, the drivers' cached values): the GIL makes that
+      safe, and it never runs the charge point's loop.
 
 Bus messages, simulator -> board:
   {"t":"world","id":n}  the world has changed (on the other connection): act on it
@@ -26,7 +30,9 @@ Bus messages, simulator -> board:
       "blocked": {"loop_ms", "open_ms" (unplug to contact open, -1 if it did not)}
 board -> simulator: {"t":"ack","id":n,"state":{...}} once the firmware has acted on it;
 {"t":"state",...} on changes; {"t":"frame","dir":"in"|"out","text":...};
-{"t":"reboot","hard":bool} just before the firmware restarts.
+{"t":"reboot","hard":bool} just before the firmware restarts: a soft reset then exits (the
+firmware's finally blocks run, as on a board's soft reset); on a hard one the simulator kills
+the process, so only what is on the flash survives, as on a board.
 """
 import _thread
 import asyncio
@@ -54,6 +60,7 @@ _SETTLE_MS = 25  # a pilot reading is at most 20 ms old: the firmware has seen a
 _FRAMES = 8  # frames waiting for the simulator's log; more are counted, not kept (heap)
 _FRAME_LOG = 512  # a longer frame is cut to this many characters in that log
 _CHARGING = ("C", "D")
+_RESET_HOLD_S = 30  # a hard reset waits this long at most for the simulator's kill
 
 
 def pin_map(i, meter, lock):
@@ -239,12 +246,22 @@ class Board:
         await self.writer.drain()
 
     def _world(self, sock):
-        """The physical world's thread: changes applied to the models as they come."""
+        """The physical world's thread: changes applied to the models as they come, the
+        state read when asked."""
         while True:
             line = sock.readline()
             if not line:
                 return  # the simulator is gone: the bus task ends the process
-            for key, w in json.loads(line)["connectors"].items():
+            msg = json.loads(line)
+            if msg.get("t") == "status":
+                try:
+                    text = json.dumps(self.state(True))
+                except MemoryError:
+                    text = '{"error":"MemoryError"}'  # the simulator shows what it knows
+                sock.write(text)
+                sock.write(b"\n")
+                continue
+            for key, w in msg["connectors"].items():
                 self.models[int(key) - 1].apply(w)
             sock.write(b"ok\n")
 
@@ -350,7 +367,12 @@ class Board:
                 await self._send({"t": "frame", "dir": direction, "text": text})
             if self.rebooting is not None:
                 await self._send({"t": "reboot", "hard": self.rebooting})
-                raise SystemExit(REBOOT_EXIT)
+                if self.rebooting:
+                    # A hard reset takes RAM with it: no finally block runs, nothing more is
+                    # flushed. The simulator kills this process on that message; until then
+                    # the firmware stands still, as a board held in reset does.
+                    time.sleep(_RESET_HOLD_S)
+                raise SystemExit(REBOOT_EXIT)  # soft: as machine.soft_reset(), it unwinds
             state = self.state()
             brief = json.dumps(state["connectors"]) + str(state["online"])
             if brief != last:
