@@ -71,6 +71,9 @@ class LoopbackTransport:
     def deliver(self, text, stale=False):
         self.inbox.append((text, stale))
 
+    def stop(self):
+        self.connected = False
+
 
 class ScriptedCentralSystem:
     """The Central System at the far end of a LoopbackTransport: each CALL the charge point

@@ -147,6 +147,10 @@ def test_diagnostics_and_security_log_uploads(world):  # noqa: F811
             body = received["/diag/" + name].decode()
             assert "boot 1, firmware 0.1.0" in body  # the log, from its first line
             assert "GetDiagnostics" in body
+            # a hard reset keeps only what is on the flash (the simulator kills the firmware,
+            # no finally block runs): the ResetOrReboot line must be there already
+            assert (await cs.reset("CP001", "Hard"))["status"] == "Accepted"
+            await sim.until(lambda s: s["boots"] == 2 and s["online"])
             # the security log alone (security extensions' GetLog)
             answer = await cs.get_log("CP001", "SecurityLog", 5, url)
             assert answer["status"] == "Accepted"
@@ -154,6 +158,7 @@ def test_diagnostics_and_security_log_uploads(world):  # noqa: F811
             lines = received["/diag/" + answer["filename"]].decode().splitlines()
             assert lines and all(" security " in line for line in lines)
             assert any("StartupOfTheDevice" in line for line in lines)
+            assert any("ResetOrReboot: Reset.req (Hard)" in line for line in lines), lines
     try:
         run(scenario())
     finally:

@@ -62,10 +62,10 @@ def _upload(url, path):
     http.upload(url, path)
 
 
-def build_log(data_dir, clock, cp):
-    """The event log on flash (data/log.txt, chargepoint.platform.log): a line at boot, what
-    the network modules print (the console shows the same as without it), the OCPP traffic
-    worth keeping; GetDiagnostics uploads it."""
+def build_log(data_dir, clock):
+    """The event log on flash (data/log.txt, chargepoint.platform.log): what the network
+    modules print (the console shows the same as without it), a line at boot, the OCPP
+    traffic worth keeping; GetDiagnostics uploads it."""
     from chargepoint.platform.log import Log
 
     log = Log(data_dir, clock)
@@ -73,8 +73,6 @@ def build_log(data_dir, clock, cp):
         module = sys.modules.get(name)
         if module is not None:
             log.hook(module)
-    log.write("boot", "boot %d, firmware %s" % (cp.boot, VERSION))
-    cp.diagnostics.attach(log, _upload)
     return log
 
 
@@ -92,8 +90,12 @@ def _wire_security(cp, cfg, timesync):
         timesync.on_step = cp.security.ntp_stepped
 
 
-def _reboot(board, transport):
+def _reboot(board, transport, log):
+    """The platform's reset. The log's buffered lines go to the flash first: a hard reset
+    loses what is only in RAM, and the lines of the reboot itself (ResetOrReboot, written
+    by whoever asked for it) must survive it."""
     def reboot(hard):
+        log.flush()
         transport.stop()
         if hasattr(board, "reboot"):
             board.reboot(hard)
@@ -185,16 +187,12 @@ def run(config_path="config.json", data_dir="data"):
     info.setdefault("firmwareVersion", VERSION)
     from chargepoint.platform.update import Updater
 
-    cp = ChargePoint(board, transport, store, clock, reboot=_reboot(board, transport),
+    log = build_log(data_dir, clock)
+    cp = ChargePoint(board, transport, store, clock, reboot=_reboot(board, transport, log),
                      boot_info=info, updater=Updater(store, VERSION))
-    log = build_log(data_dir, clock, cp)
+    log.write("boot", "boot %d, firmware %s" % (cp.boot, VERSION))
+    cp.diagnostics.attach(log, _upload)
     _wire_security(cp, cfg, timesync)
-    reboot = cp.reboot
-
-    def flushed(hard):  # the log's last lines go to the flash before any reset
-        log.flush()
-        reboot(hard)
-    cp.reboot = flushed
     wdt = None
     watchdog_ms = cfg["hardware"].get("watchdog_ms", 0)
     if watchdog_ms:

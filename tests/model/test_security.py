@@ -23,7 +23,9 @@ from chargepoint.ocpp import x509
 from chargepoint.ocpp.config import STR
 from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.timesync import TimeSync
-from fakes import FakeTicks
+from chargepoint.model.chargepoint import ChargePoint
+from chargepoint.platform.clock import Clock
+from fakes import FakeBoard, FakeTicks, LoopbackTransport, MemoryStore
 
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
@@ -239,6 +241,37 @@ def test_reboot_by_the_firmware_itself_is_recorded_before_it_happens(rig):
     rig.step()
     assert [e for e in events(rig) if e[0] == "ResetOrReboot"] == [("ResetOrReboot",
                                                                     "Hard reboot")]
+
+
+@pytest.mark.parametrize("kind", ["Hard", "Soft"])
+def test_reset_or_reboot_line_is_on_flash_when_the_board_resets(tmp_path, kind):
+    """The composition root's reboot path as on a board: a hard reset keeps only what is on
+    the flash, so the event log must hold the ResetOrReboot line by then."""
+    from chargepoint import app
+    from chargepoint.platform.log import Log
+
+    on_flash = []
+
+    class Board(FakeBoard):
+        def reboot(self, hard):
+            with open(log.path(0)) as f:
+                on_flash.append((hard, f.read()))
+
+    ticks = FakeTicks()
+    clock = Clock(ticks_ms=ticks)
+    log = Log(str(tmp_path), clock)
+    board = Board()
+    transport = LoopbackTransport()
+    cp = ChargePoint(board, transport, MemoryStore(), clock,
+                     reboot=app._reboot(board, transport, log))
+    cp.diagnostics.attach(log, None)
+    transport.deliver(json.dumps([2, "r1", "Reset", {"type": kind}]))
+    for _ in range(50):
+        ticks.advance(100)
+        cp.loop()
+    assert [hard for hard, _ in on_flash] == [kind == "Hard"]
+    assert "security ResetOrReboot: Reset.req (%s)" % kind in on_flash[0][1]
+    assert not transport.connected  # the link was closed first
 
 
 def test_heartbeat_that_moves_the_clock_is_setting_system_time(rig):
