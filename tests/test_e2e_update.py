@@ -1,7 +1,9 @@
 """Firmware updates end to end on the twin (issue 11): UpdateFirmware from the Central
 System, a package built by tools.fwpack served over HTTP, installed on each code placement
-(the image into the simulated OTA partition for our frozen image; the .mpy files into /lib on
-a stock one), and rolled back by itself when the new firmware does not come up."""
+(the image into the simulated OTA partition for our frozen image, from README's command with
+fwpack's defaults; the .mpy files into /lib on a stock one), rolled back by itself when the
+new firmware does not come up, and never installed when altered or made for the other
+placement (issue 15)."""
 import datetime
 import functools
 import http.server
@@ -21,8 +23,9 @@ NEW = "0.9.0"
 
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
-    """Served over HTTP: good packages of both kinds, a broken firmware of both kinds (it
-    raises while importing), and a package altered after it was made."""
+    """Served over HTTP: good packages of both kinds (the image as README's command makes it,
+    no --kind or --target), a broken firmware of both kinds (it raises while importing), and
+    packages of both kinds altered after they were made."""
     folder = tmp_path_factory.mktemp("www")
 
     def broken(kind):
@@ -37,12 +40,14 @@ def packages(tmp_path_factory):
                 payload = f.read()
         return fwpack.package(kind, "twin", "0.9.9", payload)
 
-    files = {"image.cpfw": fwpack.build("image", "twin", NEW),
+    assert fwpack.main(["--out", str(folder / "image.cpfw"), "--version", NEW]) == 0
+    files = {"image.cpfw": (folder / "image.cpfw").read_bytes(),
              "mpy.cpfw": fwpack.build("mpy", "twin", NEW),
              "broken-image.cpfw": broken("image"), "broken-mpy.cpfw": broken("mpy")}
-    good = bytearray(files["mpy.cpfw"])
-    good[-100] ^= 0xFF  # one byte of the payload changed after the hash was taken
-    files["altered.cpfw"] = bytes(good)
+    for kind in ("image", "mpy"):
+        good = bytearray(files[kind + ".cpfw"])
+        good[-100] ^= 0xFF  # one byte of the payload changed after the hash was taken
+        files["altered-%s.cpfw" % kind] = bytes(good)
     for name, data in files.items():
         (folder / name).write_bytes(data)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
@@ -124,21 +129,31 @@ def test_a_firmware_that_does_not_come_up_is_rolled_back(world, packages, code):
     run(scenario())
 
 
-def test_an_altered_package_is_never_installed(world, packages):
+@pytest.mark.parametrize("code", ["frozen", "deployed"])
+def test_a_package_for_the_other_placement_or_altered_is_never_installed(world, packages,
+                                                                         code):
     _, _, make_sim, make_csms = world
+    kind, other = {"frozen": ("image", "mpy"), "deployed": ("mpy", "image")}[code]
 
     async def scenario():
         async with make_csms() as cs:
-            sim = make_sim(code="deployed")
+            sim = make_sim(code=code)
             cp = await online(sim, cs)
-            seen = await update(cs, sim, cp, packages + "altered.cpfw", "DownloadFailed",
-                                retries=1)
-            assert seen == ["Downloading", "DownloadFailed"]
+            # sound, but not for this board: downloaded and checked, written nowhere
+            seen = await update(cs, sim, cp, packages + other + ".cpfw", "InstallationFailed")
+            assert seen == ["Downloading", "Downloaded", "InstallationFailed"]
+            await cs.wait_for(lambda: "InvalidFirmwarePackage" in cp.security_events, T)
+            flash, fs = os.path.join(sim.state, "flash"), os.path.join(sim.state, "fs")
+            assert not os.path.exists(os.path.join(flash, "ota_1"))
+            assert not os.path.exists(os.path.join(fs, "data", "fw.part"))
+            # for this board, but its hash fails
+            seen = await update(cs, sim, cp, packages + "altered-" + kind + ".cpfw",
+                                "DownloadFailed", retries=1)
+            assert seen[3:] == ["Downloading", "DownloadFailed"]
             s = await sim.ask(cmd="status")
-            assert s["boots"] == 1
-            fs = os.path.join(sim.state, "fs")
+            assert s["online"] and s["boots"] == 1  # the old firmware runs on
+            assert [b["firmwareVersion"] for b in cp.boots] == ["0.1.0"]
             assert not os.path.exists(os.path.join(fs, "lib.new"))
-            # an image package is not for this board (our code in /lib) either
-            seen = await update(cs, sim, cp, packages + "image.cpfw", "DownloadFailed")
-            assert (await sim.ask(cmd="status"))["boots"] == 1
+            with open(os.path.join(flash, "otadata.json")) as f:
+                assert json.load(f)["boot"] == "ota_0"  # what the next boot runs
     run(scenario())

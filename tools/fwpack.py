@@ -1,21 +1,28 @@
 """Build a firmware update package from the working tree, for OCPP UpdateFirmware.
 
-    python3 -m tools.fwpack --out FILE --version VERSION [--kind mpy|image]
-        [--target esp32|twin] [--image APP.bin]
+    python3 -m tools.fwpack --out FILE --version VERSION [--kind image|mpy]
+        [--target twin|esp32] [--image APP.bin]
+
+With neither --kind nor --target (--kind image --target twin) it builds what the charger of
+`make sim` runs (our image, the firmware frozen into the twin): that charger installs it.
+`--help` shows every default.
 
 The package (format in lib/chargepoint/platform/update.py) is one JSON header line with the
 version, kind, target, size and SHA-256 of the payload, then the payload:
-  --kind mpy (default): lib/ compiled to .mpy by the twin's mpy-cross (MicroPython v1.28.0),
-      with chargepoint.app.VERSION set to VERSION: for a board running a stock MicroPython
-      image with our code in /lib (`make deploy`). The same package serves ESP32 and twin
-      (bytecode does not depend on the CPU); --target says which one it is for.
+  --kind image --target twin (default): the device twin built with lib/ at VERSION frozen
+      in, for the simulator's simulated OTA partitions (tools/simfs/esp32.py).
   --kind image --target esp32 --image APP.bin: a whole ESP32 application image (the app
       `micropython.bin` of an OTA build, firmware/README.md, built from this tree with
       VERSION set), checked to be one (magic byte 0xE9), for our image with the firmware
       frozen in. This machine cannot build it (no ESP-IDF).
-  --kind image --target twin: the device twin built with lib/ at VERSION frozen in, for the
-      simulator's simulated OTA partitions (tools/simfs/esp32.py).
-After the update, BootNotification reports firmwareVersion = VERSION.
+  --kind mpy: lib/ compiled to .mpy by the twin's mpy-cross (MicroPython v1.28.0), with
+      chargepoint.app.VERSION set to VERSION: for a board running a stock MicroPython image
+      with our code in /lib (`make deploy`, `python3 -m tools.sim --code deployed`). The
+      same package serves ESP32 and twin (bytecode does not depend on the CPU); --target
+      says which one it is for.
+A charger given a package of another kind or target downloads and checks it, then reports
+Downloaded, InstallationFailed and the security event InvalidFirmwarePackage, and keeps its
+firmware. After an update, BootNotification reports firmwareVersion = VERSION.
 """
 import argparse
 import hashlib
@@ -30,6 +37,8 @@ import tempfile
 from tools import deploy, twin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KIND = "image"  # the defaults: what the charger of `make sim` runs and installs
+TARGET = "twin"
 VERSION_LINE = re.compile(r'^VERSION = "[^"]*"$', re.M)
 
 
@@ -77,6 +86,9 @@ def package(kind, target, version, payload):
 
 
 def build(kind, target, version, image=None):
+    if image and (kind, target) != ("image", "esp32"):
+        raise PackError("--image is for --kind image --target esp32 (this is --kind %s "
+                        "--target %s)" % (kind, target))
     with tempfile.TemporaryDirectory() as work:
         lib = lib_at(version, work)
         if kind == "mpy":
@@ -98,12 +110,23 @@ def build(kind, target, version, image=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python3 -m tools.fwpack", description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True)
-    p.add_argument("--version", required=True)
-    p.add_argument("--kind", choices=("mpy", "image"), default="mpy")
-    p.add_argument("--target", choices=("esp32", "twin"), default="esp32")
-    p.add_argument("--image", help="the ESP32 application image (--kind image --target esp32)")
+    p = argparse.ArgumentParser(
+        prog="python3 -m tools.fwpack", description=__doc__.split("\n")[0],
+        epilog="The defaults build the package the charger of `make sim` installs.")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="the package file to write (required)")
+    p.add_argument("--version", required=True,
+                   help="the new firmware's version, reported in BootNotification (required)")
+    p.add_argument("--kind", choices=("image", "mpy"), default=KIND,
+                   help="image: a whole application image, for our image with the firmware "
+                   "frozen in; mpy: lib/ as .mpy files, for a stock MicroPython with our code "
+                   "in /lib (default: %(default)s)")
+    p.add_argument("--target", choices=("twin", "esp32"), default=TARGET,
+                   help="the board: the device twin of the simulator, or an ESP32 "
+                   "(default: %(default)s)")
+    p.add_argument("--image", metavar="APP.bin",
+                   help="the ESP32 application image, only for --kind image --target esp32 "
+                   "(default: none)")
     a = p.parse_args(argv)
     try:
         data = build(a.kind, a.target, a.version, a.image)

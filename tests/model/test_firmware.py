@@ -1,5 +1,6 @@
 """UpdateFirmware and FirmwareStatusNotification (chargepoint.model.firmware) with a fake
-updater: when it downloads, retries, installs, waits for transactions, confirms and reports;
+updater: when it downloads, retries, installs, waits for transactions, confirms and reports,
+and how it reports a package for another board;
 the platform side runs for real on the twin (tests/test_e2e_update.py)."""
 import jsonschema
 import pytest
@@ -9,9 +10,11 @@ from chargepoint.model import firmware
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.clock import Clock
+from chargepoint.platform.log import Log
 
 
 TAG = "04A1B2C3D4"  # authorised by the conftest Central System
+WRONG = "a mpy package for twin: this board takes image for twin"
 
 
 class FakeUpdater:
@@ -22,6 +25,7 @@ class FakeUpdater:
         self.new_version = "0.9.0"
         self.busy = False
         self.error = None
+        self.refused = None
         self.fail = set(fail)
         self._outcome = outcome
         self.done = []
@@ -30,9 +34,13 @@ class FakeUpdater:
         self.done.append(("download", url))
         self.busy = "slow" in self.fail  # still fetching
         self.error = "SHA-256 mismatch" if "download" in self.fail else None
+        self.refused = WRONG if "board" in self.fail else None  # checked, not for this board
 
     def install(self):
         self.done.append(("install",))
+        if self.refused is not None:  # as the real one: at once, nothing touched
+            self.error = self.refused
+            return
         self.error = "no room" if "install" in self.fail else None
 
     def outcome(self):
@@ -140,6 +148,32 @@ def test_failed_install_is_reported_and_nothing_resets(frig, up):
     frig.run(10)
     assert statuses(frig) == ["Downloading", "Downloaded", "Installing", "InstallationFailed"]
     assert frig.reboots == []
+
+
+def test_a_package_for_another_board_fails_to_install_with_a_security_event(frig, up, tmp_path):
+    log = Log(str(tmp_path), frig.cp.clock)
+    frig.cp.diagnostics.attach(log, None)
+    up.fail.add("board")
+    update(frig)
+    frig.step(100)
+    assert statuses(frig) == ["Downloading", "Downloaded", "InstallationFailed"]
+    assert frig.reboots == [] and frig.cp.firmware.current() == "Idle"
+    events = [p for p in frig.payloads("SecurityEventNotification")
+              if p["type"] == firmware.REFUSED_EVENT]
+    assert [e["techInfo"] for e in events] == [WRONG]
+    log.flush()
+    with open(log.path(0)) as f:
+        assert " security InvalidFirmwarePackage: %s\n" % WRONG in f.read()
+
+
+def test_a_package_for_another_board_is_reported_without_waiting_for_the_transaction(frig, up):
+    up.fail.add("board")
+    frig.tap(TAG)
+    frig.ev("C")
+    update(frig)
+    frig.step(100)
+    assert statuses(frig) == ["Downloading", "Downloaded", "InstallationFailed"]
+    assert frig.conn().tx is not None and frig.reboots == []
 
 
 def test_a_job_survives_a_power_cut_before_the_download(frig, up):

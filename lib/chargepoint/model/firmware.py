@@ -3,20 +3,33 @@ install and confirm; the platform's updater (chargepoint.platform.update) does t
 
 `firmware.install(cp, updater)` routes UpdateFirmware and leaves `cp.firmware`, whose step()
 runs every loop. The updater: `download(url)` and `install()` start work in a thread, `busy`
-and `error` say how it went, `outcome()` at start tells whether this firmware is an update on
-trial ("trying") or one was rolled back ("failed"), `commit()` keeps the firmware on trial,
-`forget()` clears a failed one.
+and `error` say how it went, `refused` after a download says why a sound package is not for
+this board (its kind or target; None when it is: then install() fails at once with it as
+`error`), `outcome()` at start tells whether this firmware is an update on trial ("trying")
+or one was rolled back ("failed"), `commit()` keeps the firmware on trial, `forget()` clears
+a failed one.
 
 The course of an update, each step reported as FirmwareStatusNotification:
   at retrieveDate (at once if it is past or the clock is not known) Downloading; the package
-  is fetched and its SHA-256 checked (a package that does not check out, or is not for this
-  board, is never installed); after `retries` more tries `retryInterval` apart DownloadFailed;
-  else Downloaded. Once no transaction runs: Installing, the package is put in place, and the
+  is fetched and its SHA-256 checked (a package that does not check out is never installed);
+  after `retries` more tries `retryInterval` apart DownloadFailed; else Downloaded. A package
+  that checked out but is not for this board (an .mpy package on our image, say) is then
+  InstallationFailed at once, whether a transaction runs or not (nothing was written, nothing
+  resets), with the security event REFUSED_EVENT, techInfo the reason ("a mpy package for
+  twin: this board takes image for twin"), which is also its line in the event log. Else,
+  once no transaction runs: Installing, the package is put in place, and the
   board resets. The new firmware is on trial until the Central System accepts its
   BootNotification: then it is kept, Installed. If it has not been accepted within
   TRIAL_MS it resets, and the old firmware comes back (boot.py for .mpy files, the bootloader
   for an image), reporting InstallationFailed. The job is kept on flash: a power cut before
   the install resumes it.
+
+Choices where the specification leaves room: the whitepaper's list of security events has
+none for a package that is sound but for another board (InvalidFirmwareSignature is about a
+signature, and these packages carry none), and the list is not closed (the type is a
+CiString50): REFUSED_EVENT, "InvalidFirmwarePackage", named as the whitepaper names the
+firmware checks that fail. A security event, as someone may be trying to put foreign code
+on the charger; a Central System that sends the wrong package by mistake learns why.
 """
 from micropython import const
 
@@ -24,6 +37,7 @@ from chargepoint.ocpp.timestamps import parse_iso
 
 _JOB = "fwjob"
 TRIAL_MS = const(600000)  # the new firmware's time to be accepted by the Central System
+REFUSED_EVENT = "InvalidFirmwarePackage"  # a sound package of a kind or target not this board's
 
 
 def install(cp, updater):
@@ -121,15 +135,18 @@ class Firmware:
             self.phase = "wait"
             self.due = cp.clock.after(job["interval"] * 1000)
         elif phase == "downloaded":
-            for c in cp.connectors:
-                if c.tx is not None:
-                    return  # installing waits for the transactions to end
+            if up.refused is None:  # (a refused package fails at once: nothing installs)
+                for c in cp.connectors:
+                    if c.tx is not None:
+                        return  # installing waits for the transactions to end
+                self.report("Installing")
             self.phase = "install"
-            self.report("Installing")
             up.install()
         elif phase == "install":
             if up.error is not None:
                 self._end("InstallationFailed")
+                if up.refused is not None:
+                    cp.security.record(REFUSED_EVENT, up.error)
                 return
             self.job = None
             self.phase = None

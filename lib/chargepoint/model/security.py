@@ -14,8 +14,12 @@ Security events (SecurityEventNotification), recorded where the firmware sees th
                                      distinct error until a connect succeeds
   ReconfigurationOfSecurityParameters  InstallCertificate/DeleteCertificate done, or a
                                      ChangeConfiguration of a key in SECURITY_KEYS
-  anything else                      `event(cp, "FirmwareUpdated", tech_info)` (the firmware
-                                     update code: FirmwareUpdated, InvalidFirmwareSignature, ...)
+  FirmwareUpdated                    the firmware on trial accepted (chargepoint.model.firmware)
+  InvalidFirmwarePackage             not in the whitepaper's list: a package that checked out
+                                     but is of another kind or target than this board's;
+                                     techInfo the reason (chargepoint.model.firmware says why)
+  anything else                      `event(cp, kind, tech_info)` (InvalidFirmwareSignature,
+                                     ... should signed updates come)
 Each is also a "security" line of the event log ("<type>: <techInfo>"): what GetLog's SecurityLog
 uploads (chargepoint.model.getlog); one recorded before the log is attached waits for it.
 

@@ -13,7 +13,14 @@ A package (tools/fwpack.py) is one JSON line, then the payload:
   "<path below lib/> <size>\\n<bytes>". Downloaded to data/fw.part, checked, unpacked into
   lib.new/; boot.py swaps it in (lib -> lib.old, lib.new -> lib) before anything of ours is
   imported, and swaps back after three boots that did not reach the Central System.
-The package must be of the kind and target this board runs, else it is refused unapplied.
+The package must be of the kind and target this board runs, else it is refused unapplied: a
+package of another kind or target is still downloaded to its end and its SHA-256 checked, but
+its payload is written nowhere (not into the OTA partition, not into data/fw.part, and the
+room it would take is not asked for); the download succeeds, `refused` says what the package
+is, and `install()` fails at once with that as its `error`. So the Central System learns that
+a sound package was not for this board (Downloaded, then InstallationFailed), apart from a
+download that failed (DownloadFailed: HTTP errors, a SHA-256 mismatch, a package cut short,
+not a package at all, too big for the room there is).
 The record "fwupdate" (the store's data/fwupdate, which boot.py reads) follows an update:
 {"kind", "version", "state": "ready" (mpy unpacked) | "trying" (new firmware on trial) |
 "failed" (rolled back)}.
@@ -48,7 +55,8 @@ def frozen():
 
 class _Sink:
     """What http.download writes into: the header line first, then the payload, hashed and
-    passed to `out(chunk)`."""
+    passed to `out(chunk)`; the payload of a package not for this board is only hashed, and
+    `wrong` says what it is."""
 
     def __init__(self, kind, target, room):
         self.kind = kind
@@ -58,6 +66,7 @@ class _Sink:
         self.header = None
         self.size = 0
         self.out = None
+        self.wrong = None  # "a <kind> package for <target>: this board takes ...", or None
         import hashlib
 
         self.hash = hashlib.sha256()
@@ -77,20 +86,25 @@ class _Sink:
             if self.size > self.header["size"]:
                 raise UpdateError("longer than its header says")
             self.hash.update(chunk)
-            self.out(chunk)
+            if self.wrong is None:
+                self.out(chunk)
 
     def _check(self, line):
         try:
             h = json.loads(line)
-            ok = h["format"] == 1 and isinstance(h["size"], int) and len(h["sha256"]) == 64
+            ok = (h["format"] == 1 and isinstance(h["size"], int) and len(h["sha256"]) == 64
+                  and isinstance(h["kind"], str) and isinstance(h["target"], str)
+                  and isinstance(h["version"], str))
         except (ValueError, KeyError, TypeError):
             ok = False
         if not ok:
             raise UpdateError("not a firmware package")
         if h["kind"] != self.kind or h["target"] != self.target:
-            raise UpdateError("a %s package for %s: this board takes %s for %s"
-                              % (h["kind"], h["target"], self.kind, self.target))
-        if h["size"] > self.room:
+            # checked to its end all the same (never written, so its size does not matter):
+            # a sound package for another board is not a failed download
+            self.wrong = "a %s package for %s: this board takes %s for %s" % (
+                h["kind"], h["target"], self.kind, self.target)
+        elif h["size"] > self.room:
             raise UpdateError("%d bytes do not fit in %d" % (h["size"], self.room))
         self.header = h
 
@@ -102,6 +116,25 @@ class _Sink:
         if hexdigest(self.hash) != self.header["sha256"]:
             raise UpdateError("SHA-256 mismatch")
         return self.header
+
+
+class _FileWriter:
+    """Payload bytes into a file, created at the first of them: a package whose payload is
+    not written leaves no file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = None
+
+    def __call__(self, chunk):
+        if self.f is None:
+            self.f = open(self.path, "wb")
+        self.f.write(chunk)
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 
 class _PartitionWriter:
@@ -136,6 +169,13 @@ def _makedirs(path):
             pass  # there already
 
 
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # not there
+
+
 def rmtree(path):
     try:
         entries = list(os.ilistdir(path))
@@ -161,6 +201,7 @@ class Updater:
         self.spawn = spawn or _thread_spawn
         self.busy = False
         self.error = None  # what went wrong with the last download or install
+        self.refused = None  # why the package downloaded last is not for this board, or None
         self.new_version = None
 
     # -- download (in the thread) ---------------------------------------------------------
@@ -169,6 +210,7 @@ class Updater:
         """Start fetching and checking the package; `busy` until done, then `error`."""
         self.busy = True
         self.error = None
+        self.refused = None
         self.spawn(lambda: self._work(self._download, url))
 
     def _work(self, job, arg):
@@ -193,19 +235,28 @@ class Updater:
             http.download(url, sink)
             self.new_version = sink.verify()["version"]
             self._part = part
+            self.refused = sink.wrong
             return
         path = self.store.folder + "/fw.part"
-        with open(path, "wb") as f:
-            sink = _Sink("mpy", self.target, 1 << 20)
-            sink.out = f.write
+        _remove(path)  # an earlier package's: this one replaces it
+        sink = _Sink("mpy", self.target, 1 << 20)
+        sink.out = _FileWriter(path)
+        try:
             http.download(url, sink)
+        finally:
+            sink.out.close()
         self.new_version = sink.verify()["version"]
+        self.refused = sink.wrong
 
     # -- install --------------------------------------------------------------------------
 
     def install(self):
         """Make the downloaded firmware the one the next boot runs (in the thread: unpacking
-        writes the flash); then the caller reboots."""
+        writes the flash); then the caller reboots. A package not for this board (`refused`)
+        fails at once, `error` its reason: nothing of it was written, nothing is touched."""
+        if self.refused is not None:
+            self.error = self.refused
+            return
         self.busy = True
         self.error = None
         self.spawn(lambda: self._work(self._install, None))
