@@ -23,11 +23,11 @@ MODES = {
     "full": dict(session_s=60, bisect_lo=20000, bisect_res=2000, bisect_steps=None,
                  bisect_session_s=6, connectors=6, sessions=1000, reps=100, fleet=50,
                  fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000,
-                 local_list=1000, charging_profiles=10, download_s=10),
+                 local_list=1000, charging_profiles=10, download_s=10, phase_s=1800),
     "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
                   bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
                   fleet_mv_s=2, valgrind_n=10, inproc_n=200, local_list=100,
-                  charging_profiles=3, download_s=3),
+                  charging_profiles=3, download_s=3, phase_s=180),
 }
 MODES["quick"] = dict(MODES["full"], session_s=15)
 
@@ -109,11 +109,16 @@ class Run:
         self.reaction_samples = None
 
     async def phase(self, name, coro):
+        """Run one phase, bounded by the mode's `phase_s`: one that fails or does not end in
+        time is reported in the JSON's errors, and the others still count."""
         t = time.monotonic()
         log("%s ..." % name)
         try:
-            await coro
+            await asyncio.wait_for(coro, self.cfg["phase_s"])
             log("%s done in %.0f s" % (name, time.monotonic() - t))
+        except asyncio.TimeoutError:
+            self.res["errors"].append("%s: did not end within %d s" % (name, self.cfg["phase_s"]))
+            log("%s did not end within %d s" % (name, self.cfg["phase_s"]))
         except Exception as e:  # one phase failing must not lose the others' figures
             self.res["errors"].append("%s: %s: %s" % (name, type(e).__name__, e))
             log("%s FAILED after %.0f s: %s: %s" % (name, time.monotonic() - t,
