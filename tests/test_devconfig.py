@@ -1,5 +1,6 @@
 """Device configuration file: defaults, and one clear line for every mistake."""
 import json
+import os
 
 import pytest
 
@@ -42,9 +43,19 @@ def test_minimal_file_gets_defaults(folder):
                  "key": str(folder / "key.pem"), "keepalive": 300,
                  "topic_in": "{id}/in", "topic_out": "{id}/out"},
         "wifi": {"ssid": "", "password": ""},
-        "hardware": {"driver": "sim", "connectors": 1},
+        "hardware": {"driver": "esp32", "connectors": 1},  # the device's own board
         "repl": False,
     }
+
+
+def test_the_simulator_names_its_board_driver(folder):
+    from tools import sim
+    pem = [str(folder / name) for name in ("ca.pem", "cert.pem", "key.pem")]
+    a = sim.parse_args(["--id", "CP001", "--broker", "127.0.0.1:8883", "--ca", pem[0],
+                        "--cert", pem[1], "--key", pem[2], "--state", str(folder / "state"),
+                        "--control", "127.0.0.1:1"])
+    fs = sim.prepare_flash(a, 1883)
+    assert load(os.path.join(fs, "config.json"))["hardware"]["driver"] == "sim"
 
 
 def test_repl_is_a_switch(folder):

@@ -15,7 +15,7 @@ Example `config.json` (only `id` and `mqtt.endpoint` are required)::
         "topic_out": "{id}/out"
       },
       "wifi": {"ssid": "garage", "password": "secret"},
-      "hardware": {"driver": "sim", "connectors": 1},
+      "hardware": {"driver": "esp32", "connectors": 1},
       "repl": false
     }
 
@@ -28,8 +28,9 @@ Example `config.json` (only `id` and `mqtt.endpoint` are required)::
 - `repl`: true starts aiorepl (an asyncio REPL on the serial console) beside the firmware
   (chargepoint.platform.console); off by default: while mpremote runs a command there the
   asyncio loop waits, and Ctrl-D at its prompt soft-resets the firmware.
-- `hardware`: free-form options for the board driver; only `driver` (string) and
-  `connectors` (integer 1..8) are checked here, the driver checks the rest.
+- `hardware`: free-form options for the board driver; only `driver` (string, "esp32" unless
+  given: chargepoint.hardware.esp32; the simulator's config.json says "sim") and `connectors`
+  (integer 1..8) are checked here, the driver checks the rest.
 
 `load()` returns a plain dict with every default filled in, or raises `ConfigError` whose
 message is one line naming the file, the field and what was expected: the caller prints it,
@@ -164,7 +165,8 @@ def check(cfg, path="config.json"):
     wifi = _section(path, "wifi", cfg.get("wifi"), _WIFI)
     hardware = _check_type(path, "hardware", cfg.get("hardware", {}), "dict")
     hardware = dict(hardware)
-    hardware["driver"] = _check_type(path, "hardware.driver", hardware.get("driver", "sim"), "str")
+    driver = hardware.get("driver", "esp32")
+    hardware["driver"] = _check_type(path, "hardware.driver", driver, "str")
     connectors = _check_type(path, "hardware.connectors", hardware.get("connectors", 1), "int")
     if not 1 <= connectors <= 8:
         raise ConfigError("%s: hardware.connectors: expected 1..8, got %d" % (path, connectors))

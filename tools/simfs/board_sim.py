@@ -63,27 +63,62 @@ _CHARGING = ("C", "D")
 _RESET_HOLD_S = 30  # a hard reset waits this long at most for the simulator's kill
 
 
+def _sdm(m, kept, phases):
+    import sdm_model
+    meter = sdm_model.SdmModel(m["slave"], phases, energy_kwh=kept.get("wh", 0) / 1000)
+    machine.wire_bus("uart", m["uart"], meter)
+    machine.wire(m["de"], meter.de)
+    return meter
+
+
+def _s0(m, kept):
+    import s0_model
+    meter = s0_model.S0Model(m["pulses_per_kwh"])
+    machine.wire(m["pin"], meter)
+    return meter
+
+
+def _ct(m, kept):
+    import ct_model
+    meter = ct_model.CtModel()
+    machine.wire(m["adc"], meter)
+    return meter
+
+
+# Meter kind (one of chargepoint.hardware.esp32.METERS) -> its model wired as the driver's
+# checked options `m` say, with the world `kept` of its connector: a new kind of meter is one
+# entry here. Each model has run(amps, seconds), register() and `fault` (Models).
+METERS = {
+    "sdm630": lambda m, kept: _sdm(m, kept, 3),
+    "sdm120": lambda m, kept: _sdm(m, kept, 1),
+    "s0": _s0,
+    "ct": _ct,
+}
+
+
 def pin_map(i, meter, lock):
     """The esp32 driver's options of connector i (0-based): the first is wired as the default
-    ESP32-DevKitC board; further ones get simulated GPIOs 100 + 20 i ... (one UART each)."""
+    ESP32-DevKitC board; further ones get simulated GPIOs 100 + 20 i ... (one UART each). The
+    meter gets every option of its kind (esp32.METERS): the wire of that name below where
+    there is one, else the kind's default; its model (METERS) is built from them."""
+    from chargepoint.hardware import esp32
+
     if i == 0:
         c = {"pilot_pwm": 25, "pilot_adc": 34, "relay": [26], "relay_feedback": 27,
              "rcd": 35, "rcd_test": 33, "lock": {"lock": 14, "unlock": 12, "feedback": 13}}
-        uart, tx, rx, de, s0, ct = 2, 17, 16, 4, 32, 36
+        wires = {"uart": 2, "tx": 17, "rx": 16, "de": 4, "pin": 32, "adc": 36}
     else:
         b = 100 + 20 * i
         c = {"pilot_pwm": b, "pilot_adc": b + 1, "relay": [b + 2], "relay_feedback": b + 3,
              "rcd": b + 4, "rcd_test": b + 5,
              "lock": {"lock": b + 6, "unlock": b + 7, "feedback": b + 8}}
-        uart, tx, rx, de, s0, ct = 10 + i, b + 9, b + 10, b + 11, b + 12, b + 13
+        wires = {"uart": 10 + i, "tx": b + 9, "rx": b + 10, "de": b + 11, "pin": b + 12,
+                 "adc": b + 13}
     if not lock:
         c["lock"] = None
-    if meter in ("sdm630", "sdm120"):
-        c["meter"] = {"type": meter, "uart": uart, "tx": tx, "rx": rx, "de": de, "slave": 1}
-    elif meter == "s0":
-        c["meter"] = {"type": "s0", "pin": s0, "pulses_per_kwh": 1000}
-    else:
-        c["meter"] = {"type": "ct", "adc": ct, "volts": 230}
+    c["meter"] = m = {"type": meter}
+    for key, default, _ in esp32.METERS[meter][0]:
+        m[key] = wires.get(key, default)
     return c
 
 
@@ -107,27 +142,12 @@ class Models:
             machine.wire(c["lock"]["lock"], self.lock.lock_port)
             machine.wire(c["lock"]["unlock"], self.lock.unlock_port)
             machine.wire(c["lock"]["feedback"], self.lock.feedback)
-        m = c["meter"]
-        self.kind = m["type"]
         self.load = 0.0
         self.last = None  # the world last applied
         self.changed = None  # ticks of a change that came while the contact was closed
         self.open_ms = None  # ... to the contact opening
         self.contactor.on_change = self._moved
-        if self.kind in ("sdm630", "sdm120"):
-            import sdm_model
-            self.meter = sdm_model.SdmModel(m["slave"], 3 if self.kind == "sdm630" else 1,
-                                            energy_kwh=kept.get("wh", 0) / 1000)
-            machine.wire_bus("uart", m["uart"], self.meter)
-            machine.wire(m["de"], self.meter.de)
-        elif self.kind == "s0":
-            import s0_model
-            self.meter = s0_model.S0Model(m["pulses_per_kwh"])
-            machine.wire(m["pin"], self.meter)
-        else:
-            import ct_model
-            self.meter = ct_model.CtModel()
-            machine.wire(m["adc"], self.meter)
+        self.meter = METERS[c["meter"]["type"]](c["meter"], kept)
 
     def apply(self, w):
         if w != self.last and self.contactor.closed:
@@ -142,8 +162,7 @@ class Models:
         self.contactor.welded = w.get("welded", False)
         if self.lock is not None:
             self.lock.jam = w.get("jam", False)
-        if self.kind in ("sdm630", "sdm120"):
-            self.meter.fault = w.get("meter", "none")
+        self.meter.fault = w.get("meter", "none")
 
     def _moved(self, closed):
         if not closed and self.changed is not None:
@@ -157,20 +176,7 @@ class Models:
         return min(self.load, self.ev.amps() or 0.0)
 
     def advance(self, seconds):
-        amps = self.amps()
-        if self.kind in ("sdm630", "sdm120"):
-            self.meter.load = amps
-            self.meter.advance(seconds)
-        elif self.kind == "s0":
-            self.meter.consume(amps * 230.0 * seconds / 3600.0)
-        else:
-            self.meter.amps = amps
-
-    def register(self):
-        """The meter's own register (Wh, unrounded) where the meter keeps one, else None."""
-        if self.kind in ("sdm630", "sdm120"):
-            return self.meter.energy_kwh * 1000
-        return None
+        self.meter.run(self.amps(), seconds)
 
 
 class Board:
@@ -232,7 +238,7 @@ class Board:
             c["meter_ok"] = self.connectors[i].meter.ok
             c["contact"] = m.contactor.closed
             c["open_ms"] = m.open_ms
-            c["register_wh"] = m.register()
+            c["register_wh"] = m.meter.register()
         view["heap_free"] = self.free
         view["heap_peak"] = self.peak
         view["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)

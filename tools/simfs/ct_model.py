@@ -3,6 +3,10 @@
 `machine.wire(pin_id, CtModel(amps=16.0))`: each ADC read_uv() gives the burden voltage of
 `amps` RMS at `hz` at the instant of `clock_us()` (the host's microseconds unless given, so a
 test can step time with the driver's sleeps): bias + sqrt(2) * amps / ratio * burden * sin.
+
+As every meter model of the simulated board (tools/simfs/board_sim.py): `run(amps, seconds)`
+sets the current, `register()` is None (the count is the firmware's), `fault` is always
+"none" (a broken clamp reads as no current).
 """
 import math
 import time
@@ -24,7 +28,14 @@ class CtModel:
         self.bias_uv = bias_uv
         self.phase = phase
         self.reads = 0
+        self.fault = "none"
         self._clock = clock_us or _host_us
+
+    def run(self, amps, seconds):
+        self.amps = amps
+
+    def register(self):
+        return None
 
     def read_uv(self):
         self.reads += 1

@@ -14,6 +14,9 @@ integrates the import register. `fault`: "none", "crc" (answers with a broken CR
 at the end of the answer on the wire (not yet received) until it is set back to 0. With `de`
 wired, a request sent while DE is low never reaches the bus, and nothing is heard while DE
 stays high.
+
+As every meter model of the simulated board (tools/simfs/board_sim.py): `run(amps, seconds)`
+steps it, `register()` is its own import register (Wh), `fault` what it does wrong.
 """
 import struct
 
@@ -64,6 +67,13 @@ class SdmModel:
 
     def advance(self, seconds):
         self.energy_kwh += self.power() * seconds / 3600000.0
+
+    def run(self, amps, seconds):
+        self.load = amps
+        self.advance(seconds)
+
+    def register(self):
+        return self.energy_kwh * 1000
 
     def registers(self):
         """Register address -> value (each a float32 over two registers)."""

@@ -8,10 +8,13 @@
         "pilot_pwm": 25, "pilot_adc": 34, "relay": [26], "relay_feedback": null,
         "rcd": 35, "rcd_test": 33,
         "lock": null | {"lock": 14, "unlock": 12, "feedback": 13},
-        "meter": {"type": "sdm630" | "sdm120", "uart": 2, "tx": 17, "rx": 16, "de": 4,
+        "meter": {"type": "sdm630" | "sdm120", "uart": 2, "tx": 17, "rx": 16, "de": null,
                   "slave": 1, "baud": 9600}
                | {"type": "s0", "pin": 32, "pulses_per_kwh": 1000}
                | {"type": "ct", "adc": 36, "volts": 230}}]}
+
+The meter kinds and their options are the table METERS. Left out, the meter is an SDM630
+with its defaults and DE on GPIO 4.
 
 A second connector needs its own pins (`connector` has one object per connector). ADC inputs
 must be ADC1 pins (32-39): ADC2 cannot be read while Wi-Fi is on. A mistake raises
@@ -24,12 +27,18 @@ from chargepoint.platform.clock import ticks_diff
 _ADC1 = (32, 33, 34, 35, 36, 37, 38, 39)
 _SAVE_MS = const(60000)  # S0/CT registers are written to flash at most this often
 
-CONNECTOR = {"pilot_pwm": 25, "pilot_adc": 34, "relay": [26], "relay_feedback": None,
-             "rcd": 35, "rcd_test": 33, "lock": None,
-             "meter": {"type": "sdm630", "uart": 2, "tx": 17, "rx": 16, "de": 4, "slave": 1,
-                       "baud": 9600}}
-RFID = {"spi": 1, "sck": 18, "mosi": 23, "miso": 19, "cs": 5, "rst": 22}
-METERS = ("sdm630", "sdm120", "s0", "ct")
+# Defaults as (key, default) pairs: constant tuples stay in flash, where dicts would take heap.
+# Connector 0's (its meter: connector_options, METERS); a second one has its own pins.
+_CONNECTOR = (("pilot_pwm", 25), ("pilot_adc", 34), ("relay", 26), ("relay_feedback", None),
+              ("rcd", 35), ("rcd_test", 33), ("lock", None))
+_RFID = (("spi", 1), ("sck", 18), ("mosi", 23), ("miso", 19), ("cs", 5), ("rst", 22))
+# What a meter's option is: a value taken as given, a GPIO, an ADC1 input. A GPIO or ADC1
+# input may be null only where its default is.
+_VALUE = const(0)
+_GPIO = const(1)
+_ADC = const(2)
+_SDM = (("uart", 2, _VALUE), ("tx", 17, _GPIO), ("rx", 16, _GPIO), ("de", None, _GPIO),
+        ("slave", 1, _VALUE), ("baud", 9600, _VALUE))
 
 
 class BoardError(ValueError):
@@ -60,9 +69,11 @@ def connector_options(options, i):
     name = "connector[%d]" % i
     if not isinstance(c, dict):
         raise BoardError("hardware.%s: expected an object" % name)
-    _keys(name, c, CONNECTOR)
-    out = dict(CONNECTOR) if i == 0 else {"relay_feedback": None, "rcd": None,
-                                           "rcd_test": None, "lock": None}
+    allowed = dict(_CONNECTOR)
+    allowed["meter"] = {"type": "sdm630", "de": 4}  # the rest are the SDM's defaults (METERS)
+    _keys(name, c, allowed)
+    out = allowed if i == 0 else {"relay_feedback": None, "rcd": None, "rcd_test": None,
+                                  "lock": None}
     out.update(c)
     for key in ("pilot_pwm", "pilot_adc", "relay", "meter"):
         if key not in out:
@@ -89,25 +100,17 @@ def connector_options(options, i):
 
 
 def _meter(field, m):
-    if not isinstance(m, dict) or m.get("type") not in METERS:
+    kind = m.get("type") if isinstance(m, dict) else None
+    if not isinstance(kind, str) or kind not in METERS:
         raise BoardError("hardware.%s: expected an object with type one of %s"
-                         % (field, ", ".join(METERS)))
-    kind = m["type"]
-    if kind in ("sdm630", "sdm120"):
-        allowed = {"type": 0, "uart": 2, "tx": 17, "rx": 16, "de": None, "slave": 1,
-                   "baud": 9600}
-    elif kind == "s0":
-        allowed = {"type": 0, "pin": 32, "pulses_per_kwh": 1000}
-    else:
-        allowed = {"type": 0, "adc": 36, "volts": 230}
-    _keys(field, m, allowed)
-    out = dict(allowed)
-    out.update(m)
-    for key in ("tx", "rx", "de", "pin"):
-        if out.get(key) is not None:
-            _pin(field + "." + key, out[key])
-    if kind == "ct":
-        _pin(field + ".adc", out["adc"], adc=True)
+                         % (field, ", ".join(sorted(METERS))))
+    out = {"type": kind}
+    for key, default, _ in METERS[kind][0]:
+        out[key] = m.get(key, default)
+    _keys(field, m, out)
+    for key, default, what in METERS[kind][0]:
+        if what != _VALUE and (out[key] is not None or default is not None):
+            _pin(field + "." + key, out[key], adc=what == _ADC)
     return out
 
 
@@ -117,7 +120,7 @@ def open_relays(path="config.json"):
     later, by the boot proper; the default pins are opened then."""
     from chargepoint.hardware.relay import open_all
 
-    pins = CONNECTOR["relay"]
+    pins = [dict(_CONNECTOR)["relay"]]
     try:
         import json
 
@@ -184,25 +187,45 @@ class Board:
             await asyncio.sleep_ms(50)
 
 
-def _build_meter(m, i, buses):
+def _sdm(m, buses, phases):
+    bus = buses.get(m["uart"])
+    if bus is None:
+        import machine
+
+        from chargepoint.hardware.modbus import Modbus
+        uart = machine.UART(m["uart"], baudrate=m["baud"], tx=m["tx"], rx=m["rx"])
+        de = machine.Pin(m["de"], machine.Pin.OUT, value=0) if m["de"] is not None else None
+        bus = buses[m["uart"]] = Modbus(uart, de, baudrate=m["baud"])
+    from chargepoint.hardware.meters import SdmMeter
+    return SdmMeter(bus, m["slave"], phases)
+
+
+def _s0(m, i, buses):
     import machine
 
-    from chargepoint.hardware import meters
+    from chargepoint.hardware.meters import S0Meter
+    pin = machine.Pin(m["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
+    return S0Meter(pin, m["pulses_per_kwh"], unit=i)
 
-    kind = m["type"]
-    if kind in ("sdm630", "sdm120"):
-        bus = buses.get(m["uart"])
-        if bus is None:
-            from chargepoint.hardware.modbus import Modbus
-            uart = machine.UART(m["uart"], baudrate=m["baud"], tx=m["tx"], rx=m["rx"])
-            de = machine.Pin(m["de"], machine.Pin.OUT, value=0) if m["de"] is not None else None
-            bus = buses[m["uart"]] = Modbus(uart, de, baudrate=m["baud"])
-        return meters.SdmMeter(bus, m["slave"], 3 if kind == "sdm630" else 1)
-    if kind == "s0":
-        pin = machine.Pin(m["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
-        return meters.S0Meter(pin, m["pulses_per_kwh"], unit=i)
-    return meters.CtMeter(machine.ADC(machine.Pin(m["adc"]), atten=machine.ADC.ATTN_11DB),
-                          volts=float(m["volts"]))
+
+def _ct(m, i, buses):
+    import machine
+
+    from chargepoint.hardware.meters import CtMeter
+    adc = machine.ADC(machine.Pin(m["adc"]), atten=machine.ADC.ATTN_11DB)
+    return CtMeter(adc, volts=float(m["volts"]))
+
+
+# Meter kind -> (its options as (key, default, what it is), build(options, connector index,
+# buses) -> the meter), `buses` being uart id -> Modbus master (meters may share a bus).
+# A new kind of meter is one entry here, for the checker and the builder alike (and its
+# model in tools/simfs/board_sim.py). The options are constant tuples, kept in flash.
+METERS = {
+    "sdm630": (_SDM, lambda m, i, buses: _sdm(m, buses, 3)),
+    "sdm120": (_SDM, lambda m, i, buses: _sdm(m, buses, 1)),
+    "s0": ((("pin", 32, _GPIO), ("pulses_per_kwh", 1000, _VALUE)), _s0),
+    "ct": ((("adc", 36, _ADC), ("volts", 230, _VALUE)), _ct),
+}
 
 
 def build(options, cfg, store=None):
@@ -231,19 +254,19 @@ def build(options, cfg, store=None):
         if c["lock"] is not None:
             lk = c["lock"]
             lock = Lock(lk["lock"], lk.get("unlock"), lk.get("feedback"))
-        meter = _build_meter(c["meter"], i, buses)
+        meter = METERS[c["meter"]["type"]][1](c["meter"], i, buses)
         if store is not None:
             saved = store.read("meter%d" % (i + 1))
             if saved is not None:
                 meter.restore(saved)
         connectors.append(Connector(pilot, relay, meter, rcd, lock, max_amps))
     rfid = None
-    r = options.get("rfid", RFID)
+    r = options.get("rfid", {})
     if r is not None:
         if not isinstance(r, dict):
             raise BoardError("hardware.rfid: expected an object or null")
-        _keys("rfid", r, RFID)
-        given, r = r, dict(RFID)
+        given, r = r, dict(_RFID)
+        _keys("rfid", given, r)
         r.update(given)
         for key in ("sck", "mosi", "miso", "cs"):
             _pin("rfid." + key, r[key])
