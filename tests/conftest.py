@@ -13,10 +13,12 @@ sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tests", "shim"),
 import jsonschema  # noqa: E402
 import ocpp.v16  # noqa: E402
 
-from chargepoint.model.chargepoint import ChargePoint  # noqa: E402
+from chargepoint.model.chargepoint import FEATURES, ChargePoint  # noqa: E402
 from chargepoint.ocpp.timestamps import iso  # noqa: E402
 from chargepoint.platform.clock import Clock  # noqa: E402
-from fakes import FakeBoard, FakeTicks, LoopbackTransport, MemoryStore  # noqa: E402
+from chargepoint.platform.log import Log  # noqa: E402
+from tools.fakes import (FakeBoard, FakeTicks, LoopbackTransport, MemoryStore,  # noqa: E402
+                         ScriptedCentralSystem)
 
 @pytest.fixture(scope="session")
 def twins():
@@ -69,56 +71,32 @@ def validate_outgoing(frame, inbound_actions):
     return msg
 
 
-class CentralSystem:
-    """Scripted answers to the charge point's calls. Set `answers[action]` to a payload, a
-    function of the request payload, a (code, description) tuple for a CALLERROR, or None to
-    leave the call unanswered."""
+AUTHORIZED = ("04A1B2C3D4", "CAFE0001")  # the cards the tests' Central System accepts
 
-    def __init__(self, rig):
-        self.rig = rig
-        self.authorized = {"04A1B2C3D4", "CAFE0001"}
-        self.parents = {}  # idTag -> parentIdTag given in its idTagInfo
-        self.next_tx = 100
-        self.answers = {}
-        self.calls = []  # (action, payload) in order received
 
-    def answer(self, action, payload):
-        if action in self.answers:
-            a = self.answers[action]
-            return a(payload) if callable(a) else a
-        now = iso(T0 + self.rig.ticks.now // 1000)
-        if action == "BootNotification":
-            return {"status": "Accepted", "currentTime": now, "interval": 300}
-        if action == "Heartbeat":
-            return {"currentTime": now}
-        if action == "Authorize":
-            return {"idTagInfo": self._info(payload["idTag"])}
-        if action == "StartTransaction":
-            self.next_tx += 1
-            return {"transactionId": self.next_tx, "idTagInfo": self._info(payload["idTag"])}
-        if action == "StopTransaction":
-            return {"idTagInfo": {"status": "Accepted"}} if "idTag" in payload else {}
-        if action == "DataTransfer":
-            return {"status": "Accepted"}
-        return {}
-
-    def _info(self, tag):
-        info = {"status": "Accepted" if tag in self.authorized else "Invalid"}
-        if tag in self.parents:
-            info["parentIdTag"] = self.parents[tag]
-        return info
+def central_system(transport, ticks, **kw):
+    """The tests' scripted Central System (tools.fakes.ScriptedCentralSystem): the cards of
+    AUTHORIZED accepted, transaction ids from 101, its clock T0 at ticks 0, every CALL kept."""
+    kw.setdefault("authorized", set(AUTHORIZED))
+    kw.setdefault("first_transaction_id", 101)
+    return ScriptedCentralSystem(transport, lambda: iso(T0 + ticks() // 1000), keep_calls=True,
+                                 **kw)
 
 
 class Rig:
     """A charge point on fake hardware, a loopback transport and a fake clock."""
 
-    def __init__(self, connectors=1, files=None, lock=False, board=None, online=True):
+    def __init__(self, connectors=1, files=None, lock=False, board=None, online=True,
+                 services=None, features=FEATURES):
+        self.features = features
         self.ticks = FakeTicks()
+        # the platform's services by name, or a function of the boot's clock giving them
+        self.services = {} if services is None else services
         self.board = board or FakeBoard(connectors, lock)
         self.transport = LoopbackTransport()
         self.transport.connected = online
         self.files = {} if files is None else files
-        self.cs = CentralSystem(self)
+        self.cs = central_system(self.transport, self.ticks)
         self.frames = []  # every frame sent, parsed, in order
         self.inbound = {}  # uid -> action of CALLs we delivered
         self.reboots = []
@@ -129,9 +107,26 @@ class Rig:
         self.store = MemoryStore(self.files)
         self.transport.sent.clear()
         self.transport.inbox.clear()
-        self.cp = ChargePoint(self.board, self.transport, self.store,
-                              clock=Clock(ticks_ms=self.ticks), reboot=self.reboots.append)
+        clock = Clock(ticks_ms=self.ticks)
+        services = self.services(clock) if callable(self.services) else self.services
+        self.cp = ChargePoint(self.board, self.transport, self.store, clock,
+                              reboot=self.reboots.append, services=services,
+                              features=self.features)
         return self.cp
+
+    def attach(self, **made):
+        """Boot again with these services added, each made from the new boot's clock by
+        made[name](clock) (the event log needs it); registered at once. Returns the services."""
+        given = dict(self.services) if not callable(self.services) else {}
+
+        def services(clock):
+            for name, make in made.items():
+                given[name] = make(clock)
+            return given
+        self.services = services
+        self.boot()
+        self.step()
+        return given
 
     def power_cut(self):
         """Everything in RAM is lost; the flash (files) and the meter's register stay."""
@@ -155,23 +150,10 @@ class Rig:
             self.step(tick_ms)
 
     def _drain(self):
-        out = self.transport.sent
-        if not out:
-            return False
-        while out:
-            text = out.pop(0)
-            msg = validate_outgoing(text, self.inbound)
-            self.frames.append(msg)
-            if msg[0] == 2:
-                self.cs.calls.append((msg[2], msg[3]))
-                if self.auto:
-                    payload = self.cs.answer(msg[2], msg[3])
-                    if isinstance(payload, tuple):  # (code, description): a CALLERROR
-                        self.transport.deliver(json.dumps([4, msg[1], payload[0],
-                                                           payload[1], {}]))
-                    elif payload is not None:
-                        self.transport.deliver(json.dumps([3, msg[1], payload]))
-        return True
+        return self.cs.handle(self._sent, answering=self.auto) > 0
+
+    def _sent(self, text):
+        self.frames.append(validate_outgoing(text, self.inbound))
 
     def send(self, action, payload, uid=None, stale=False):
         """The Central System sends a CALL; returns the charge point's answer frame."""
@@ -215,3 +197,34 @@ def rig():
     r = Rig()
     r.step()
     return r
+
+
+# -- the event log and an uploader, for GetDiagnostics and GetLog ------------------------------
+
+class Uploader:
+    """upload(url, path) as chargepoint.platform.http has it; fails `fails` times first."""
+
+    def __init__(self):
+        self.fails = 0
+        self.error = OSError(111, "ECONNREFUSED")
+        self.calls = []  # (url, body)
+        self.log = None  # when set, `files` is what its files held at the last call
+        self.files = None
+
+    def __call__(self, url, path):
+        with open(path, "rb") as f:
+            self.calls.append((url, f.read()))
+        if self.log is not None:
+            self.files = [open(p, "rb").read() for p in self.log.paths()]
+        if self.fails:
+            self.fails -= 1
+            raise self.error
+        return 201
+
+
+def attach(rig, folder, run_in_thread=lambda fn: fn(), max_bytes=16384):
+    """The rig's charge point booted again with an event log in `folder` and a fake uploader."""
+    up = Uploader()
+    s = rig.attach(log=lambda clock: Log(str(folder), clock, max_bytes=max_bytes),
+                   upload=lambda clock: up, run_in_thread=lambda clock: run_in_thread)
+    return s["log"], up

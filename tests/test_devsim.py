@@ -182,8 +182,8 @@ def test_devsim_names_the_last_line_of_a_crashed_firmware(tmp_path, capsys):
               "connectors": {"1": dict.fromkeys(("status", "relay", "pilot_amps", "energy_wh",
                                                  "transaction_id"))}}
 
-    class Control:
-        async def ask(self, **req):
+    class Control:  # the simulator's control connection (tools.simclient.Control)
+        async def request(self, **req):
             return answer
 
     rig = devsim.DevSim(devsim.parse_args(["--state", str(tmp_path)]))

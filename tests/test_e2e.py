@@ -3,19 +3,16 @@ mutual TLS as the AWS IoT stand-in, and the development Central System on mobili
 import asyncio
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 
 import jsonschema
 import pytest
 
-from conftest import ROOT, schema
+from conftest import schema
 from tools.blackhole import Blackhole
-from tools.broker import free_port
 from tools.csms import CentralSystem
+from tools.simclient import Simulator
 
 pytestmark = pytest.mark.usefixtures("twins")
 
@@ -27,79 +24,16 @@ T = 20  # seconds any single expectation may take
 HEAP = {"frozen": int(os.environ.get("E2E_HEAP", 110000)), "deployed": 240000}
 
 
-class Sim:
-    """One `python3 -m tools.sim` process and a control connection to it."""
+class Sim(Simulator):
+    """tools.sim for a test (tools.simclient): quiet, on the world's broker with a client
+    certificate of its PKI, with the heap of its code placement."""
 
     def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None,
                  lock=False, code="frozen", console=False, heap=None):
-        self.control = ("127.0.0.1", free_port())
-        self.state = str(state)
         cert, key = pki.client(cert_cn or cp_id)
-        self.args = [sys.executable, "-m", "tools.sim", "--id", cp_id,
-                     "--broker", "127.0.0.1:%d" % (port or broker.port),
-                     "--ca", ca or pki.ca, "--cert", cert, "--key", key, "--state", str(state),
-                     "--control", "%s:%d" % self.control, "--quiet", "--code", code,
-                     "--heap", str(heap or HEAP[code])] + (["--lock"] if lock else []) + (
-                         ["--console"] if console else [])
-        self.proc = None
-        self.reader = self.writer = None
-        self.tolerated = ()  # firmware log lines (prefixes) a test expects and allows
-
-    async def start(self):
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        deadline = time.monotonic() + T
-        while True:  # the control port appears once the simulator is up
-            try:
-                self.reader, self.writer = await asyncio.open_connection(*self.control)
-                return self
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("sim did not start: %s" % self.proc.stderr.read())
-                await asyncio.sleep(0.05)
-
-    async def ask(self, **req):
-        self.writer.write(json.dumps(req).encode() + b"\n")
-        await self.writer.drain()
-        answer = json.loads(await asyncio.wait_for(self.reader.readline(), T))
-        assert answer["ok"], answer
-        return answer
-
-    async def status(self, connector="1"):
-        return (await self.ask(cmd="status"))["connectors"][connector]
-
-    async def until(self, predicate, timeout=T, running=True):
-        """The first status answer `predicate` holds of; with running=True only answers of a
-        running firmware count (status answers at once also while it starts or has crashed,
-        its figures null or stale then)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            s = await self.ask(cmd="status")
-            if (s["firmware"] == "running" or not running) and predicate(s):
-                return s
-            assert time.monotonic() < deadline, json.dumps(s)
-            await asyncio.sleep(0.05)
-
-    def firmware_log(self):
-        try:
-            with open(os.path.join(self.state, "firmware.log"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def power_cut(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        self.reader = self.writer = None  # their event loop has ended with the test
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(cp_id, "127.0.0.1:%d" % (port or broker.port), ca or pki.ca, cert, key,
+                         state, code=code, heap=heap or HEAP[code], lock=lock, console=console,
+                         timeout=T)
 
 
 @pytest.fixture
@@ -121,9 +55,7 @@ def world(make_pki, make_broker, tmp_path):
     for s in sims:
         s.stop()
     for s in sims:  # a firmware that died (MemoryError, say) would be restarted unnoticed
-        log = "\n".join(line for line in s.firmware_log().splitlines()
-                        if not line.startswith(s.tolerated))
-        assert "Traceback" not in log and "MemoryError" not in log, log[-2000:]
+        assert s.healthy(), s.bad_log()
 
 
 def run(coro):

@@ -34,7 +34,7 @@ def mpy_lib(tmp_path_factory, mpy_cross):
     the heap the firmware needs), and the fakes the scenario drives it with."""
     out = tmp_path_factory.mktemp("mpylib")
     lib = os.path.join(ROOT, "lib")
-    for src in list(device_sources())[2:] + [os.path.join(ROOT, "tests", "fakes.py")]:
+    for src in list(device_sources())[2:] + [os.path.join(ROOT, "tools", "fakes.py")]:
         rel = os.path.relpath(src, lib) if src.startswith(lib) else os.path.basename(src)
         dst = out / (rel[:-3] + ".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)

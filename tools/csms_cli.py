@@ -9,43 +9,25 @@ import signal
 import sys
 import threading
 
-from ocpp.exceptions import OCPPError
-
 from tools.csms import CentralSystem
-
-HELP = """commands:
-  remote-start CP ID_TAG [CONNECTOR]      RemoteStartTransaction
-  remote-stop CP TRANSACTION_ID           RemoteStopTransaction
-  get-config CP [KEY ...]                 GetConfiguration
-  set-config CP KEY VALUE                 ChangeConfiguration
-  reset CP soft|hard                      Reset
-  trigger CP MESSAGE [CONNECTOR]          TriggerMessage (BootNotification, Heartbeat, ...)
-  availability CP CONNECTOR Operative|Inoperative
-  unlock CP CONNECTOR                     UnlockConnector
-  clear-cache CP                          ClearCache
-  data-transfer CP VENDOR [MESSAGE_ID [DATA]]
-  list                                    chargers, connector statuses, transactions
-  help | quit"""
+from tools.csms_commands import DEFAULT_TAG, TABLE, Front, execute
 
 
-def _optional_int(words, index):
-    return int(words[index]) if len(words) > index else None
+class Console(Front):
+    """The command line's side of the commands: each names its charger; results as JSON."""
+
+    table = TABLE
+
+    def __init__(self, cs, stopping):
+        self.cs = cs
+        self.stopping = stopping
+
+    def quit(self):
+        self.stopping.set()
+        return None
 
 
-# command -> (minimum words after the command, maximum or None, call on the CentralSystem)
-COMMANDS = {
-    "remote-start": (2, 3, lambda cs, w: cs.remote_start(w[0], w[1], _optional_int(w, 2))),
-    "remote-stop": (2, 2, lambda cs, w: cs.remote_stop(w[0], int(w[1]))),
-    "get-config": (1, None, lambda cs, w: cs.get_configuration(w[0], w[1:] or None)),
-    "set-config": (3, 3, lambda cs, w: cs.change_configuration(w[0], w[1], w[2])),
-    "reset": (2, 2, lambda cs, w: cs.reset(w[0], w[1])),
-    "trigger": (2, 3, lambda cs, w: cs.trigger_message(w[0], w[1], _optional_int(w, 2))),
-    "availability": (3, 3, lambda cs, w: cs.change_availability(w[0], int(w[1]), w[2])),
-    "unlock": (2, 2, lambda cs, w: cs.unlock_connector(w[0], int(w[1]))),
-    "clear-cache": (1, 1, lambda cs, w: cs.clear_cache(w[0])),
-    "data-transfer": (2, 4, lambda cs, w: cs.data_transfer(
-        w[0], w[1], w[2] if len(w) > 2 else None, w[3] if len(w) > 3 else None)),
-}
+HELP = TABLE.help(True)
 
 
 def print_frame(charger_id, frame):
@@ -67,54 +49,6 @@ class FrameLog:
 
     def close(self):
         self._file.close()
-
-
-def describe(cs):
-    """The `list` command's text."""
-    if not cs.chargers:
-        return "no charger has spoken yet"
-    lines = []
-    for charger in cs.chargers.values():
-        lines.append("%s: %d boot(s), %d heartbeat(s)" % (
-            charger.id, len(charger.boots), charger.heartbeats))
-        for connector_id, status in sorted(charger.statuses.items()):
-            lines.append("  connector %s: %s %s" % (
-                connector_id, status.get("status"), status.get("errorCode")))
-        for tx in charger.transactions.values():
-            state = "stopped (%s, meterStop %s)" % (tx.reason, tx.meter_stop) if tx.stopped \
-                else "active"
-            lines.append("  transaction %s on connector %s, idTag %s, meterStart %s, %d meter "
-                         "value(s): %s" % (tx.id, tx.connector_id, tx.id_tag, tx.meter_start,
-                                           len(tx.meter_values), state))
-    return "\n".join(lines)
-
-
-async def execute(cs, line):
-    """Run one command line; return the text to print, or None for `quit`."""
-    words = line.split()
-    if not words:
-        return ""
-    name, args = words[0].lower(), words[1:]
-    if name in ("quit", "exit"):
-        return None
-    if name == "help":
-        return HELP
-    if name == "list":
-        return describe(cs)
-    if name not in COMMANDS:
-        return "unknown command %r; try help" % name
-    least, most, command = COMMANDS[name]
-    if len(args) < least or (most is not None and len(args) > most):
-        return "wrong number of arguments for %s; try help" % name
-    try:
-        result = await command(cs, args)
-    except ValueError as error:
-        return "bad argument: %s" % error
-    except OCPPError as error:
-        return "%s: %s %s" % (error.code, error.description, error.details or "")
-    except asyncio.TimeoutError:
-        return "no answer within %ss" % cs.response_timeout
-    return json.dumps(result)
 
 
 def _reads_stdin():
@@ -148,15 +82,11 @@ async def serve(cs, interactive):
         _start_reader(loop, lines)
     prompt = os.isatty(0) and interactive
     pending = set()
+    console = Console(cs, stopping)
 
     async def answer(line):
-        text = await execute(cs, line)
-        if text is None:
-            stopping.set()
-        elif text and line.split()[0].lower() in COMMANDS:
-            # Answers come back in any order: say which command this one is for.
-            print("%s: %s" % (line.strip(), text), flush=True)
-        elif text:
+        text = await execute(console, line)
+        if text:
             print(text, flush=True)
 
     async def read_commands():
@@ -224,7 +154,7 @@ def main(argv=None):
         logging.getLogger("ocpp").setLevel(logging.CRITICAL)  # we print frames ourselves
     cs = CentralSystem(
         args.host, args.port, args.ca, args.cert, args.key,
-        authorized=args.authorize or ("04A1B2C3D4E5F6",), heartbeat_interval=args.heartbeat,
+        authorized=args.authorize or (DEFAULT_TAG,), heartbeat_interval=args.heartbeat,
         vendors=args.vendor, response_timeout=args.timeout, client_id=args.client_id)
     if not args.quiet:
         cs.frame_listeners.append(print_frame)

@@ -18,21 +18,22 @@ Type `help` for the commands. Ctrl-C, SIGTERM or `quit` stops everything.
 import argparse
 import asyncio
 import ctypes
-import json
 import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 
 from tools import broker as broker_mod
-from tools import certs
+from tools import certs, csms_commands, simclient
 from tools.csms import CentralSystem
+from tools.csms_commands import DEFAULT_TAG, Command, Front, Usage, execute
+from tools.simclient import Simulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TAG = "04A1B2C3D4E5F6"
 DEFAULT_PORT = 8883
 DEFAULT_LOAD = 16.0
 FRAME_WIDTH = 200  # longer frames are shortened on screen
@@ -41,28 +42,6 @@ SIM_START_TIMEOUT = 120.0  # a first run builds the twin (about a minute)
 POLL_INTERVAL = 0.5
 ENERGY_REPRINT = 10.0  # while energy flows, repeat the status line at most this often
 CONTROL_TIMEOUT = 40.0
-
-HELP = """commands (one per line):
-  plug | p                 EV plugged in (state B)
-  charge | c               EV asks for charge (state C)
-  pause                    EV stops asking (state B)
-  unplug | u               EV unplugged (state A)
-  tap [UID] | t [UID]      present an RFID card (default %s)
-  load AMPS                current the EV draws (default %g A)
-  fault                    residual-current trip
-  clear                    clear the fault
-  status | s               show the connector state now
-  remote-start [TAG]       RemoteStartTransaction from the Central System
-  remote-stop              RemoteStopTransaction of the running transaction
-  reset soft|hard          Reset
-  config KEY VALUE         ChangeConfiguration
-  get [KEY ...]            GetConfiguration
-  trigger MESSAGE          TriggerMessage (BootNotification, StatusNotification, Heartbeat, MeterValues, ...)
-  help | h                 this list
-  quit | q                 stop everything""" % (DEFAULT_TAG, DEFAULT_LOAD)
-
-ALIASES = {"p": "plug", "c": "charge", "u": "unplug", "t": "tap", "s": "status", "q": "quit",
-           "h": "help", "?": "help", "exit": "quit", "get-config": "get", "set-config": "config"}
 
 
 def say(text):
@@ -86,6 +65,10 @@ def _sim_preexec():
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def _spawn_sim(args, **popen):
+    return subprocess.Popen(args, preexec_fn=_sim_preexec, **popen)
 
 
 def print_frame(charger_id, frame):
@@ -132,41 +115,68 @@ def status_line(cp_id, answer, connector="1"):
     return "[%s #%s] %s" % (cp_id, connector, " | ".join(parts))
 
 
-class Control:
-    """The simulator's control socket: one JSON answer line per JSON request line."""
+# The simulator's commands, beside the Central System's in one table.
 
-    def __init__(self, reader, writer):
-        self.reader, self.writer = reader, writer
-        self.lock = asyncio.Lock()
-
-    async def ask(self, **req):
-        async with self.lock:
-            self.writer.write(json.dumps(req).encode() + b"\n")
-            await self.writer.drain()
-            line = await asyncio.wait_for(self.reader.readline(), CONTROL_TIMEOUT)
-        if not line:
-            raise ConnectionError("simulator closed its control socket")
-        return json.loads(line)
-
-    def close(self):
-        try:
-            self.writer.close()
-        except Exception:
-            pass
+def _ev(state):
+    async def run(front, cp, args):
+        return await front.ask_sim(cmd="ev", connector=1, state=state)
+    return run
 
 
-class DevSim:
+async def _tap(front, cp, args):
+    return await front.ask_sim(cmd="rfid", uid=args[0] if args else DEFAULT_TAG)
+
+
+async def _load(front, cp, args):
+    try:
+        amps = float(args[0])
+    except ValueError:
+        raise Usage() from None
+    return await front.ask_sim(cmd="load", connector=1, amps=amps)
+
+
+def _fault(kind):
+    async def run(front, cp, args):
+        return await front.ask_sim(cmd="fault", connector=1, kind=kind)
+    return run
+
+
+async def _status(front, cp, args):
+    return await front.status_text()
+
+
+TABLE = csms_commands.TABLE.extended([
+    Command("plug", "", "EV plugged in (state B)", _ev("B"), 0, 0, aliases=("p",)),
+    Command("charge", "", "EV asks for charge (state C)", _ev("C"), 0, 0, aliases=("c",)),
+    Command("pause", "", "EV stops asking (state B)", _ev("B"), 0, 0),
+    Command("unplug", "", "EV unplugged (state A)", _ev("A"), 0, 0, aliases=("u",)),
+    Command("tap", "[UID]", "present an RFID card (default %s)" % DEFAULT_TAG, _tap, 0, 1,
+            aliases=("t",)),
+    Command("load", "AMPS", "current the EV draws (default %g A)" % DEFAULT_LOAD, _load, 1, 1),
+    Command("fault", "", "residual-current trip", _fault("rcd"), 0, 0),
+    Command("clear", "", "clear the fault", _fault("clear"), 0, 0),
+    Command("status", "", "show the connector state now", _status, 0, 0, aliases=("s",)),
+])
+
+
+class DevSim(Front):
+    """`make sim`: the broker, the Central System and one simulated charger, and the front end
+    of the Central System's commands (tools.csms_commands) for that charger."""
+
+    table = TABLE
+    connector = 1  # its charger has one
+    pretty = True
+
     def __init__(self, args):
         self.args = args
-        self.cp = args.id
+        self.cp = self.charger = args.id
         self.state = os.path.abspath(args.state)
         self.stopping = None
         self.broker = None
         self.cs = None
         self.sim = None
-        self.control = None
+        self.control = None  # the simulator's control connection (tools.simclient.Control)
         self.last_answer = None
-        self.sim_log = None
         self.tasks = set()
 
     # -- bring-up -----------------------------------------------------------------------------
@@ -200,35 +210,15 @@ class DevSim:
         say("* Central System connected (authorized idTag %s)" % DEFAULT_TAG)
 
         cert, key = pki.client(self.cp)
-        control = ("127.0.0.1", broker_mod.free_port())
         sim_state = os.path.join(self.state, self.cp)
-        os.makedirs(sim_state, exist_ok=True)
-        self.sim_log = os.path.join(sim_state, "sim.log")
-        with open(self.sim_log, "ab") as err:
-            self.sim = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tools.sim", "--id", self.cp,
-                "--broker", "%s:%d" % (self.broker.host, self.broker.port),
-                "--ca", pki.ca, "--cert", cert, "--key", key, "--state", sim_state,
-                "--control", "%s:%d" % control, "--quiet", "--console",
-                cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err,
-                preexec_fn=_sim_preexec)
+        self.sim = Simulator(self.cp, (self.broker.host, self.broker.port), pki.ca, cert, key,
+                             sim_state, console=True, timeout=CONTROL_TIMEOUT,
+                             start_timeout=SIM_START_TIMEOUT, failure=RuntimeError,
+                             spawn=_spawn_sim)
+        self.sim.launch()
         say("* charger %s starting: MicroPython unix port, flash %s" % (self.cp, sim_state))
-        deadline = time.monotonic() + SIM_START_TIMEOUT
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection(*control)
-                break
-            except OSError:
-                if self.sim.returncode is not None:
-                    raise RuntimeError("the simulator exited with %s:\n%s"
-                                       % (self.sim.returncode, self._sim_log_tail()))
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the simulator's control socket did not open")
-                if self.stopping.is_set():
-                    raise asyncio.CancelledError
-                await asyncio.sleep(0.1)
-        self.control = Control(reader, writer)
-        answer = await self.control.ask(cmd="load", connector=1, amps=DEFAULT_LOAD)
+        self.control = (await self.sim.start()).ctl
+        answer = await self.control.request(cmd="load", connector=1, amps=DEFAULT_LOAD)
         if not answer.get("ok"):
             say("! load: %s" % answer.get("error"))
         say("* charger %s up, EV load %g A; logs: %s/firmware.log" % (self.cp, DEFAULT_LOAD, sim_state))
@@ -241,7 +231,7 @@ class DevSim:
         deadline = time.monotonic() + ONLINE_TIMEOUT
         answer = {}
         while time.monotonic() < deadline:
-            answer = await self.control.ask(cmd="status")
+            answer = await self.control.request(cmd="status")
             if answer.get("online"):
                 say("* charger %s online: BootNotification accepted" % self.cp)
                 return
@@ -261,11 +251,7 @@ class DevSim:
                os.path.join(self.state, self.cp, "firmware.log")))
 
     def _sim_log_tail(self, limit=2000):
-        try:
-            with open(self.sim_log, errors="replace") as f:
-                return f.read()[-limit:].rstrip()
-        except (OSError, TypeError):
-            return "(no log)"
+        return self.sim.read(simclient.LOG, limit).rstrip() or "(no log)"
 
     # -- live view ----------------------------------------------------------------------------
 
@@ -276,7 +262,7 @@ class DevSim:
         shown_firmware = firmware_key(self.last_answer or {})  # said already by start()
         while True:
             try:
-                answer = await self.control.ask(cmd="status")
+                answer = await self.control.request(cmd="status")
             except (ConnectionError, asyncio.TimeoutError, ValueError) as e:
                 say("! status: %s" % (e or type(e).__name__))
                 if self.sim.returncode is not None:
@@ -306,115 +292,40 @@ class DevSim:
 
     # -- commands -----------------------------------------------------------------------------
 
-    async def _sim(self, **req):
-        answer = await self.control.ask(**req)
+    async def ask_sim(self, **req):
+        """Ask the simulator; what to print (None: done)."""
+        answer = await self.control.request(**req)
         if not answer.get("ok"):
             return "charger: %s" % answer.get("error")
         self.last_answer = answer
         return None
 
-    def _transaction_id(self):
+    async def status_text(self):
+        answer = await self.control.request(cmd="status")
+        if not answer.get("ok"):
+            return "charger: %s" % answer.get("error")
+        self.last_answer = answer
+        line = firmware_line(self.cp, answer)
+        return status_line(self.cp, answer) + ("\n" + line if line else "")
+
+    def transaction_id(self, cp_id):
+        """The running transaction as the charger last reported it, else as the Central
+        System saw it start."""
         answer = self.last_answer
         if answer:
             tx = answer["connectors"]["1"].get("transaction_id")
             if tx is not None:
                 return tx
-        for tx in reversed(list(self.cs.chargers.get(self.cp).transactions.values())
-                           if self.cp in self.cs.chargers else []):
-            if not tx.stopped:
-                return tx.id
-        return None
+        return super().transaction_id(cp_id)
 
-    async def execute(self, line):
-        """Run one command line; return text to print (or None)."""
-        words = line.split()
-        if not words:
-            return None
-        name = ALIASES.get(words[0].lower(), words[0].lower())
-        args = words[1:]
-        cp = self.cp
-        if name == "help":
-            return HELP
-        if name == "quit":
-            self.stopping.set()
-            return "stopping"
-        if name in ("plug", "pause"):
-            return await self._sim(cmd="ev", connector=1, state="B")
-        if name == "charge":
-            return await self._sim(cmd="ev", connector=1, state="C")
-        if name == "unplug":
-            return await self._sim(cmd="ev", connector=1, state="A")
-        if name == "tap":
-            return await self._sim(cmd="rfid", uid=args[0] if args else DEFAULT_TAG)
-        if name == "load":
-            try:
-                amps = float(args[0])
-            except (IndexError, ValueError):
-                return "usage: load AMPS"
-            return await self._sim(cmd="load", connector=1, amps=amps)
-        if name == "fault":
-            return await self._sim(cmd="fault", connector=1, kind="rcd")
-        if name == "clear":
-            return await self._sim(cmd="fault", connector=1, kind="clear")
-        if name == "status":
-            answer = await self.control.ask(cmd="status")
-            if not answer.get("ok"):
-                return "charger: %s" % answer.get("error")
-            self.last_answer = answer
-            line = firmware_line(cp, answer)
-            return status_line(cp, answer) + ("\n" + line if line else "")
-        if name == "remote-start":
-            return await self.cs.remote_start(cp, args[0] if args else DEFAULT_TAG, 1)
-        if name == "remote-stop":
-            if args:
-                try:
-                    tx = int(args[0])
-                except ValueError:
-                    return "usage: remote-stop [TRANSACTION_ID]"
-            else:
-                tx = self._transaction_id()
-            if tx is None:
-                return "no transaction running"
-            return await self.cs.remote_stop(cp, tx)
-        if name == "reset":
-            if len(args) != 1 or args[0].lower() not in ("soft", "hard"):
-                return "usage: reset soft|hard"
-            return await self.cs.reset(cp, args[0].lower())
-        if name == "config":
-            if len(args) < 2:
-                return "usage: config KEY VALUE"
-            return await self.cs.change_configuration(cp, args[0], " ".join(args[1:]))
-        if name == "get":
-            result = await self.cs.get_configuration(cp, args or None)
-            rows = ["  %s = %s%s" % (k.get("key"), k.get("value"), " (read-only)" if k.get("readonly") else "")
-                    for k in result.get("configurationKey") or []]
-            if result.get("unknownKey"):
-                rows.append("  unknown: " + ", ".join(result["unknownKey"]))
-            return "\n".join(["%s:" % " ".join(words)] + rows) if rows else result
-        if name == "trigger":
-            if len(args) != 1:
-                return "usage: trigger MESSAGE (e.g. StatusNotification)"
-            return await self.cs.trigger_message(cp, args[0])
-        return "unknown command %r; type help" % words[0]
+    def quit(self):
+        self.stopping.set()
+        return "stopping"
 
     async def run_command(self, line):
-        label = line.strip()
-        try:
-            result = await self.execute(line)
-        except asyncio.CancelledError:
-            raise
-        except asyncio.TimeoutError:
-            result = "no answer in time"
-        except Exception as e:  # an OCPP CALLERROR, a lost socket...: one line, never a traceback
-            result = "%s: %s" % (type(e).__name__, getattr(e, "description", None) or e)
-        if result is None:
-            return
-        if isinstance(result, dict):
-            result = json.dumps(result)
-        if "\n" in result:
-            say(result)
-        else:
-            say("%s: %s" % (label, result))
+        text = await execute(self, line)
+        if text is not None:
+            say(text)
 
     async def read_commands(self, lines):
         while True:
@@ -423,7 +334,7 @@ class DevSim:
                 return
             if not line.strip():
                 continue
-            if ALIASES.get(line.split()[0].lower(), line.split()[0].lower()) == "quit":
+            if TABLE.find(line.split()[0]) is TABLE.find("quit"):
                 # let the commands typed before `quit` answer first (briefly)
                 pending = [t for t in self.tasks if t is not asyncio.current_task()
                            and t.get_coro().__qualname__ == "DevSim.run_command"]
@@ -482,18 +393,16 @@ class DevSim:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.control:
             self.control.close()
-        if self.sim and self.sim.returncode is None:
-            self.sim.terminate()
-            try:
-                await asyncio.wait_for(self.sim.wait(), 10)
-            except asyncio.TimeoutError:
-                self.sim.kill()
-                await self.sim.wait()
+        if self.sim:
+            await self.sim.terminate()
         if self.cs:
             await self.cs.stop()
         if self.broker:
             await asyncio.get_running_loop().run_in_executor(None, self.broker.stop)
         say("* stopped")
+
+
+HELP = TABLE.help(False)
 
 
 def parse_args(argv):

@@ -1,10 +1,15 @@
-"""Composition root: reads the device configuration, builds board, transport and charge point,
-and runs them in one asyncio loop. The only module that knows which pieces are real."""
+"""Composition root: reads the device configuration, builds the services once (event log,
+board, network, transport, uploader, updater) and the charge point with its features, and
+runs them in one asyncio loop. The only module that knows which pieces are real.
+
+The features are chargepoint.model.chargepoint.FEATURES; a build that adds one (a vendor's
+DataTransfer, say) lists it in FEATURES here. The services they may ask for are built in
+run() (chargepoint.model names them)."""
 import asyncio
 import gc
-import sys
 
-from chargepoint.model import security
+from chargepoint.model import unload
+from chargepoint.model.chargepoint import FEATURES as _STANDARD
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.platform.clock import Clock
 from chargepoint.platform.store import FileStore
@@ -12,6 +17,7 @@ from chargepoint.platform.store import FileStore
 VERSION = "0.1.0"
 LOOP_MS = 20  # the safety path (relay) runs at least this often
 _GC_EVERY = 8192  # bytes allocated between collections
+FEATURES = _STANDARD  # + (acme.AcmeData,) for a feature of one's own
 
 
 def build_board(cfg, store):
@@ -26,7 +32,7 @@ def build_board(cfg, store):
     return module.build(options, cfg, store)
 
 
-def build_transport(cfg, before_connect=None, installed_ca=()):
+def build_transport(cfg, before_connect=None, installed_ca=(), say=print):
     """`installed_ca`: the Central System roots installed over OCPP (DER), trusted besides
     `mqtt.ca`. The context is built once: what InstallCertificate/DeleteCertificate change
     applies from the next boot."""
@@ -36,10 +42,22 @@ def build_transport(cfg, before_connect=None, installed_ca=()):
     ssl = tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca)
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
-                              topic_out=m["topic_out"], before_connect=before_connect)
+                              topic_out=m["topic_out"], before_connect=before_connect, say=say)
 
 
-def build_network(cfg, clock):
+def installed_roots(store):
+    """The Central System roots installed over OCPP, for the TLS context. Their module is
+    needed once per boot: it is dropped afterwards, giving its heap back."""
+    from chargepoint.model import certificates
+
+    try:
+        return certificates.roots(store)
+    finally:
+        unload("chargepoint.model", "certificates")
+        unload("chargepoint.ocpp", "x509")
+
+
+def build_network(cfg, clock, say=print):
     """Wi-Fi and NTP where the board has them (`wifi.ssid` set); (None, None) on the host."""
     ssid = cfg["wifi"]["ssid"]
     if not ssid:
@@ -52,7 +70,7 @@ def build_network(cfg, clock):
     from chargepoint.platform.timesync import TimeSync
 
     wifi = Wifi(network.WLAN(network.STA_IF), ssid, cfg["wifi"]["password"], clock.ticks_ms)
-    return wifi, TimeSync(ntptime.settime, clock.ticks_ms, time.time)
+    return wifi, TimeSync(ntptime.settime, clock.ticks_ms, time.time, say)
 
 
 def _upload(url, path):
@@ -62,32 +80,18 @@ def _upload(url, path):
     http.upload(url, path)
 
 
-def build_log(data_dir, clock):
-    """The event log on flash (data/log.txt, chargepoint.platform.log): what the network
-    modules print (the console shows the same as without it), a line at boot, the OCPP
-    traffic worth keeping; GetDiagnostics uploads it."""
-    from chargepoint.platform.log import Log
-
-    log = Log(data_dir, clock)
-    for name in ("chargepoint.transport.mqtt", "chargepoint.platform.timesync"):
-        module = sys.modules.get(name)
-        if module is not None:
-            log.hook(module)
-    return log
-
-
-def _wire_security(cp, cfg, timesync):
-    """What the security extensions learn from the platform: config.json's CA, listed by
-    GetInstalledCertificateIds (read when asked), and how far NTP moves the RTC."""
+def _ca_certificates(cfg):
+    """config.json's CA as the security feature lists it (GetInstalledCertificateIds): the
+    DER of each certificate, read when asked."""
     ca = cfg["mqtt"].get("ca")
-    if ca:
-        def factory():
-            from chargepoint.transport import tls
+    if not ca:
+        return None
 
-            return tls.ca_certificates(ca)
-        cp.security.factory = factory
-    if timesync is not None:
-        timesync.on_step = cp.security.ntp_stepped
+    def read():
+        from chargepoint.transport import tls
+
+        return tls.ca_certificates(ca)
+    return read
 
 
 def _reboot(board, transport, log):
@@ -109,11 +113,12 @@ def _reboot(board, transport, log):
 
 def _stop_sessions(cp):
     """Before a reset that the loop cannot see through (Ctrl-D at the REPL): every transaction
-    stops now, relay open, its StopTransaction (Reboot) queued on flash for after the boot."""
+    stops now, relay open, its StopTransaction (Reboot) queued on flash for after the boot,
+    and the reboot listeners are told (ResetOrReboot)."""
     for c in cp.connectors:
         if c.tx is not None:
             cp.sessions.stop(c, "Reboot")
-    cp.security.record("ResetOrReboot", "soft reset at the console")
+    cp.announce_reboot(False, "soft reset at the console")
 
 
 async def _run_loop(cp, wdt):
@@ -159,10 +164,7 @@ def load_config(path):
         print("config:", e)
         return None
     finally:
-        sys.modules.pop("chargepoint.devconfig", None)
-        package = sys.modules.get("chargepoint")
-        if package is not None and hasattr(package, "devconfig"):
-            delattr(package, "devconfig")
+        unload("chargepoint", "devconfig")
 
 
 def run(config_path="config.json", data_dir="data"):
@@ -170,16 +172,19 @@ def run(config_path="config.json", data_dir="data"):
     if cfg is None:
         return None
     store = FileStore(data_dir)
+    clock = Clock()
+    from chargepoint.platform.log import Log
+
+    log = Log(data_dir, clock)  # the event log on flash: GetDiagnostics uploads it
     try:
         board = build_board(cfg, store)
     except ValueError as e:  # BoardError: a pin map mistake, one line
         print("config:", e)
         return None
-    clock = Clock()
-    wifi, timesync = build_network(cfg, clock)
+    wifi, timesync = build_network(cfg, clock, log.say)
     try:
         transport = build_transport(cfg, timesync.ensure if timesync else None,
-                                    security.roots(store))
+                                    installed_roots(store), log.say)
     except (OSError, ValueError) as e:
         print("config: TLS files rejected:", e)
         return None
@@ -187,12 +192,11 @@ def run(config_path="config.json", data_dir="data"):
     info.setdefault("firmwareVersion", VERSION)
     from chargepoint.platform.update import Updater
 
-    log = build_log(data_dir, clock)
-    cp = ChargePoint(board, transport, store, clock, reboot=_reboot(board, transport, log),
-                     boot_info=info, updater=Updater(store, VERSION))
+    services = {"log": log, "upload": _upload, "updater": Updater(store, VERSION),
+                "folder": data_dir, "timesync": timesync, "ca_certificates": _ca_certificates(cfg)}
+    cp = ChargePoint(board, transport, store, clock, _reboot(board, transport, log), info,
+                     services, FEATURES)
     log.write("boot", "boot %d, firmware %s" % (cp.boot, VERSION))
-    cp.diagnostics.attach(log, _upload)
-    _wire_security(cp, cfg, timesync)
     wdt = None
     watchdog_ms = cfg["hardware"].get("watchdog_ms", 0)
     if watchdog_ms:

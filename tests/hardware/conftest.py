@@ -12,7 +12,7 @@ if SIMFS not in sys.path:
 
 import machine  # noqa: E402
 
-from fakes import FakeTicks  # noqa: E402
+from tools.fakes import FakeTicks  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

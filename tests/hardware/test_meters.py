@@ -7,7 +7,7 @@ import subprocess
 import machine  # tools/simfs/machine.py, on sys.path through conftest.py
 import pytest
 from ct_model import CtModel
-from fakes import FakeTicks
+from tools.fakes import FakeTicks
 from s0_model import S0Model
 from sdm_model import SdmModel
 

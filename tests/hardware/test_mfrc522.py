@@ -4,7 +4,7 @@ import subprocess
 
 import machine  # tools/simfs/machine.py, on sys.path through conftest.py
 import pytest
-from fakes import FakeTicks
+from tools.fakes import FakeTicks
 from mfrc522_model import HALT, MFRC522Model
 
 from chargepoint.hardware.mfrc522 import MFRC522, crc_a

@@ -7,9 +7,7 @@ import pytest
 
 from conftest import T0, Rig, schema
 from chargepoint.model import firmware
-from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.ocpp.timestamps import iso
-from chargepoint.platform.clock import Clock
 from chargepoint.platform.log import Log
 
 
@@ -54,18 +52,11 @@ class FakeUpdater:
 
 
 class UpdateRig(Rig):
+    """The conftest rig with an updater, as app.py gives it on a board."""
+
     def __init__(self, updater, **kw):
         self.updater = updater
-        super().__init__(**kw)
-
-    def boot(self):
-        cp = super().boot()
-        # the same charge point, with an updater as app.py gives it on a board
-        self.cp = ChargePoint(self.board, self.transport, self.store,
-                              clock=Clock(ticks_ms=self.ticks), reboot=self.reboots.append,
-                              updater=self.updater)
-        del cp
-        return self.cp
+        super().__init__(services={"updater": updater}, **kw)
 
 
 def update(rig, at=0, **extra):
@@ -151,13 +142,12 @@ def test_failed_install_is_reported_and_nothing_resets(frig, up):
 
 
 def test_a_package_for_another_board_fails_to_install_with_a_security_event(frig, up, tmp_path):
-    log = Log(str(tmp_path), frig.cp.clock)
-    frig.cp.diagnostics.attach(log, None)
+    log = frig.attach(log=lambda clock: Log(str(tmp_path), clock))["log"]
     up.fail.add("board")
     update(frig)
     frig.step(100)
     assert statuses(frig) == ["Downloading", "Downloaded", "InstallationFailed"]
-    assert frig.reboots == [] and frig.cp.firmware.current() == "Idle"
+    assert frig.reboots == [] and frig.cp.firmware.phase is None
     events = [p for p in frig.payloads("SecurityEventNotification")
               if p["type"] == firmware.REFUSED_EVENT]
     assert [e["techInfo"] for e in events] == [WRONG]

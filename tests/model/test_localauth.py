@@ -20,14 +20,14 @@ class FlashRig(Rig):
 
     def __init__(self, folder, **kw):
         self.folder = str(folder)
-        super().__init__(**kw)
+        super().__init__(services={"folder": self.folder}, **kw)
 
     def boot(self):
         self.store = FileStore(self.folder)
         self.transport.sent.clear()
         self.transport.inbox.clear()
-        self.cp = ChargePoint(self.board, self.transport, self.store,
-                              clock=Clock(ticks_ms=self.ticks), reboot=self.reboots.append)
+        self.cp = ChargePoint(self.board, self.transport, self.store, Clock(ticks_ms=self.ticks),
+                              reboot=self.reboots.append, services=self.services)
         return self.cp
 
     @property
@@ -414,8 +414,7 @@ def test_configuration_keys(flash):
             {"status": "Rejected"}
 
 
-def test_install_without_a_folder_installs_nothing(rig):
-    assert localauth.install(rig.cp) is None
+def test_without_a_folder_the_list_is_not_installed(rig):
     assert rig.cp.local_list is None
     msg = rig.send("SendLocalList", payload(1, "Full"))
     assert msg[:3] == [4, msg[1], "NotSupported"]

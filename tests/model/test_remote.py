@@ -231,12 +231,10 @@ def test_clear_cache(rig):
     assert rig.send("ClearCache", {})[2] == {"status": "Rejected"}
 
 
-def test_data_transfer_unknown_vendor_and_registered_vendor(rig):
+def test_data_transfer_to_an_unknown_vendor(rig):
+    # (a vendor's own DataTransfer is a feature: tests/model/test_features.py)
     assert rig.send("DataTransfer", {"vendorId": "com.example"})[2] == \
         {"status": "UnknownVendorId"}
-    rig.cp.vendor_data = {"com.example": lambda mid, data: {"status": "Accepted", "data": data}}
-    assert rig.send("DataTransfer", {"vendorId": "com.example", "data": "hi"})[2] == \
-        {"status": "Accepted", "data": "hi"}
 
 
 def test_data_transfer_from_charge_point(rig):
@@ -249,12 +247,19 @@ def test_data_transfer_from_charge_point(rig):
 
 def test_trigger_messages(rig):
     for what in ("BootNotification", "Heartbeat", "StatusNotification", "MeterValues",
-                 "DiagnosticsStatusNotification", "FirmwareStatusNotification"):
+                 "DiagnosticsStatusNotification"):
         n = len(rig.calls(what))
         assert rig.send("TriggerMessage", {"requestedMessage": what})[2] == {"status": "Accepted"}
         rig.step()
         assert len(rig.calls(what)) > n, what
     assert rig.cp.registration == "Accepted"
+
+
+def test_trigger_of_a_message_no_feature_offers_is_not_implemented(rig):
+    # this charge point has no updater: no FirmwareManagement (test_firmware.py has one)
+    assert rig.cp.firmware is None
+    assert rig.send("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})[2] == \
+        {"status": "NotImplemented"}
 
 
 def test_trigger_status_for_one_connector_and_bad_connector(rig):

@@ -17,15 +17,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from conftest import ROOT, T0, Rig, schema
-from chargepoint.model import security
+from conftest import ROOT, T0, Rig, attach, schema
+from chargepoint.model import certificates, security
 from chargepoint.ocpp import x509
 from chargepoint.ocpp.config import STR
 from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.timesync import TimeSync
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.platform.clock import Clock
-from fakes import FakeBoard, FakeTicks, LoopbackTransport, MemoryStore
+from tools.fakes import FakeBoard, FakeTicks, LoopbackTransport, MemoryStore
 
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
@@ -180,7 +180,7 @@ def test_events_survive_a_power_cut_until_delivered():
 def test_at_most_twenty_events_are_kept_the_oldest_go():
     rig = Rig(online=False)
     for i in range(24):
-        security.event(rig.cp, "FirmwareUpdated", "v%d" % i)
+        rig.cp.security.record("FirmwareUpdated", "v%d" % i)
     assert len(rig.cp.security) == 20 and rig.cp.security.dropped == 5
     assert rig.store.names("sev.")[0] == "sev.1"  # handed over already
     rig.transport.connected = True
@@ -219,8 +219,8 @@ def test_unanswered_event_is_sent_again():
 
 
 def test_event_function_for_the_firmware_update_code(rig):
-    security.event(rig.cp, "FirmwareUpdated", "0.1.0 -> 0.2.0")
-    security.event(rig.cp, "InvalidFirmwareSignature", "x" * 300)
+    rig.cp.security.record("FirmwareUpdated", "0.1.0 -> 0.2.0")
+    rig.cp.security.record("InvalidFirmwareSignature", "x" * 300)
     rig.step()
     assert events(rig)[-2:] == [("FirmwareUpdated", "0.1.0 -> 0.2.0"),
                                 ("InvalidFirmwareSignature", "x" * 255)]
@@ -263,8 +263,7 @@ def test_reset_or_reboot_line_is_on_flash_when_the_board_resets(tmp_path, kind):
     board = Board()
     transport = LoopbackTransport()
     cp = ChargePoint(board, transport, MemoryStore(), clock,
-                     reboot=app._reboot(board, transport, log))
-    cp.diagnostics.attach(log, None)
+                     reboot=app._reboot(board, transport, log), services={"log": log})
     transport.deliver(json.dumps([2, "r1", "Reset", {"type": kind}]))
     for _ in range(50):
         ticks.advance(100)
@@ -298,7 +297,7 @@ def test_ntp_moving_the_rtc_is_setting_system_time(rig):
         rtc[0] = ntp[0]
 
     sync = TimeSync(settime, ticks, lambda: rtc[0])
-    sync.on_step = rig.cp.security.ntp_stepped
+    rig.attach(timesync=lambda clock: sync)  # the security feature listens to its steps
     assert sync.ensure()
     rig.step()
     assert events(rig)[-1] == ("SettingSystemTime", "NTP: system clock moved by +%d s"
@@ -379,32 +378,34 @@ def test_extended_trigger_sends_the_core_messages(rig):
     assert trigger(rig, "Heartbeat", -1) == ("Rejected", [])
 
 
-def test_extended_trigger_log_and_firmware_status_are_idle_without_such_work(rig):
+def test_extended_trigger_log_status_is_idle_without_a_get_log_under_way(rig):
     assert trigger(rig, "LogStatusNotification") == ("Accepted", ["LogStatusNotification"])
     assert rig.payloads("LogStatusNotification") == [{"status": "Idle"}]
+
+
+def test_extended_trigger_firmware_status_is_the_signed_one_where_updates_are(rig):
+    # without an updater there is no FirmwareManagement: nobody offers it
+    assert trigger(rig, "FirmwareStatusNotification") == ("NotImplemented", [])
+
+    class Updater:
+        version = "0.1.0"
+
+        def outcome(self):
+            return None
+    rig.attach(updater=lambda clock: Updater())
     assert trigger(rig, "FirmwareStatusNotification") == \
         ("Accepted", ["SignedFirmwareStatusNotification"])
     assert rig.payloads("SignedFirmwareStatusNotification") == [{"status": "Idle"}]
 
 
-def test_extended_trigger_asks_the_modules_that_do_such_work(rig):
-    class Uploader:
-        def log_status(self):
-            return {"status": "Uploading", "requestId": 7}
-
-    class Updater:
-        def step(self):
-            pass
-
-        def signed_status(self):
-            return "Downloading"
-
-    rig.cp.diagnostics.log_status = Uploader().log_status  # as the log upload module may
-    rig.cp.firmware = Updater()
+def test_extended_trigger_log_status_is_the_get_log_under_way(rig, tmp_path):
+    threads = []  # the upload's thread never runs: the GetLog stays under way
+    attach(rig, tmp_path, threads.append)
+    msg = rig.send("GetLog", {"logType": "SecurityLog", "requestId": 7,
+                              "log": {"remoteLocation": "https://csms.example/logs/"}})
+    assert msg[2]["status"] == "Accepted"
     trigger(rig, "LogStatusNotification")
-    trigger(rig, "FirmwareStatusNotification")
-    assert rig.payloads("LogStatusNotification") == [{"status": "Uploading", "requestId": 7}]
-    assert rig.payloads("SignedFirmwareStatusNotification") == [{"status": "Downloading"}]
+    assert rig.payloads("LogStatusNotification")[-1] == {"status": "Uploading", "requestId": 7}
 
 
 def test_extended_trigger_sign_certificate_is_not_implemented(rig):
@@ -442,9 +443,9 @@ def test_install_certificate_is_listed_persisted_and_trusted_from_the_next_boot(
     rig.power_cut()
     rig.step()
     assert len(installed(rig)["certificateHashData"]) == 2
-    assert security.roots(rig.store) == [roots["a"][0].public_bytes(DER),
+    assert certificates.roots(rig.store) == [roots["a"][0].public_bytes(DER),
                                          roots["rsa"][0].public_bytes(DER)]
-    assert security.roots(rig.store, MANUFACTURER) == []
+    assert certificates.roots(rig.store, MANUFACTURER) == []
 
 
 def test_install_and_delete_are_reconfiguration_events(rig, roots):
@@ -469,8 +470,8 @@ def test_manufacturer_roots_are_kept_apart(rig, roots):
     assert install(rig, roots["b"][0], MANUFACTURER) == "Accepted"
     assert installed(rig) == {"status": "NotFound"}
     assert installed(rig, MANUFACTURER)["certificateHashData"] == [expected_ids(roots["b"][0])]
-    assert security.roots(rig.store) == []
-    assert security.roots(rig.store, MANUFACTURER) == [roots["b"][0].public_bytes(DER)]
+    assert certificates.roots(rig.store) == []
+    assert certificates.roots(rig.store, MANUFACTURER) == [roots["b"][0].public_bytes(DER)]
 
 
 @pytest.mark.parametrize("name", ["leaf", "intermediate", "expired", "future",
@@ -515,7 +516,7 @@ def test_delete_certificate(rig, roots):
     assert delete(rig, shouted) == "Accepted"
     assert delete(rig, ids) == "NotFound"
     assert installed(rig)["certificateHashData"] == [expected_ids(roots["a"][0])]
-    assert security.roots(rig.store) == [roots["a"][0].public_bytes(DER)]
+    assert certificates.roots(rig.store) == [roots["a"][0].public_bytes(DER)]
     assert rig.store.names("cert.") == ["cert.1"]
 
 
@@ -536,7 +537,7 @@ def test_delete_refuses_the_last_central_system_root(rig, roots):
 
 def test_config_ca_is_listed_and_cannot_be_deleted(rig, roots):
     factory = [roots["rsa"][0].public_bytes(DER), roots["leaf"][0].public_bytes(DER)]
-    rig.cp.security.factory = lambda: factory
+    rig.attach(ca_certificates=lambda clock: lambda: factory)
     assert installed(rig)["certificateHashData"] == [expected_ids(roots["rsa"][0])]
     assert install(rig, roots["rsa"][0]) == "Accepted"  # trusted already: nothing stored
     assert not rig.store.names("cert.")

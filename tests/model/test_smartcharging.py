@@ -13,7 +13,6 @@ import jsonschema
 import pytest
 
 from conftest import SCHEMAS, T0, Rig
-from chargepoint.model import smartcharging
 from chargepoint.ocpp.timestamps import iso
 
 TAG = "04A1B2C3D4"
@@ -78,7 +77,6 @@ def periods(answer):
 def start(connectors=1, **kw):
     r = Rig(connectors=connectors, **kw)
     r.step()
-    smartcharging.install(r.cp)
     return r
 
 
@@ -90,7 +88,7 @@ def rig():
 def run(rig, ms=0):
     """One loop step with the limits applied first, as the charge point will do it."""
     rig.ticks.advance(ms)
-    rig.cp.smartcharging.apply()
+    rig.cp.smartcharging.before()
     rig.step()
 
 
@@ -362,7 +360,6 @@ def test_composite_is_rejected_while_the_clock_is_unknown():
     rig = Rig()
     rig.cs.answers["BootNotification"] = None  # connected, never told the time
     rig.step()
-    smartcharging.install(rig.cp)
     assert composite(rig, 1, 60) == {"status": "Rejected"}
 
 
@@ -503,7 +500,7 @@ def test_profiles_survive_a_power_cut_in_one_record_but_tx_profiles_do_not(rig):
     assert [p[0] for p in json.loads(rig.store.files["chargingprofiles"])] == [1, 100, 3]
     rig.power_cut()
     rig.step()
-    sc = smartcharging.install(rig.cp)
+    sc = rig.cp.smartcharging
     assert [p[0] for p in sc.profiles] == [1, 100]
     assert [p[0] for p in json.loads(rig.store.files["chargingprofiles"])] == [1, 100]
     assert periods(composite(rig, 1, 60, "W")) == [(0, 6000.0)]
@@ -512,7 +509,7 @@ def test_profiles_survive_a_power_cut_in_one_record_but_tx_profiles_do_not(rig):
 def test_a_corrupted_record_is_left_out(rig):
     rig.store.write("chargingprofiles", [[1, 0], "x", {"a": 1}])
     rig.boot()
-    sc = smartcharging.install(rig.cp)
+    sc = rig.cp.smartcharging
     assert sc.profiles == ()
     assert json.loads(rig.store.files["chargingprofiles"]) == []
 
@@ -529,7 +526,6 @@ def test_offline_without_wall_time_only_relative_profiles_apply(rig):
     rig.ev("A")
     rig.transport.connected = False
     rig.power_cut()
-    smartcharging.install(rig.cp)
     rig.step()
     assert rig.cp.clock.wall() is None
     charging(rig)  # the card is in the authorisation cache

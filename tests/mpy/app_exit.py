@@ -1,6 +1,7 @@
 """Whatever ends the firmware's main loop leaves every relay open and every pilot without PWM.
 
-Usage: micropython app_exit.py KIND   (MICROPYPATH: .frozen and the folder with fakes.mpy)
+Usage: micropython app_exit.py KIND   (MICROPYPATH: .frozen and the folder with fakes.mpy,
+tools/fakes.py compiled)
 KIND: "error" (a bug raises in the loop) or "memory" (MemoryError). A session runs offline
 (AllowOfflineTxForUnknownId), so relays are closed and PWM on when the loop dies; prints one
 JSON line with what the board was in then and is left in.
@@ -62,7 +63,7 @@ board.rfid = DyingReader()
 app.load_config = lambda path: {"id": "CP001", "hardware": {}, "repl": False,
                                 "wifi": {"ssid": "", "password": ""}, "mqtt": {}}
 app.build_board = lambda cfg, store: board
-app.build_transport = lambda cfg, before_connect=None, installed_ca=(): Transport()
+app.build_transport = lambda cfg, *args: Transport()
 ended = None
 try:
     app.run(data_dir=data)

@@ -1,6 +1,7 @@
 """End-to-end charging session run on the real MicroPython binary against the fake hardware.
 
-Usage: micropython -X heapsize=N scenario.py STATE_DIR   (MICROPYPATH: lib and tests)
+Usage: micropython -X heapsize=N scenario.py STATE_DIR   (MICROPYPATH: lib, and tools/fakes.py
+(compiled or not) as fakes)
 Prints one JSON line per frame the charge point sends ({"frame": [...]}) plus checkpoints
 ({"check": name, ...}); pytest validates the frames against the official OCPP schemas.
 """
@@ -20,8 +21,8 @@ state_dir = sys.argv[1]
 ticks = FakeTicks()
 board = FakeBoard(1)
 transport = LoopbackTransport()
-central = ScriptedCentralSystem(transport, lambda: iso(T0 + ticks.now // 1000), cards=(TAG,),
-                                first_transaction_id=101)
+central = ScriptedCentralSystem(transport, lambda: iso(T0 + ticks.now // 1000),
+                                authorized=(TAG,), first_transaction_id=101)
 peak = [0]
 
 

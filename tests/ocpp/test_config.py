@@ -84,7 +84,7 @@ def test_boolean_and_list_values_normalised(rig):
 
 def test_reboot_required_key_applies_after_reboot():
     from chargepoint.ocpp.config import INT, REBOOT, Config
-    from fakes import MemoryStore
+    from tools.fakes import MemoryStore
     store = MemoryStore()
     c = Config(store)
     c.declare("WebSocketPingInterval", INT, 60, REBOOT)
@@ -133,7 +133,7 @@ def test_clock_is_integer_and_exact_over_days_of_rebasing():
     """No floats (single precision on the ESP32) and no drift from the hourly re-base."""
     from chargepoint.ocpp.timestamps import parse_iso
     from chargepoint.platform.clock import Clock
-    from fakes import FakeTicks
+    from tools.fakes import FakeTicks
     ticks = FakeTicks()
     clock = Clock(ticks_ms=ticks)
     marker = clock.stamp()

@@ -3,7 +3,6 @@ poll() once the oldest has waited _FLUSH_MS, when the buffer is full, before a s
 rotation within its bounds at every flush, what a power cut leaves, the rate limit, prints
 routed to it unchanged, and the snapshot an upload sends."""
 import os
-import types
 
 import pytest
 
@@ -11,7 +10,7 @@ from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform import log as logmod
 from chargepoint.platform.clock import Clock
 from chargepoint.platform.log import Log
-from fakes import FakeTicks
+from tools.fakes import FakeTicks
 
 T0 = 1795262400  # 2026-11-21T12:00:00Z
 
@@ -265,21 +264,12 @@ def test_a_flash_that_refuses_writes_is_counted_never_raised(tmp_path, clock, ti
     assert log.errors == 3 and log.written == 0
 
 
-def test_hooked_prints_show_the_same_on_the_console_and_go_to_the_log(tmp_path, clock, capsys):
-    module = types.ModuleType("netmodule")
-    exec("def lost(e):\n    print('mqtt: link down:', e)\n"
-         "def table():\n    print('a', 'b', sep='|', end='!\\n')\n", module.__dict__)
-    module.lost("OSError: timed out")
-    module.table()
-    before = capsys.readouterr().out
+def test_said_lines_show_on_the_console_and_go_to_the_log(tmp_path, clock, capsys):
     log = Log(str(tmp_path), clock)
-    log.hook(module)
-    module.lost("OSError: timed out")
-    module.table()
+    log.say("mqtt: link down: OSError: timed out")
     log.flush()
-    assert capsys.readouterr().out == before == "mqtt: link down: OSError: timed out\na|b!\n"
-    assert lines(tmp_path) == ["@3:1000 console mqtt: link down: OSError: timed out",
-                               "@3:1000 console a|b"]
+    assert capsys.readouterr().out == "mqtt: link down: OSError: timed out\n"
+    assert lines(tmp_path) == ["@3:1000 console mqtt: link down: OSError: timed out"]
 
 
 def test_snapshot_concatenates_oldest_first_and_keeps_the_time_window(tmp_path, clock, ticks):

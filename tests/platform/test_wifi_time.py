@@ -1,7 +1,7 @@
 """Wi-Fi reconnect backoff and NTP before TLS, on fakes."""
 from chargepoint.hardware.wifi import Wifi
 from chargepoint.platform.timesync import TimeSync
-from fakes import FakeTicks
+from tools.fakes import FakeTicks
 
 
 class FakeWlan:

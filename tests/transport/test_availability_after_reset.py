@@ -7,12 +7,11 @@ import json
 import pytest
 
 from chargepoint.model.chargepoint import ChargePoint
-from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.clock import Clock
 from chargepoint.transport.mqtt import MqttTransport
 from chargepoint.transport.tls import TlsLink
-from conftest import T0, validate_outgoing
-from fakes import FakeBoard, FakeNet, FakeTicks, MemoryStore
+from conftest import central_system, validate_outgoing
+from tools.fakes import FakeBoard, FakeNet, FakeTicks, MemoryStore
 
 OUT = b"CP001/out"
 TAG = "04A1B2C3D4"
@@ -30,6 +29,7 @@ class Charger:
         self.reboots = []
         self.cp = ChargePoint(board, self.t, MemoryStore(files), clock=Clock(ticks_ms=ticks),
                               reboot=self.reboots.append)
+        self.cs = central_system(None, ticks)
         self.seen = len(net.published)
         self.inbound = {}
         self.answers = {}
@@ -42,13 +42,7 @@ class Charger:
         for _, raw, _ in self.net.published[self.seen:]:
             msg = validate_outgoing(raw.decode(), self.inbound)
             if msg[0] == 2:
-                now = iso(T0 + self.ticks.now // 1000)
-                payload = {"BootNotification": {"status": "Accepted", "currentTime": now,
-                                                "interval": 300},
-                           "StartTransaction": {"transactionId": 7,
-                                                "idTagInfo": {"status": "Accepted"}},
-                           "Authorize": {"idTagInfo": {"status": "Accepted"}}}.get(msg[2], {})
-                self.net.pending.append((OUT, json.dumps([3, msg[1], payload]).encode()))
+                self.net.pending.append((OUT, self.cs.reply(*msg[1:]).encode()))
                 self.net.pending += [(OUT, f) for f in self.then.pop(msg[2], ())]
             else:
                 self.answers[msg[1]] = msg

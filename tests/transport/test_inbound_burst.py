@@ -3,12 +3,11 @@ clock): every well-framed CALL is answered, none twice-executed, nothing acknowl
 import json
 
 from chargepoint.model.chargepoint import ChargePoint
-from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.clock import Clock
 from chargepoint.transport.mqtt import MqttTransport
 from chargepoint.transport.tls import TlsLink
-from conftest import T0, validate_outgoing
-from fakes import FakeBoard, FakeNet, FakeTicks, MemoryStore
+from conftest import central_system, validate_outgoing
+from tools.fakes import FakeBoard, FakeNet, FakeTicks, MemoryStore
 
 OUT = b"CP001/out"
 
@@ -21,6 +20,7 @@ class Rig:
                                client_factory=self.net.factory, rand=lambda n: 0)
         self.board = FakeBoard()
         self.cp = ChargePoint(self.board, self.t, MemoryStore(), clock=Clock(ticks_ms=self.ticks))
+        self.cs = central_system(None, self.ticks)
         self.seen = 0
         self.answers = {}  # uid -> [answer frames], for the Central System's CALLs
         self.inbound = {}  # uid -> action
@@ -34,11 +34,7 @@ class Rig:
         for _, raw, _ in self.net.published[self.seen:]:
             msg = validate_outgoing(raw.decode(), self.inbound)
             if msg[0] == 2:  # the charge point's own CALL: answer it
-                now = iso(T0 + self.ticks.now // 1000)
-                payload = {"BootNotification": {"status": "Accepted", "currentTime": now,
-                                                "interval": 300},
-                           "Heartbeat": {"currentTime": now}}.get(msg[2], {})
-                self.net.pending.append((OUT, json.dumps([3, msg[1], payload]).encode()))
+                self.net.pending.append((OUT, self.cs.reply(*msg[1:]).encode()))
             else:
                 self.answers.setdefault(msg[1], []).append(msg)
         self.seen = len(self.net.published)

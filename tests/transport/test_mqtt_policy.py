@@ -9,7 +9,7 @@ import pytest
 from chargepoint.transport.mqtt import MAX_PAYLOAD, MqttTransport, make_topic
 from chargepoint.transport.policy import KeepAlive, Reconnect, StaleWindow
 from chargepoint.transport.tls import TlsLink, pem_blocks
-from fakes import FakeNet, FakeTicks
+from tools.fakes import FakeNet, FakeTicks
 
 
 def lowest(n):

@@ -11,12 +11,11 @@ import pytest
 
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.ocpp.framing import MAX_FRAME
-from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.clock import Clock
 from chargepoint.transport.mqtt import MqttTransport
 from chargepoint.transport.tls import TlsLink
-from conftest import T0, validate_outgoing
-from fakes import FakeBoard, FakeTicks, MemoryStore
+from conftest import central_system, validate_outgoing
+from tools.fakes import FakeBoard, FakeTicks, MemoryStore
 
 OUT = b"CP001/out"
 
@@ -236,6 +235,7 @@ def test_charge_point_answers_the_calls_around_a_huge_one_and_refuses_it_by_name
     r = Rig(umqtt, monkeypatch)
     w = r.wire
     cp = ChargePoint(FakeBoard(), r.t, MemoryStore(), clock=Clock(ticks_ms=r.ticks))
+    cs = central_system(None, r.ticks)
     seen = 0
     answers = {}
 
@@ -248,10 +248,7 @@ def test_charge_point_answers_the_calls_around_a_huge_one_and_refuses_it_by_name
             msg = validate_outgoing(raw.decode(), {"g1": "GetConfiguration",
                                                    "g2": "GetConfiguration"})
             if msg[0] == 2:
-                now = iso(T0 + r.ticks.now // 1000)
-                payload = {"BootNotification": {"status": "Accepted", "currentTime": now,
-                                                "interval": 300}}.get(msg[2], {})
-                w.to_client += w.deliver(json.dumps([3, msg[1], payload]).encode())
+                w.to_client += w.deliver(cs.reply(*msg[1:]).encode())
             else:
                 answers[msg[1]] = msg
         seen = len(w.published)

@@ -44,7 +44,7 @@ async def reference(lab, code, heap, session_s, record=False):
         while True:
             await asyncio.sleep(0.5)
             if not sim.healthy():
-                raise PhaseError("firmware failed: %s" % sim.bad_log())
+                raise PhaseError("firmware failed: %s" % sim.bad_log(700))
 
     async def scenario(stage, sim):
         cs, broker = stage.cs, stage.broker

@@ -221,7 +221,7 @@ def _heap(h, info, images):
               _b(info.get("tx_after"))))
     yield ("- `heap_growth_1000_sessions_bytes`: %d RFID sessions (card, plug, one MeterValues, "
            "an inbound GetConfiguration, card, unplug) driven **in-process on the twin** "
-           "(`tools/bench/workloads.py` on `tests/fakes.py`: fake clock, loopback transport, "
+           "(`tools/bench/workloads.py` on `tools/fakes.py`: fake clock, loopback transport, "
            "the scripted Central System, the FileStore on disk), not through MQTT (a session "
            "through MQTT takes about a second, 1000 would take too long); live heap after "
            "session %s (caches full) against after the last one. Frozen code."
@@ -383,7 +383,7 @@ def _cpu(h, info, images):
     yield ""
     yield ("Process CPU time (user+system, the process's rusage: every thread, kernel time "
            "included) of the frozen twin running the firmware's engine and model **in-process** "
-           "(`tools/bench/workloads.py` on `tests/fakes.py`: loopback transport, fake clock, "
+           "(`tools/bench/workloads.py` on `tools/fakes.py`: loopback transport, fake clock, "
            "fake board, the scripted Central System answering every CALL at once). No TLS, "
            "MQTT, network thread or simulated peripherals. Each figure is the difference "
            "between a run of k operations and one of 2k, over k (the interpreter's start, "

@@ -1,5 +1,5 @@
 """What every benchmark phase stands on: the processes it starts (brokers, simulators, twins),
-each stopped on the way out, and the simulators' control sockets."""
+each stopped on the way out; the simulators through tools.simclient."""
 import asyncio
 import contextlib
 import ctypes
@@ -15,8 +15,9 @@ import tempfile
 import time
 
 from tools import certs, twin
-from tools.broker import Broker, free_port
+from tools.broker import Broker
 from tools.csms import CentralSystem
+from tools.simclient import Simulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKLOADS = os.path.join(ROOT, "tools", "bench", "workloads.py")
@@ -28,7 +29,6 @@ HEAP = 110000  # -X heapsize: an ESP32's free heap with Wi-Fi up
 # included, needs more than the shorter end-to-end tests)
 BIG_HEAP = 320000
 T = 30.0  # seconds any single expectation may take (two cores, several processes)
-BAD_LOG = ("Traceback", "MemoryError")
 
 
 def log(*args):
@@ -77,23 +77,6 @@ def _stat(pid):
         return f.read().rsplit(")", 1)[1].split()
 
 
-def children(pid):
-    """Process ids whose parent is `pid`."""
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if int(_stat(int(entry))[1]) == pid:
-                found.append(int(entry))
-        except (OSError, IndexError, ValueError):
-            pass
-    return found
-
-
 def cpu_seconds(pid):
     """utime + stime of a process (all its threads)."""
     fields = _stat(pid)
@@ -133,11 +116,11 @@ def percentiles(samples_ms):
 # --- the firmware in-process on the twin (tools/bench/workloads.py) ------------------------------
 
 def fakes_folder(tmp):
-    """A folder with tests/fakes.py compiled to fakes.mpy, for the workloads' MICROPYPATH."""
+    """A folder with tools/fakes.py compiled to fakes.mpy, for the workloads' MICROPYPATH."""
     out = os.path.join(tmp, "twinlib")
     os.makedirs(out, exist_ok=True)
     subprocess.run([twin.mpy_cross(), "-o", os.path.join(out, "fakes.mpy"),
-                    os.path.join(ROOT, "tests", "fakes.py")], check=True)
+                    os.path.join(ROOT, "tools", "fakes.py")], check=True)
     return out
 
 
@@ -221,7 +204,8 @@ class Lab:
                 yield stage
                 stage.check()
         finally:
-            await asyncio.gather(*(s.stop() for s in stage.sims), return_exceptions=True)
+            await asyncio.gather(*(s.terminate() for s in stage.sims),
+                                 return_exceptions=True)
             stage.broker.stop()
 
     def close(self):
@@ -256,125 +240,18 @@ class Stage:
     def check(self):
         for s in self.sims:
             if not s.healthy():
-                raise PhaseError("%s firmware log: %s" % (s.cp_id, s.bad_log()))
+                raise PhaseError("%s firmware log: %s" % (s.cp_id, s.bad_log(700)))
 
 
-class Control:
-    """One connection to a simulator's control socket (JSON lines)."""
-
-    def __init__(self, reader, writer):
-        self.reader, self.writer = reader, writer
-
-    async def ask(self, **req):
-        self.writer.write(json.dumps(req).encode() + b"\n")
-        await self.writer.drain()
-        line = await asyncio.wait_for(self.reader.readline(), T)
-        if not line:
-            raise PhaseError("simulator closed its control socket")
-        answer = json.loads(line)
-        if not answer.get("ok"):
-            raise PhaseError("simulator: %s" % answer.get("error"))
-        return answer
-
-    async def until(self, predicate, timeout=T, pause=0.05):
-        """Ask `status` every `pause` s until `predicate` holds of an answer; that answer."""
-        deadline = time.monotonic() + timeout
-        s = await self.ask(cmd="status")
-        while not predicate(s):
-            if time.monotonic() > deadline:
-                raise PhaseError("not within %s s; last status %s" % (timeout,
-                                                                     json.dumps(s)[:400]))
-            await asyncio.sleep(pause)
-            s = await self.ask(cmd="status")
-        return s
-
-    def close(self):
-        self.writer.close()
-
-
-class Sim:
-    """`python3 -m tools.sim` (quiet) with its control socket."""
+class Sim(Simulator):
+    """`python3 -m tools.sim` (quiet) for a phase: the lab's PKI, its process stopped with the
+    bench's, a failed expectation a PhaseError."""
 
     def __init__(self, lab, port, state, cp_id, code, heap, connectors):
-        self.state = state
-        self.cp_id = cp_id
-        self.heap = heap
-        self.control = ("127.0.0.1", free_port())
         cert, key = lab.pki.client(cp_id)
-        self.args = [sys.executable, "-m", "tools.sim", "--id", cp_id,
-                     "--broker", "127.0.0.1:%d" % port, "--ca", lab.pki.ca, "--cert", cert,
-                     "--key", key, "--state", state, "--control", "%s:%d" % self.control,
-                     "--quiet", "--code", code, "--heap", str(heap),
-                     "--connectors", str(connectors)]
-        self.proc = None
-        self.ctl = None
-
-    async def start(self):
-        with open(os.path.join(self.state, "sim.stderr"), "wb") as err:
-            self.proc = spawn(self.args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-        self.ctl = await self.connect()
-        return self
-
-    async def connect(self):
-        deadline = time.monotonic() + T
-        while True:
-            try:
-                return Control(*await asyncio.open_connection(*self.control))
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise PhaseError("simulator %s did not start: %s"
-                                     % (self.cp_id, self._tail("sim.stderr", 1500)))
-                await asyncio.sleep(0.05)
-
-    async def ask(self, **req):
-        return await self.ctl.ask(**req)
-
-    async def until(self, predicate, timeout=T, pause=0.05):
-        return await self.ctl.until(predicate, timeout, pause)
-
-    def _tail(self, name, limit=None):
-        try:
-            with open(os.path.join(self.state, name), errors="replace") as f:
-                text = f.read()
-        except OSError:
-            return ""
-        return text if limit is None else text[-limit:]
-
-    def healthy(self):
-        text = self._tail("firmware.log")
-        return not any(bad in text for bad in BAD_LOG)
-
-    def bad_log(self, limit=700):
-        """The firmware log from its first traceback or MemoryError on."""
-        text = self._tail("firmware.log")
-        at = [text.find(bad) for bad in BAD_LOG if bad in text]
-        return text[min(at):min(at) + limit] if at else text[-limit:]
-
-    def firmware_pid(self):
-        for pid in children(self.proc.pid):
-            try:
-                with open("/proc/%d/comm" % pid) as f:
-                    if f.read().strip() == "micropython":
-                        return pid
-            except OSError:
-                pass
-        raise PhaseError("no firmware process under simulator %d" % self.proc.pid)
-
-    async def stop(self):
-        if self.ctl:
-            self.ctl.close()
-            self.ctl = None
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            deadline = time.monotonic() + 10
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-        self.kill()
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(cp_id, "127.0.0.1:%d" % port, lab.pki.ca, cert, key, state, code=code,
+                         heap=heap, connectors=connectors, timeout=T, failure=PhaseError,
+                         spawn=spawn)
 
 
 def stopped(cp):

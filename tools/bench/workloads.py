@@ -1,5 +1,5 @@
 # Benchmark workloads run by the device twin itself (MicroPython, never CPython), for
-# tools/bench: the firmware's engine and model in-process on tests/fakes.py (fake clock,
+# tools/bench: the firmware's engine and model in-process on tools/fakes.py (fake clock,
 # loopback transport, fake board, the scripted Central System), or a bare TLS MQTT connection.
 #
 #   micropython -X heapsize=N workloads.py sessions COUNT STATE_DIR
@@ -11,7 +11,8 @@
 #   micropython ... workloads.py tls HOST PORT CA CERT KEY CLIENT_ID    (DER files)
 #       live heap before and after a mutual-TLS MQTT connection (umqtt.simple, as frozen)
 #
-# MICROPYPATH must reach the chargepoint package (frozen or .mpy) and fakes (.mpy).
+# MICROPYPATH must reach the chargepoint package (frozen or .mpy) and fakes (tools/fakes.py
+# as .mpy).
 import gc
 import json
 import sys
@@ -63,7 +64,7 @@ def firmware(mode, count, state_dir):
     frames = [0]
     peak = [0]
     cp = ChargePoint(board, transport, FileStore(state_dir), clock=Clock(ticks_ms=ticks),
-                     reboot=lambda hard: None)
+                     reboot=lambda hard: None, services={"folder": state_dir})
 
     def step(ms=0):
         ticks.advance(ms)
@@ -119,7 +120,7 @@ def firmware(mode, count, state_dir):
             step(1000)
             if (n + 1) % every == 0 or n == 0:
                 emit(session=n + 1, alloc=live(), status=cp.connectors[0].status)
-    calls = central.calls
+    calls = central.counts
     emit(done=count, peak=peak[0], frames=frames[0], meter_values=calls.get("MeterValues", 0),
          starts=calls.get("StartTransaction", 0), stops=calls.get("StopTransaction", 0))
 

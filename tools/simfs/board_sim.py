@@ -322,7 +322,7 @@ class Board:
                 frames.append((direction, text))
             else:
                 self.unlogged += 1
-        cp.engine.on_frame = on_frame
+        cp.engine.frame_listeners.append(on_frame)  # after the event log's journal
         world = socket.socket()
         world.connect(socket.getaddrinfo(self.bus[0], self.bus[1])[0][-1])
         world.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)

@@ -14,17 +14,31 @@ with an RSA or EC key (what mbedTLS can use), valid now when the clock is known.
 data is SHA256 over the issuer's Name DER and the issuer's (its own) subjectPublicKey bits,
 and the serial in hexadecimal without leading zeroes (whitepaper edition 3).
 
-config.json's CA (`cp.security.factory`, set by the app) is listed as CentralSystemRoot
+config.json's CA (the "ca_certificates" service, `cp.security.ca_certificates`) is listed as CentralSystemRoot
 certificates too, one entry per self-signed root in the file, and cannot be deleted over
 OCPP (Failed): it is the provisioned trust anchor and the way back. DeleteCertificate also
 refuses (Failed) to remove the last CentralSystemRootCertificate listed.
 """
 import binascii
 
-from chargepoint.model.security import CERT_INDEX, CERT_RECORD, event
 from chargepoint.ocpp import x509
 
 _CENTRAL = "CentralSystemRootCertificate"
+CERT_INDEX = "certs"  # [{"n", "type", "hash": CertificateHashData}] of installed certificates
+CERT_RECORD = "cert.%d"  # certificate n: its DER in base64
+
+
+def roots(store, kind=_CENTRAL):
+    """The DER of each certificate of `kind` installed over OCPP: app.py adds the Central
+    System roots to the TLS context's CA at boot; ManufacturerRootCertificate ones are there
+    for firmware signature checks."""
+    found = []
+    for entry in store.read(CERT_INDEX, ()):
+        if entry["type"] == kind:
+            text = store.read(CERT_RECORD % entry["n"])
+            if text:
+                found.append(binascii.a2b_base64(text))
+    return found
 
 
 def _status(status):
@@ -63,8 +77,8 @@ def install_certificate(cp, p):
         cp.store.write(CERT_INDEX, index)
     except OSError:  # flash full or failing
         return _status("Failed")
-    event(cp, "ReconfigurationOfSecurityParameters",
-          "InstallCertificate %s serial %s" % (kind, cert.serial))
+    cp.security.record("ReconfigurationOfSecurityParameters",
+                       "InstallCertificate %s serial %s" % (kind, cert.serial))
     return _status("Accepted")
 
 
@@ -107,14 +121,14 @@ def delete_certificate(cp, p):
     except OSError:
         return _status("Failed")
     cp.store.remove(CERT_RECORD % entry["n"])
-    event(cp, "ReconfigurationOfSecurityParameters",
-          "DeleteCertificate %s serial %s" % (kind, entry["hash"]["serialNumber"]))
+    cp.security.record("ReconfigurationOfSecurityParameters",
+                       "DeleteCertificate %s serial %s" % (kind, entry["hash"]["serialNumber"]))
     return _status("Accepted")
 
 
 def factory_ids(cp):
     """CertificateHashData of each self-signed root in config.json's CA file."""
-    source = cp.security.factory
+    source = cp.security.ca_certificates
     found = []
     if source is None:
         return found

@@ -1,25 +1,57 @@
-"""The charge point: OCPP 1.6 Core profile on top of the engine, the connectors and the queue.
+"""The charge point: the Core profile's own messages (BootNotification, StatusNotification,
+Heartbeat, Reset, the transaction queue) on top of the engine, the connectors and their
+sessions, and the table of features that brings the rest.
 
-Composition: `ChargePoint(board, transport, store, clock, ...)`, then call `loop()` every few
-tens of milliseconds. Nothing in here blocks or does I/O except through the injected store,
-transport, clock and hardware:
+Composition: `ChargePoint(board, transport, store, clock, reboot, boot_info, services,
+features)`, then call `loop()` every few tens of milliseconds. Nothing in here blocks or
+does I/O except through what is handed in:
   board      as documented in chargepoint.model.board
-  transport  send(text), can_send(), connected, receive() -> None, (text, stale), or
-             (head, stale, size) for a frame over the engine's MAX_FRAME (only its head kept)
+  transport  send(text), can_send(), connected, status (a dict), receive() -> None,
+             (text, stale), or (head, stale, size) for a frame over MAX_FRAME (only its head)
   store      read(name, default), write(name, value) (atomic), remove(name), names(prefix):
              chargepoint.platform.store.FileStore on the device
   clock      chargepoint.platform.clock.Clock (tests give it fake ticks)
+  reboot     reboot(hard): the platform's reset (app.py's flushes the event log first)
+  services   the platform's services by name, for the features (chargepoint.model)
+  features   (Feature class, ...) installed in this order: FEATURES by default
+
+The features (chargepoint.model says what one declares). Each is `cp.<name>`, None
+when it needs a service the platform does not give or is not in the table. The first four
+are the Core profile's and every table has them; the others may be left out:
+  security       security events (first: StartupOfTheDevice), ExtendedTriggerMessage,
+                 certificate management (chargepoint.model.security)
+  availability   ChangeAvailability, each connector's and the charge point's own
+  remote         the Core operations the Central System starts, TriggerMessage (RemoteTrigger)
+  metering       MeterValues: periodic, clock-aligned, triggered
+  smartcharging  SmartCharging: the limits, applied before every safety step
+  reservations   Reservation
+  local_list     LocalAuthListManagement (needs "folder")
+  diagnostics    GetDiagnostics, GetLog, the OCPP traffic in the event log
+  firmware       UpdateFirmware (FirmwareManagement; needs "updater")
+
+Hooks several parties observe are lists, registered once while the features are built and
+called in list order:
+  engine.frame_listeners  (direction, text) of every frame: the event log's journal
+                          (diagnostics), then the simulator's frame log (board_sim)
+  reboot_listeners        (hard, why) before every reset: security (ResetOrReboot); then the
+                          platform's reboot, which flushes the event log last
+  config.listeners        (name, value) after an accepted ChangeConfiguration: security
+                          (ReconfigurationOfSecurityParameters)
+The loop, in order: the clock; the features' before() (charging limits); the safety step of
+every connector; the reader; our own next CALL; up to 4 inbound frames; the features' tick()
+(table order); statuses; heartbeat; the engine sends; a reset that is due.
 """
 from micropython import const
 
-from chargepoint.model import (diagnostics, localauth, metering, remote, reservation, security,
-                              smartcharging)
+from chargepoint.model import (availability, diagnostics, firmware, handler, localauth,
+                              metering, remote, reservation, security, smartcharging)
 from chargepoint.model.authcache import AuthCache
 from chargepoint.model.connector import Connector
 from chargepoint.model.sessions import Sessions
 from chargepoint.model.txqueue import TxQueue, resolve_stamps
-from chargepoint.ocpp.config import BOOL, CSL, INT, RO, STR, Config
+from chargepoint.ocpp.config import BOOL, CSL, INT, RO, Config
 from chargepoint.ocpp.engine import Call, Engine
+from chargepoint.ocpp.timestamps import parse_iso
 
 _OUTBOX = const(16)  # volatile calls waiting; the oldest goes when full
 _BOOT_RETRY_S = const(60)  # after Pending/Rejected with interval 0
@@ -27,8 +59,18 @@ _BOOT_LOST_S = const(10)  # after an unanswered BootNotification
 _FRAMES_PER_LOOP = const(4)
 _RESET_GRACE_MS = const(3000)  # lets the Reset answer and the stops leave before rebooting
 
-# always supported; + LocalAuthListManagement on a file store
-PROFILES = "Core,RemoteTrigger,SmartCharging,Reservation"
+FEATURES = (
+    security.Security,
+    availability.Availability,
+    remote.Remote,
+    metering.Metering,
+    smartcharging.SmartCharging,
+    reservation.Reservations,
+    localauth.LocalList,
+    diagnostics.Diagnostics,
+    firmware.Firmware,
+)
+_OWN_TRIGGERS = ("BootNotification", "Heartbeat", "StatusNotification")
 
 
 def _nonneg(v):
@@ -53,7 +95,7 @@ _ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TS
 
 class ChargePoint:
     def __init__(self, board, transport, store, clock, reboot=None, boot_info=None,
-                 updater=None):
+                 services=None, features=FEATURES):
         self.board = board
         self.transport = transport
         self.store = store
@@ -65,16 +107,17 @@ class ChargePoint:
         clock.boot = self.boot
         self._uid = 0
         self._ref = 0
-        self.reboot = reboot  # reboot(hard): the platform's reset, injected
+        self._reboot = reboot
+        self.reboot_listeners = []
+        self.clock_listeners = []  # (source, unix before or None, unix now): set_clock
         self.boot_info = boot_info or board.info
         self.connectors = [Connector(i + 1, hw) for i, hw in enumerate(board.connectors)]
         self.config = Config(store)
         self._declare_config()
         self.cache = AuthCache(store, self.clock)
-        self.engine = Engine(transport, self.clock)
-        self.engine.next_call = self._next_call
-        self.txq = TxQueue(store, self.clock, self.config)
+        self.engine = Engine(transport, self.clock, self._next_call)
         self.sessions = Sessions(self)
+        self.txq = TxQueue(store, self.clock, self.config, self.sessions.on_tx_answer)
         self.outbox = []
         self.registration = None  # None (not asked yet), "Pending", "Rejected", "Accepted"
         self._boot_due = None  # ticks at which to (re)send BootNotification; None = now
@@ -82,38 +125,45 @@ class ChargePoint:
         self.status0 = None  # connector 0's status as last computed
         self.error0 = "NoError"  # and its errorCode: ReaderFailure while the reader is dead
         self._notify0 = False
-        self._reset = None  # (hard, ticks requested)
+        self._reset = None  # (hard, why, ticks requested)
         self.stale_rejected = 0
-        self.vendor_data = {}  # DataTransfer vendorId -> handler(messageId, data) -> answer
-        availability = store.read("availability", {})
-        # A change scheduled for the end of a transaction applies now: none survives a boot.
-        scheduled = availability.pop("s", None)
-        if scheduled:
-            availability.update(scheduled)
-            store.write("availability", availability)
-        # connector 0 (the charge point as a whole) has an availability of its own
-        self.operative0 = availability.get("0", True)
-        self.scheduled0 = None  # its change waiting for the connectors' transactions to end
         for c in self.connectors:
-            c.operative = availability.get(str(c.id), True)
             self.sessions.recover(c)
             if c.hw.lock is not None:
                 c.hw.lock.unlock()  # no transaction survives a boot: release the cable
-        security.install(self)  # cp.security: events from here on, certificates
-        remote.install(self)
-        localauth.install(self)  # cp.local_list; None where the store has no folder
-        smartcharging.install(self)  # cp.smartcharging
-        reservation.install(self)  # cp.reservations
-        diagnostics.install(self)  # cp.diagnostics; app.py attaches the log and uploader
-        self.firmware = None
-        if updater is not None:  # chargepoint.platform.update on a board
-            from chargepoint.model import firmware
-            firmware.install(self, updater)  # cp.firmware
-        profiles = PROFILES + (",LocalAuthListManagement" if self.local_list else "") + (
-            ",FirmwareManagement" if self.firmware else "")
-        self.config.declare("SupportedFeatureProfiles", CSL, profiles, RO)
-        self.config.declare("SupportedFeatureProfilesMaxLength", INT,
-                            len(profiles.split(",")), RO)
+        self._install(features, services or {})
+
+    def _install(self, features, services):
+        """Build the features in order; derive the routes, keys, profiles and per-loop work
+        from what each declares (chargepoint.model); triggers and DataTransfer vendors are
+        looked up in `features` when asked. The standard names are there (None) whatever the
+        table holds: a table without reservations, say, is a charge point without the
+        Reservation profile."""
+        for kind in FEATURES:
+            setattr(self, kind.name, None)
+        self._before = []
+        self._ticks = []
+        self.features = []  # installed, in table order (trigger_request, vendor look here)
+        profiles = ["Core"]
+        config = self.config
+        for kind in features:
+            feature = None
+            if not [need for need in kind.needs if services.get(need) is None]:
+                for key in kind.keys:
+                    config.declare(*key)
+                feature = kind(self, services)
+                for action in kind.routes:
+                    self.engine.route(action, getattr(feature, handler(action)))
+                self.features.append(feature)
+                if kind.profile is not None and kind.profile not in profiles:
+                    profiles.append(kind.profile)
+                if feature.before is not None:
+                    self._before.append(feature.before)
+                if feature.tick is not None:
+                    self._ticks.append(feature.tick)
+            setattr(self, kind.name, feature)
+        config.declare("SupportedFeatureProfiles", CSL, ",".join(profiles), RO)
+        config.declare("SupportedFeatureProfilesMaxLength", INT, len(profiles), RO)
 
     # -- identity of messages and transactions --------------------------------------------
 
@@ -189,42 +239,6 @@ class ChargePoint:
                 return status, self.cache.parent(id_tag)
         return None
 
-    def set_operative(self, c, operative):
-        """Apply an availability change to connector c, or with 0 to the charge point itself
-        and every connector (OCPP 1.6 §5.2). Connector 0 follows a change scheduled for it
-        once no connector waits for its transaction to end."""
-        availability = self.store.read("availability", {})
-        if c == 0:
-            self.operative0 = operative
-            self.scheduled0 = None
-            availability["0"] = operative
-        for each in (self.connectors if c == 0 else [c]):
-            each.operative = operative
-            each.scheduled = None
-            availability[str(each.id)] = operative
-        if self.scheduled0 is not None and not [x for x in self.connectors
-                                                if x.scheduled is not None]:
-            self.operative0 = availability["0"] = self.scheduled0
-            self.scheduled0 = None
-        self._write_availability(availability)
-
-    def schedule_availability(self):
-        """Persist the changes scheduled for the end of transactions: a power cut first
-        still applies them (at the boot)."""
-        self._write_availability(self.store.read("availability", {}))
-
-    def _write_availability(self, availability):
-        scheduled = {}
-        if self.scheduled0 is not None:
-            scheduled["0"] = self.scheduled0
-        for x in self.connectors:
-            if x.scheduled is not None:
-                scheduled[str(x.id)] = x.scheduled
-        availability.pop("s", None)
-        if scheduled:
-            availability["s"] = scheduled
-        self.store.write("availability", availability)
-
     # -- outgoing calls -------------------------------------------------------------------
 
     def call(self, action, payload, done=None, fail=None, timeout_ms=0):
@@ -267,7 +281,7 @@ class ChargePoint:
         self._boot_asked = False
         self.registration = payload["status"]
         self.engine.answer_calls = self.registration != "Rejected"
-        security.set_clock(self, payload["currentTime"], "BootNotification")
+        self.set_clock(payload["currentTime"], "BootNotification")
         interval = payload["interval"]
         if self.registration == "Accepted":
             if interval > 0:
@@ -284,9 +298,39 @@ class ChargePoint:
         wait = 0 if code == "Offline" else _BOOT_LOST_S * 1000
         self._boot_due = self.clock.after(wait)
 
-    def trigger_boot(self):
-        """TriggerMessage(BootNotification): register again; the answer is handled as at boot."""
-        self.call("BootNotification", self._boot_payload(), self._boot_done)
+    # -- TriggerMessage, ExtendedTriggerMessage ---------------------------------------------
+
+    def trigger_request(self, message, cid, extended=False):
+        """A Central System asks for `message` (about connector `cid`, or None): "Accepted"
+        and queued by whoever offers it (this charge point or a feature), "Rejected" for an
+        unknown connector, "NotImplemented" when nobody offers it."""
+        if cid is not None and cid != 0 and self.connector(cid) is None:
+            return "Rejected"
+        owner = self if message in _OWN_TRIGGERS else None
+        for feature in self.features:
+            if message in feature.triggers:
+                owner = feature
+        if owner is None:
+            return "NotImplemented"
+        owner.trigger(message, cid, extended)
+        return "Accepted"
+
+    def vendor(self, vendor_id):
+        """The feature that answers DataTransfer for `vendor_id`, or None."""
+        for feature in self.features:
+            if feature.vendor_id == vendor_id:
+                return feature
+        return None
+
+    def trigger(self, message, cid, extended):
+        if message == "BootNotification":  # register again; answered as at boot
+            self.call("BootNotification", self._boot_payload(), self._boot_done)
+        elif message == "Heartbeat":
+            self.send_heartbeat()
+        else:  # StatusNotification
+            for i in ([cid] if cid is not None else [0] + [c.id for c in self.connectors]):
+                status = self.status_call(i)
+                self.call(status.action, status.payload, status.done, status.fail)
 
     # -- status notifications -------------------------------------------------------------
 
@@ -301,7 +345,7 @@ class ChargePoint:
                 c.stamp = self.clock.stamp()
             c.notify = ((c.status, c.error) != c.reported
                         and self.clock.since(c.changed_at) >= min_ms)
-        status0 = "Available" if self.operative0 else "Unavailable"
+        status0 = "Available" if self.availability.operative0 else "Unavailable"
         rfid = self.board.rfid
         error0 = "ReaderFailure" if getattr(rfid, "failed", False) else "NoError"
         if status0 != self.status0 or error0 != self.error0:
@@ -349,31 +393,54 @@ class ChargePoint:
         self.call("Heartbeat", {}, self._clock_from)
 
     def _clock_from(self, payload):
-        security.set_clock(self, payload["currentTime"], "Heartbeat")
+        self.set_clock(payload["currentTime"], "Heartbeat")
+
+    def set_clock(self, text, source):
+        """The wall clock from a Central System's currentTime (`source`: the message it came
+        with); the clock_listeners hear (source, unix time before or None, unix time now)."""
+        was = self.clock.wall()
+        self.clock.set_wall(*parse_iso(text, True))
+        now = self.clock.wall()
+        for listener in self.clock_listeners:
+            listener(source, was, now)
 
     # -- reset ----------------------------------------------------------------------------
 
-    def request_reset(self, hard):
+    def request_reset(self, hard, why=None):
+        """Stop every transaction now and reset once their StopTransactions had a moment to
+        leave. `why`: what the reboot listeners hear (ResetOrReboot's techInfo)."""
         reason = "HardReset" if hard else "SoftReset"
         for c in self.connectors:
             if c.tx is not None:
                 self.sessions.stop(c, reason)
-        self._reset = (hard, self.clock.ticks_ms())
+        self._reset = (hard, why, self.clock.ticks_ms())
 
     def _reset_if_due(self):
-        hard, at = self._reset
+        hard, why, at = self._reset
         waited = self.clock.since(at)
         # a soft reset lets the StopTransactions go first (they are persisted either way)
         if waited >= _RESET_GRACE_MS and (hard or not len(self.txq) or waited >= 10000):
             self._reset = None
-            if self.reboot is not None:
-                self.reboot(hard)
+            self.reboot(hard, why)
+
+    def reboot(self, hard, why=None):
+        """Reset the board now: the reboot listeners first, then the platform's reboot."""
+        self.announce_reboot(hard, why)
+        if self._reboot is not None:
+            self._reboot(hard)
+
+    def announce_reboot(self, hard, why=None):
+        """Tell the reboot listeners (in order) that the board is about to reset: also for a
+        reset the firmware does not make itself (Ctrl-D at the console)."""
+        for listener in self.reboot_listeners:
+            listener(hard, why)
 
     # -- the loop -------------------------------------------------------------------------
 
     def loop(self):
         self.clock.keep()
-        self.smartcharging.apply()  # the limits in place before the step offers current
+        for work in self._before:  # the charging limits, before the step offers current
+            work()
         sessions = self.sessions
         for c in self.connectors:
             sessions.step(c)  # the safety path runs first, every time
@@ -393,16 +460,12 @@ class ChargePoint:
             if msg is None:
                 break
             self.engine.feed(*msg)
-        sessions.meter()
-        self.reservations.tick()  # expiry with the clock this step may have set
+        for work in self._ticks:  # before the engine: what they queue goes out now
+            work()
         self._statuses()
         if self.registration == "Accepted":
             self._heartbeat()
-        self.diagnostics.poll()  # before the engine: a status it queues goes out now
-        self.security.poll()
         self.engine.poll()
-        if self.firmware is not None:
-            self.firmware.step()
         if self._reset is not None:
             self._reset_if_due()
 

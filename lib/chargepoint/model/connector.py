@@ -1,5 +1,14 @@
 """One connector's state and its OCPP 1.6 status (§4.9 StatusNotification state machine)."""
+from micropython import const
+
 from chargepoint.model.board import DEGRADED
+
+# Connector.auth, a session granted but not started: [idTag, ticks granted, chargingProfile
+# (a RemoteStart's TxProfile or None), parentIdTag or None]
+AUTH_TAG = const(0)
+AUTH_AT = const(1)
+AUTH_PROFILE = const(2)
+AUTH_PARENT = const(3)
 
 
 class Connector:
@@ -14,7 +23,7 @@ class Connector:
         self.limit = None  # amps a charging limit allows (SmartCharging), None = max_amps
         self.withdrawn = None  # ticks a limit withdrew the offer with the relay closed
         self.tx = None  # the running transaction's persisted record
-        self.auth = None  # [idTag, ticks granted, chargingProfile, parentIdTag]: not started
+        self.auth = None  # a session granted, not started: see AUTH_* above
         self.authorizing = None  # idTag whose Authorize is in flight
         self.finishing = False  # transaction over, cable still in
         self.operative = True
@@ -70,6 +79,6 @@ class Connector:
             "relay": self.hw.relay.get(),
             "pilot_amps": self.offered,
             "transaction_id": tx["id"] if tx else None,
-            "id_tag": tx["tag"] if tx else (self.auth[0] if self.auth else None),
+            "id_tag": tx["tag"] if tx else (self.auth[AUTH_TAG] if self.auth else None),
             "energy_wh": self.hw.meter.energy_wh(),
         }

@@ -1,8 +1,8 @@
 """Firmware update (OCPP 1.6 UpdateFirmware, FirmwareStatusNotification): when to fetch, retry,
 install and confirm; the platform's updater (chargepoint.platform.update) does the work.
 
-`firmware.install(cp, updater)` routes UpdateFirmware and leaves `cp.firmware`, whose step()
-runs every loop. The updater: `download(url)` and `install()` start work in a thread, `busy`
+A feature (`cp.firmware`, FirmwareManagement) installed where the platform gives the
+"updater" service (chargepoint.platform.update); its tick() runs every loop. The updater: `download(url)` and `install()` start work in a thread, `busy`
 and `error` say how it went, `refused` after a download says why a sound package is not for
 this board (its kind or target; None when it is: then install() fails at once with it as
 `error`), `outcome()` at start tells whether this firmware is an update on trial ("trying")
@@ -33,6 +33,7 @@ on the charger; a Central System that sends the wrong package by mistake learns 
 """
 from micropython import const
 
+from chargepoint.model import Feature
 from chargepoint.ocpp.timestamps import parse_iso
 
 _JOB = "fwjob"
@@ -40,17 +41,16 @@ TRIAL_MS = const(600000)  # the new firmware's time to be accepted by the Centra
 REFUSED_EVENT = "InvalidFirmwarePackage"  # a sound package of a kind or target not this board's
 
 
-def install(cp, updater):
-    fw = Firmware(cp, updater)
-    cp.firmware = fw
-    cp.engine.route("UpdateFirmware", lambda p, stale: fw.update_firmware(p))
-    return fw
+class Firmware(Feature):
+    name = "firmware"
+    profile = "FirmwareManagement"
+    needs = ("updater",)
+    triggers = ("FirmwareStatusNotification",)
+    routes = ("UpdateFirmware",)
 
-
-class Firmware:
-    def __init__(self, cp, updater):
+    def __init__(self, cp, services):
         self.cp = cp
-        self.updater = updater
+        updater = self.updater = services["updater"]
         self.status = "Idle"
         self.job = cp.store.read(_JOB)  # {"url", "at" (unix), "retries", "interval", "tries"}
         self.phase = "wait" if self.job is not None else None
@@ -62,7 +62,7 @@ class Firmware:
         elif outcome == "failed":
             self.phase = "failed"
 
-    def update_firmware(self, p):
+    def update_firmware(self, p, stale):
         # Carried out even when stale: nothing is installed before it has been checked.
         self.job = {"url": p["location"], "at": parse_iso(p["retrieveDate"]) or 0,
                     "retries": p.get("retries", 0), "interval": p.get("retryInterval", 60),
@@ -72,9 +72,11 @@ class Firmware:
         self.due = None
         return {}
 
-    def current(self):
-        """What TriggerMessage reports: the status of the update under way, else Idle."""
-        return self.status if self.phase is not None else "Idle"
+    def trigger(self, message, cid, extended):
+        if extended:  # the whitepaper's: a signed update's status (none exists yet)
+            self.cp.call("SignedFirmwareStatusNotification", {"status": "Idle"})
+        else:  # the status of the update under way, else Idle
+            self.cp.call(message, {"status": self.status if self.phase is not None else "Idle"})
 
     def report(self, status):
         self.status = status
@@ -86,7 +88,7 @@ class Firmware:
         self.phase = None
         self.cp.store.remove(_JOB)
 
-    def step(self):
+    def tick(self):
         phase = self.phase
         if phase is None:
             return
@@ -100,8 +102,8 @@ class Firmware:
                 cp.security.record("FirmwareUpdated", "now running %s" % up.version)
             elif cp.clock.since(self.since) > TRIAL_MS:
                 self.phase = None
-                cp.security.why = "firmware update not accepted: rolling back"
-                cp.reboot(True)  # not accepted: the old firmware comes back
+                # not accepted: the old firmware comes back
+                cp.reboot(True, "firmware update not accepted: rolling back")
             return
         if phase == "failed":
             if cp.registration == "Accepted":
@@ -151,5 +153,5 @@ class Firmware:
             self.job = None
             self.phase = None
             cp.store.remove(_JOB)
-            cp.security.why = "firmware update to %s" % up.new_version
-            cp.request_reset(True)  # the Installing notification goes first
+            # the Installing notification goes first
+            cp.request_reset(True, "firmware update to %s" % up.new_version)

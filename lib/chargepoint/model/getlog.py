@@ -2,9 +2,9 @@
 event log, or only its security events, uploaded the way GetDiagnostics uploads it.
 
 Imported on the first GetLog (chargepoint.model.diagnostics routes it): the request becomes a
-job of the diagnostics module, which runs it with the same network thread, uploader, retries
-and one-attempt-at-a-time as GetDiagnostics; `cp.diagnostics.log_status()` answers
-ExtendedTriggerMessage(LogStatusNotification).
+job of the upload runner (chargepoint.model.uploads), with the same network thread, uploader,
+retries and one-attempt-at-a-time as GetDiagnostics; the diagnostics feature answers
+ExtendedTriggerMessage(LogStatusNotification) from it.
 
 GetLog answers at once:
   Rejected          no log or no uploader attached (the tests' default charge point)
@@ -26,7 +26,7 @@ The upload:
   that is no URL is reported BadMessage at once, one of another scheme (ftp://)
   NotSupportedOperation, without an attempt.
 """
-from chargepoint.model.diagnostics import LOG, Job, public, target
+from chargepoint.model.uploads import LOG, Job, public, target
 
 
 class LogJob(Job):
@@ -62,19 +62,20 @@ def _unusable(location):
 
 def request(d, p):
     """GetLog.req to `d` (the charge point's Diagnostics): its GetLog.conf."""
-    log = d.log
-    if log is None or d.upload is None:
+    uploads = d.uploads
+    if uploads is None:
         return {"status": "Rejected"}
+    log = d.log
     security = p["logType"] == "SecurityLog"
     location = p["log"]["remoteLocation"]
-    name = d.file_name("security" if security else "diagnostics")
+    name = uploads.file_name("security" if security else "diagnostics")
     log.write("diag", "GetLog %s %d: %s to %s" % (p["logType"], p["requestId"], name,
                                                  public(location)))
     job = LogJob(target(location, name), p, p["requestId"], "security" if security else None)
-    status = "AcceptedCanceled" if d.start(LOG, job) else "Accepted"
+    status = "AcceptedCanceled" if uploads.start(LOG, job) else "Accepted"
     problem = _unusable(location)
     if problem is not None:
-        d.start(LOG, None)
+        uploads.start(LOG, None)
         log.write("diag", "upload failed: %s location" % problem)
-        d.cp.call(job.action, job.payload(problem))
+        uploads.report(job, problem)
     return {"status": status, "filename": name}

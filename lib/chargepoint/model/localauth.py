@@ -22,6 +22,7 @@ import struct
 
 from micropython import const
 
+from chargepoint.model import Feature
 from chargepoint.ocpp.config import BOOL, INT, RO
 from chargepoint.ocpp.timestamps import parse_iso
 
@@ -44,50 +45,6 @@ _NO_EXPIRY = const(0)
 
 _STATUSES = ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx")
 _NAME = "locallist"
-
-
-def install(cp, folder=None):
-    """Declare the profile's keys, attach the list as cp.local_list and route SendLocalList and
-    GetLocalListVersion. Without a folder (a store with no `folder`, such as the tests'
-    MemoryStore) nothing is installed: cp.local_list is None and both actions stay
-    NotSupported."""
-    if folder is None:
-        folder = getattr(cp.store, "folder", None)
-    if folder is None:
-        cp.local_list = None
-        return None
-    d = cp.config.declare
-    d("LocalAuthListEnabled", BOOL, True)
-    d("LocalAuthListMaxLength", INT, _MAX_LENGTH, RO)
-    d("SendLocalListMaxLength", INT, _SEND_MAX, RO)
-    # LocalAuthorizeOffline and LocalPreAuthorize are declared with the Core keys.
-    cp.local_list = LocalList(folder, cp.config, cp.clock)
-    r = cp.engine.route
-    r("GetLocalListVersion", lambda p, s: get_local_list_version(cp))
-    r("SendLocalList", lambda p, s: send_local_list(cp, p))
-    return cp.local_list
-
-
-def get_local_list_version(cp):
-    if not cp.config.get("LocalAuthListEnabled"):
-        return {"listVersion": -1}
-    return {"listVersion": cp.local_list.version}
-
-
-def send_local_list(cp, p):
-    # Carried out even when stale: it is configuration, not actuation.
-    config = cp.config
-    if not config.get("LocalAuthListEnabled"):
-        return {"status": "NotSupported"}
-    local_list = cp.local_list
-    full = p["updateType"] == "Full"
-    version = p["listVersion"]
-    if not full and version <= local_list.version:
-        return {"status": "VersionMismatch"}
-    entries = p.get("localAuthorizationList") or []
-    if len(entries) > config.get("SendLocalListMaxLength"):
-        return {"status": "Failed"}
-    return {"status": local_list.update(entries, version, full)}
 
 
 def _fill(buf, text, fold):
@@ -130,17 +87,47 @@ def _record(id_tag, info):
     return rec
 
 
-class LocalList:
-    def __init__(self, folder, config, clock):
-        self.path = folder + "/" + _NAME
-        self.config = config
-        self.clock = clock
+class LocalList(Feature):
+    """The feature (`cp.local_list`): installed where the platform gives the "folder" of the
+    records (a test charge point on a memory store has none, and both actions stay
+    NotSupported). LocalAuthorizeOffline and LocalPreAuthorize are the Core keys."""
+    name = "local_list"
+    profile = "LocalAuthListManagement"
+    needs = ("folder",)
+    routes = ("GetLocalListVersion", "SendLocalList")
+    keys = (("LocalAuthListEnabled", BOOL, True),
+            ("LocalAuthListMaxLength", INT, _MAX_LENGTH, RO),
+            ("SendLocalListMaxLength", INT, _SEND_MAX, RO))
+
+    def __init__(self, cp, services):
+        self.path = services["folder"] + "/" + _NAME
+        self.config = cp.config
+        self.clock = cp.clock
         self._key = bytearray(_TAG)  # the idTag looked up
         self._probe = bytearray(_TAG)  # the key of the record under the cursor
         self._tail = bytearray(_TAIL)
         self.version = 0
         self.count = 0
         self._load()
+
+    def get_local_list_version(self, p, stale):
+        if not self.config.get("LocalAuthListEnabled"):
+            return {"listVersion": -1}
+        return {"listVersion": self.version}
+
+    def send_local_list(self, p, stale):
+        # Carried out even when stale: it is configuration, not actuation.
+        config = self.config
+        if not config.get("LocalAuthListEnabled"):
+            return {"status": "NotSupported"}
+        full = p["updateType"] == "Full"
+        version = p["listVersion"]
+        if not full and version <= self.version:
+            return {"status": "VersionMismatch"}
+        entries = p.get("localAuthorizationList") or []
+        if len(entries) > config.get("SendLocalListMaxLength"):
+            return {"status": "Failed"}
+        return {"status": self.update(entries, version, full)}
 
     def _load(self):
         try:

@@ -1,4 +1,17 @@
-"""Meter values: which measurands the meter can give, and sampled values in OCPP form."""
+"""Meter values: which measurands the meter can give, sampled values in OCPP form, and the
+MeterValues the charge point sends (periodic during a transaction, clock-aligned, triggered).
+
+Periodic samples of a running transaction go through the transaction queue (persisted, sent
+in order, retried); clock-aligned ones of an idle connector and triggered ones are volatile
+calls. The running transaction's record keeps its latest register reading, written at least
+once a minute: what a StopTransaction made after a power cut reports.
+"""
+from micropython import const
+
+from chargepoint.model import Feature
+from chargepoint.ocpp.timestamps import iso
+
+_SAVE_MS = const(60000)  # the running transaction's energy is written at least this often
 
 # measurand -> (unit, how to read it from the connector)
 MEASURANDS = {
@@ -57,3 +70,61 @@ def _sv(value, context, measurand, unit, phase):
     if phase:
         sv["phase"] = phase
     return sv
+
+
+class Metering(Feature):
+    """Its configuration keys (MeterValueSampleInterval, ClockAlignedDataInterval,
+    MeterValues*Data) are the Core profile's, declared with the charge point's."""
+    name = "metering"
+    triggers = ("MeterValues",)
+
+    def __init__(self, cp, services):
+        self.cp = cp
+        self.aligned_slot = None  # the clock-aligned interval we are in
+
+    def tick(self):
+        cp = self.cp
+        clock = cp.clock
+        config = cp.config
+        interval = config.get("MeterValueSampleInterval") * 1000
+        for c in cp.connectors:
+            if c.tx is None:
+                continue
+            if interval and clock.since(c.sampled_at) >= interval:
+                c.sampled_at = clock.ticks_ms()
+                self._queue(c, config.get("MeterValuesSampledData"), "Sample.Periodic",
+                            clock.stamp())
+            if clock.since(c.saved_at) >= _SAVE_MS:
+                cp.sessions.save(c)
+        aligned = config.get("ClockAlignedDataInterval")
+        wall = clock.wall()
+        if not aligned or wall is None:
+            self.aligned_slot = None
+            return
+        slot = int(wall) // aligned
+        if self.aligned_slot is not None and slot != self.aligned_slot:
+            for c in cp.connectors:
+                self._queue(c, config.get("MeterValuesAlignedData"), "Sample.Clock",
+                            iso(slot * aligned))
+        self.aligned_slot = slot
+
+    def _queue(self, c, measurands, context, stamp):
+        if not measurands:
+            return
+        cp = self.cp
+        mv = sample(c, measurands, context, stamp)
+        if c.tx is not None:
+            cp.txq.push(cp.new_uid(), "MeterValues", {
+                "connectorId": c.id, "transactionId": None, "meterValue": [mv]}, c.tx["ref"])
+        else:
+            cp.call("MeterValues", {"connectorId": c.id, "meterValue": [mv]})
+
+    def trigger(self, message, cid, extended):
+        cp = self.cp
+        measurands = cp.config.get("MeterValuesSampledData")
+        for c in ([cp.connector(cid)] if cid else cp.connectors):
+            payload = {"connectorId": c.id,
+                       "meterValue": [sample(c, measurands, "Trigger", cp.clock.stamp())]}
+            if c.tx is not None and c.tx["id"] is not None:
+                payload["transactionId"] = c.tx["id"]
+            cp.call("MeterValues", payload)

@@ -1,8 +1,7 @@
 """The Reservation profile (OCPP 1.6 §5.13 ReserveNow, §5.1 CancelReservation).
 
-Wiring: `reservation.install(cp)` once the connectors and the sessions exist (it returns the
-Reservations, also left as `cp.reservations`), then `cp.reservations.tick()` every loop step
-before the statuses are computed. The sessions ask `rank()` before granting a connector to an
+A feature (`cp.reservations`) whose `tick()` runs every loop step before the statuses are
+computed. The sessions ask `rank()` before granting a connector to an
 idTag and `claim()` when a transaction starts; the connector shows `Reserved` while
 `Connector.reserved` is set.
 
@@ -28,6 +27,8 @@ Choices where the specification leaves room:
 from micropython import const
 
 from chargepoint.model.board import DEGRADED
+from chargepoint.model.connector import AUTH_PARENT, AUTH_TAG
+from chargepoint.model import Feature
 from chargepoint.ocpp.config import BOOL, RO
 from chargepoint.ocpp.timestamps import parse_iso
 
@@ -38,17 +39,6 @@ _CONN = const(1)
 _TAG = const(2)
 _PARENT = const(3)
 _EXPIRY = const(4)
-
-
-def install(cp):
-    """Declare ReserveConnectorZeroSupported, restore the reservations, route the requests."""
-    cp.config.declare("ReserveConnectorZeroSupported", BOOL, True, RO)
-    rs = Reservations(cp)
-    cp.reservations = rs
-    r = cp.engine.route
-    r("ReserveNow", lambda p, s: {"status": rs.reserve(p)})
-    r("CancelReservation", lambda p, s: {"status": rs.cancel(p["reservationId"])})
-    return rs
 
 
 def _same(a, b):
@@ -62,8 +52,13 @@ def _valid(item):
             and isinstance(item[_EXPIRY], int))
 
 
-class Reservations:
-    def __init__(self, cp):
+class Reservations(Feature):
+    name = "reservations"
+    profile = "Reservation"
+    routes = ("ReserveNow", "CancelReservation")
+    keys = (("ReserveConnectorZeroSupported", BOOL, True, RO),)
+
+    def __init__(self, cp, services):
         self.cp = cp
         records = cp.store.read(_RECORD, [])
         self.items = [r for r in records if _valid(r)] if isinstance(records, list) else []
@@ -73,6 +68,9 @@ class Reservations:
         self.cp.store.write(_RECORD, self.items)
 
     # -- ReserveNow, CancelReservation ----------------------------------------------------
+
+    def reserve_now(self, p, stale):
+        return {"status": self.reserve(p)}
 
     def reserve(self, p):
         """ReserveNow.req: Accepted, Faulted, Occupied, Rejected or Unavailable."""
@@ -122,18 +120,18 @@ class Reservations:
                     faulted += 1
         if spare > self._needed(None, None):
             return "Accepted"
-        if not operative or not self.cp.operative0:
+        if not operative or not self.cp.availability.operative0:
             return "Unavailable"
         return "Faulted" if faulted == operative else "Occupied"
 
-    def cancel(self, rid):
-        """CancelReservation.req: Accepted, or Rejected for an unknown reservationId."""
-        r = self._find(rid)
+    def cancel_reservation(self, p, stale):
+        """Accepted, or Rejected for an unknown reservationId."""
+        r = self._find(p["reservationId"])
         if r is None:
-            return "Rejected"
+            return {"status": "Rejected"}
         self.items.remove(r)
         self._save()
-        return "Accepted"
+        return {"status": "Accepted"}
 
     # -- what the sessions ask --------------------------------------------------------------
 
@@ -236,8 +234,8 @@ class Reservations:
             for c in self.cp.connectors:
                 a = c.auth
                 if a is not None and c.tx is None and (
-                        _same(r[_TAG], a[0]) or (r[_PARENT] and a[3]
-                                                 and _same(r[_PARENT], a[3]))):
+                        _same(r[_TAG], a[AUTH_TAG]) or (
+                            r[_PARENT] and a[AUTH_PARENT] and _same(r[_PARENT], a[AUTH_PARENT]))):
                     taken = True
                     break
             if not taken:

@@ -1,18 +1,24 @@
-"""Charging sessions: authorisation, transactions, the relay/pilot safety rules, metering.
+"""Charging sessions: authorisation, transactions, the relay/pilot safety rules.
 
 Safety rule (checked every loop step, before anything else and without waiting on the
 network): the relay is closed only while a transaction is running and authorised, there is no
 fault, the pilot offers current and the EV asks for charge (state C or D). Everything else
 opens it.
+
+A running transaction is a record on flash, "tx<connector id>", short keys (legend): ref
+(our reference until the Central System gives an id), tag (idTag), start (meterStart, Wh), ts
+(its timestamp), ok (authorised: false after an Invalid StartTransaction answer), id
+(transactionId or None), last ([Wh, timestamp], the latest reading saved), conn (connector
+id), profile (its TxProfile), parent (parentIdTag), resv (reservationId), begin (the
+Transaction.Begin sample for StopTransaction's transactionData).
 """
 from micropython import const
 
 from chargepoint.model import metering
 from chargepoint.model.board import fault_code
-from chargepoint.ocpp.timestamps import iso
+from chargepoint.model.connector import AUTH_AT, AUTH_PARENT, AUTH_PROFILE, AUTH_TAG
 
 _AUTHORIZE_TIMEOUT_MS = 10000
-_SAVE_MS = 60000  # the running transaction's energy is written at least this often
 _MIN_AMPS = 6  # below this the pilot offers nothing (IEC 61851-1)
 # A limit that withdraws the offer while the EV draws: the EV must stop within 3 s; the relay
 # opens when it does, or then (not under load before). Faults, unplug, lost authorisation and
@@ -23,8 +29,6 @@ _WITHDRAW_MS = const(3000)
 class Sessions:
     def __init__(self, cp):
         self.cp = cp
-        self.aligned_slot = None
-        cp.txq.on_answer = self._on_tx_answer
 
     # -- the safety path and the connector's own events -----------------------------------
 
@@ -51,7 +55,7 @@ class Sessions:
         if c.auth is not None and c.tx is None:
             if plugged and c.fault == "NoError" and c.operative:
                 self.start(c)
-            elif cp.clock.since(c.auth[1]) >= cp.config.get("ConnectionTimeOut") * 1000:
+            elif cp.clock.since(c.auth[AUTH_AT]) >= cp.config.get("ConnectionTimeOut") * 1000:
                 c.auth = None
         # the outputs follow from this step's inputs, in this same call
         tx = c.tx
@@ -85,7 +89,7 @@ class Sessions:
             if c.tx is not None and c.tx["tag"] == id_tag:
                 self.stop(c, "Local", id_tag)
                 return "stopped"
-            if c.tx is None and c.auth is not None and c.auth[0] == id_tag:
+            if c.tx is None and c.auth is not None and c.auth[AUTH_TAG] == id_tag:
                 c.auth = None  # the same card again before plugging in: cancel
                 return "cancelled"
         target = self.free_connector(id_tag, True)
@@ -98,12 +102,18 @@ class Sessions:
         self.authorize(target, id_tag, None, group)
         return "authorizing"
 
+    def rank(self, c, id_tag, parent=None, pending=False):
+        """Whether connector c may be granted to `id_tag`, as Reservations.rank says (2, yes,
+        on a charge point without the Reservation feature)."""
+        reservations = self.cp.reservations
+        return 2 if reservations is None else reservations.rank(c, id_tag, parent, pending)
+
     def free_connector(self, id_tag, pending):
         """The idle connector a session of `id_tag` should take: one reserved for it, then one
         surely free, then one reserved for a group it may belong to (`pending` as in
         Reservations.rank); among equals a plugged one, else the first. None when every idle
         one is held for other idTags."""
-        rank = self.cp.reservations.rank
+        rank = self.rank
         target = None
         best = 0
         for c in self.cp.connectors:
@@ -173,14 +183,15 @@ class Sessions:
             return
         c.authorizing = None
         # a connector held by a reservation is not granted to another idTag
-        if c.tx is None and self.cp.reservations.rank(c, id_tag, parent):
+        if c.tx is None and self.rank(c, id_tag, parent):
             c.auth = [id_tag, self.cp.clock.ticks_ms(), profile, parent]
 
     # -- transactions ---------------------------------------------------------------------
 
     def start(self, c):
         cp = self.cp
-        id_tag, _, profile, parent = c.auth
+        auth = c.auth
+        id_tag, profile, parent = auth[AUTH_TAG], auth[AUTH_PROFILE], auth[AUTH_PARENT]
         c.auth = None
         c.finishing = False
         # Checks before going live; a failure means no StartTransaction, Faulted until the
@@ -203,7 +214,8 @@ class Sessions:
             tx["profile"] = profile
         if parent:
             tx["parent"] = parent  # a card of the same group may stop it
-        reservation = cp.reservations.claim(c, id_tag, parent)
+        reservation = None if cp.reservations is None else cp.reservations.claim(c, id_tag,
+                                                                                  parent)
         if reservation is not None:
             tx["resv"] = reservation  # the StartTransaction ends it (§5.13)
         measurands = cp.config.get("StopTxnSampledData")
@@ -233,8 +245,7 @@ class Sessions:
         if hw.lock is not None and reason != "EVDisconnected":
             hw.lock.unlock()  # the relay is open: release the cable (unplug has its own rule)
         self.queue_stop(tx, hw.meter.energy_wh(), self.cp.clock.stamp(), reason, id_tag)
-        if c.scheduled is not None:
-            self.cp.set_operative(c, c.scheduled)
+        self.cp.availability.transaction_ended(c)
 
     def queue_stop(self, tx, wh, stamp, reason, id_tag=None):
         cp = self.cp
@@ -273,7 +284,8 @@ class Sessions:
         now_wh = c.hw.meter.energy_wh()
         self.queue_stop(tx, now_wh if now_wh > wh else wh, stamp, "PowerLoss")
 
-    def _on_tx_answer(self, action, record, payload):
+    def on_tx_answer(self, action, record, payload):
+        """The transaction queue's answer to one of our messages (None: given up)."""
         cp = self.cp
         info = payload.get("idTagInfo") if payload else None
         tag = record["p"].get("idTag")
@@ -294,48 +306,9 @@ class Sessions:
                     tx["ok"] = False
                 cp.store.write("tx%d" % c.id, tx)
 
-    # -- metering -------------------------------------------------------------------------
-
-    def meter(self):
-        cp = self.cp
-        clock = cp.clock
-        interval = cp.config.get("MeterValueSampleInterval") * 1000
-        for c in cp.connectors:
-            tx = c.tx
-            if tx is None:
-                continue
-            if interval and clock.since(c.sampled_at) >= interval:
-                c.sampled_at = clock.ticks_ms()
-                self._queue_values(c, cp.config.get("MeterValuesSampledData"), "Sample.Periodic",
-                                   clock.stamp())
-            if clock.since(c.saved_at) >= _SAVE_MS:
-                self.save(c)
-        aligned = cp.config.get("ClockAlignedDataInterval")
-        wall = clock.wall()
-        if not aligned or wall is None:
-            self.aligned_slot = None
-            return
-        slot = int(wall) // aligned
-        if self.aligned_slot is not None and slot != self.aligned_slot:
-            for c in cp.connectors:
-                self._queue_values(c, cp.config.get("MeterValuesAlignedData"), "Sample.Clock",
-                                   iso(slot * aligned))
-        self.aligned_slot = slot
-
     def save(self, c):
         """Persist the running transaction's latest energy reading."""
         tx = c.tx
         tx["last"] = [c.hw.meter.energy_wh(), self.cp.clock.stamp()]
         self.cp.store.write("tx%d" % c.id, tx)
         c.saved_at = self.cp.clock.ticks_ms()
-
-    def _queue_values(self, c, measurands, context, stamp):
-        if not measurands:
-            return
-        cp = self.cp
-        mv = metering.sample(c, measurands, context, stamp)
-        if c.tx is not None:
-            cp.txq.push(cp.new_uid(), "MeterValues", {
-                "connectorId": c.id, "transactionId": None, "meterValue": [mv]}, c.tx["ref"])
-        else:
-            cp.call("MeterValues", {"connectorId": c.id, "meterValue": [mv]})

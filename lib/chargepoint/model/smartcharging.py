@@ -1,9 +1,8 @@
 """The Smart Charging profile (OCPP 1.6 §3.13, §5.5, §5.7, §5.16): charging profiles set,
 cleared and persisted, their composite limit driven onto each connector, GetCompositeSchedule.
 
-Wiring: `smartcharging.install(cp)` once the connectors exist (it returns the SmartCharging,
-also left as `cp.smartcharging`), then `cp.smartcharging.apply()` every loop step. The limit
-goes to `Connector.limit` (amps per phase, None for none); the sessions offer
+A feature (`cp.smartcharging`) whose `before()` runs every loop step, before the safety step:
+the limit goes to `Connector.limit` (amps per phase, None for none); the sessions offer
 min(max_amps, limit) on the pilot and withdraw it below 6 A.
 
 Choices where the specification leaves room:
@@ -21,7 +20,8 @@ Choices where the specification leaves room:
 """
 from micropython import const
 
-from chargepoint.model import schedule
+from chargepoint.model import Feature, schedule
+from chargepoint.model.connector import AUTH_PROFILE
 from chargepoint.ocpp.config import BOOL, CSL, INT, RO
 from chargepoint.ocpp.timestamps import iso, parse_iso
 
@@ -31,49 +31,25 @@ _MAX_PERIODS = const(24)
 _MAX_PROFILES = const(10)
 _EVERY_MS = const(1000)  # the limits are computed again at least this often
 
-_RATE_UNITS = ("Current", "Power")  # ChargingScheduleAllowedChargingRateUnit, per unit
+_RATE_UNITS = ("Current", "Power")  # ChargingScheduleAllowedChargingRateUnit's, per unit
 
 
-def install(cp):
-    """Declare the configuration keys, load the profiles and route the three requests."""
-    sc = SmartCharging(cp)
-    cp.smartcharging = sc
-    r = cp.engine.route
-    r("SetChargingProfile", lambda p, s: set_charging_profile(cp, p))
-    r("ClearChargingProfile", lambda p, s: clear_charging_profile(cp, p))
-    r("GetCompositeSchedule", lambda p, s: get_composite_schedule(cp, p))
-    return sc
+class SmartCharging(Feature):
+    name = "smartcharging"
+    profile = "SmartCharging"
+    routes = ("SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule")
+    # (all literals: a constant tuple, kept in flash, not in the heap)
+    keys = (("ChargeProfileMaxStackLevel", INT, _MAX_STACK, RO),
+            ("ChargingScheduleAllowedChargingRateUnit", CSL, "Current,Power", RO),
+            ("ChargingScheduleMaxPeriods", INT, _MAX_PERIODS, RO),
+            ("ConnectorSwitch3to1PhaseSupported", BOOL, False, RO),
+            ("MaxChargingProfilesInstalled", INT, _MAX_PROFILES, RO))
 
-
-# A stale request (from the broker's backlog) is carried out: a profile only bounds charging,
-# and a TxProfile is checked against the running transaction either way.
-
-def set_charging_profile(cp, p):
-    return {"status": cp.smartcharging.set_profile(p["connectorId"], p["csChargingProfiles"])}
-
-
-def clear_charging_profile(cp, p):
-    return {"status": cp.smartcharging.clear(p.get("id"), p.get("connectorId"),
-                                             p.get("chargingProfilePurpose"),
-                                             p.get("stackLevel"))}
-
-
-def get_composite_schedule(cp, p):
-    return cp.smartcharging.composite(p["connectorId"], p["duration"], p.get("chargingRateUnit"))
-
-
-class SmartCharging:
-    def __init__(self, cp):
+    def __init__(self, cp, services):
         self.store = cp.store
         self.clock = cp.clock
         self.config = cp.config
         self.connectors = cp.connectors
-        d = cp.config.declare
-        d("ChargeProfileMaxStackLevel", INT, _MAX_STACK, RO)
-        d("ChargingScheduleAllowedChargingRateUnit", CSL, ",".join(_RATE_UNITS), RO)
-        d("ChargingScheduleMaxPeriods", INT, _MAX_PERIODS, RO)
-        d("ConnectorSwitch3to1PhaseSupported", BOOL, False, RO)
-        d("MaxChargingProfilesInstalled", INT, _MAX_PROFILES, RO)
         records = self.store.read(_RECORD, [])
         self.profiles = _load(records)
         if not isinstance(records, list) or len(self.profiles) != len(records):
@@ -88,6 +64,19 @@ class SmartCharging:
         self._ma = [None] * n
         self._at = 0  # ticks the limits were last computed
         self._dirty = True  # a transaction or a profile changed since
+
+    # A stale request (from the broker's backlog) is carried out: a profile only bounds
+    # charging, and a TxProfile is checked against the running transaction either way.
+
+    def set_charging_profile(self, p, stale):
+        return {"status": self.set_profile(p["connectorId"], p["csChargingProfiles"])}
+
+    def clear_charging_profile(self, p, stale):
+        return {"status": self.clear(p.get("id"), p.get("connectorId"),
+                                     p.get("chargingProfilePurpose"), p.get("stackLevel"))}
+
+    def get_composite_schedule(self, p, stale):
+        return self.composite(p["connectorId"], p["duration"], p.get("chargingRateUnit"))
 
     # -- SetChargingProfile, ClearChargingProfile -----------------------------------------
 
@@ -205,7 +194,7 @@ class SmartCharging:
                 ref = tx["ref"]
             else:
                 auth = c.auth
-                ref = "" if auth is not None and auth[2] is not None else None
+                ref = "" if auth is not None and auth[AUTH_PROFILE] is not None else None
             if ref != self._ref[i]:
                 self._switch(i, c, ref)
 
@@ -221,7 +210,7 @@ class SmartCharging:
         self._dirty = True
         if not ref:
             if ref == "":
-                self._adopt(c, c.auth[2], "")
+                self._adopt(c, c.auth[AUTH_PROFILE], "")
             return
         stamp = c.tx["ts"]
         clock = self.clock
@@ -254,8 +243,8 @@ class SmartCharging:
 
     # -- the limits -----------------------------------------------------------------------
 
-    def apply(self):
-        """Call every loop step: sets each connector's limit from the profiles, now. The
+    def before(self):
+        """Every loop step, before the safety step: sets each connector's limit from the profiles, now. The
         arithmetic runs once a second, and at once when a transaction or a profile changed,
         so a period takes effect within a second of its start."""
         self._follow()

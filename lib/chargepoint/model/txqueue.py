@@ -19,7 +19,9 @@ _WAIT_MAX_MS = const(300000)
 
 
 class TxQueue:
-    def __init__(self, store, clock, config):
+    def __init__(self, store, clock, config, on_answer):
+        """`on_answer(action, record, payload)` after each answer (payload None when the
+        message was given up)."""
         self.store = store
         self.clock = clock
         self.config = config
@@ -29,7 +31,7 @@ class TxQueue:
         self._front = None  # (seq, record)
         self._not_before = None  # ticks
         self._timeouts = 0
-        self.on_answer = None  # f(action, record, payload) after a CALLRESULT
+        self.on_answer = on_answer
         self.dropped = 0
 
     def __len__(self):
@@ -121,8 +123,7 @@ class TxQueue:
             self._remove(seq)
             self._not_before = None
             self._timeouts = 0
-            if self.on_answer:
-                self.on_answer(r["a"], r, payload)
+            self.on_answer(r["a"], r, payload)
         return done
 
     def _fail(self, seq):
@@ -143,8 +144,7 @@ class TxQueue:
                         self.store.write("txids", self.txids)
                     self._remove(seq)
                     self.dropped += 1
-                    if self.on_answer:
-                        self.on_answer(r["a"], r, None)
+                    self.on_answer(r["a"], r, None)
                     return
                 self.store.write("q.%08d" % seq, r)
                 wait = interval * r["n"]

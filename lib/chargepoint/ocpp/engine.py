@@ -40,14 +40,18 @@ def frame_error(uid, code, description, details=None):
 
 
 class Engine:
-    def __init__(self, transport, clock, timeout_ms=30000):
+    """`next_call()` gives the next outgoing Call (or None) when the line is free.
+    `frame_listeners`: each is called (direction "in"/"out", text) for every frame, in the
+    order they were registered (the charge point documents who listens)."""
+
+    def __init__(self, transport, clock, next_call, timeout_ms=30000):
         self.transport = transport
         self.clock = clock
         self.timeout_ms = timeout_ms
         self.handlers = {}  # action -> handler(payload, stale) -> response payload
-        self.next_call = None  # () -> Call or None, set by the charge point
+        self.next_call = next_call
         self.answer_calls = True  # False while the Central System has rejected our boot
-        self.on_frame = None  # (direction, text) observer for logs and the simulator
+        self.frame_listeners = []
         self.inflight = None
         self.sent_at = 0
         self._recent = []  # [(uid, response text)]
@@ -69,7 +73,7 @@ class Engine:
             self.stats["timeouts"] += 1
             if c.fail:
                 c.fail("Timeout", "no answer in %d ms" % limit)
-        if not self.transport.can_send() or self.next_call is None:
+        if not self.transport.can_send():
             return
         c = self.next_call()
         if c is None:
@@ -82,12 +86,15 @@ class Engine:
             c.fail("Offline", "transport refused the frame")
 
     def _send(self, text, direction):
-        if self.on_frame:
-            self.on_frame(direction, text)
+        self._show(direction, text)
         ok = self.transport.send(text)
         if ok:
             self.stats["out"] += 1
         return ok
+
+    def _show(self, direction, text):
+        for listener in self.frame_listeners:
+            listener(direction, text)
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -101,8 +108,7 @@ class Engine:
         if size:
             self._too_large(text, size)
             return
-        if self.on_frame:
-            self.on_frame("in", text)
+        self._show("in", text)
         try:
             msg = json.loads(text)
         except (ValueError, RuntimeError, MemoryError):  # not JSON; nested past the heap
@@ -134,8 +140,7 @@ class Engine:
     def _too_large(self, head, size):
         self.stats["bad"] += 1
         self.stats["oversize"] += 1
-        if self.on_frame:
-            self.on_frame("in", "%s... (%d bytes, over the limit)" % (head, size))
+        self._show("in", "%s... (%d bytes, over the limit)" % (head, size))
         kind, uid, action = peek(head)
         if kind == _CALL and action is not None and self.answer_calls:
             self._send(frame_error(uid, "FormationViolation",
@@ -175,7 +180,7 @@ class Engine:
             if action in schema.KNOWN_ACTIONS:
                 raise CallError("NotSupported", "%s is not supported" % action)
             raise CallError("NotImplemented", "unknown action %s" % action)
-        rules = schema.REQUESTS.get(action)
+        rules = schema.find(schema.REQUESTS, action)
         if rules is not None:
             schema.check(rules, payload)
         try:
@@ -192,7 +197,7 @@ class Engine:
         self.inflight = None
         if msg[0] == _RESULT:
             payload = msg[2] if len(msg) > 2 else None
-            rules = schema.CONFIRMATIONS.get(c.action)
+            rules = schema.find(schema.CONFIRMATIONS, c.action)
             try:
                 if rules is not None:
                     schema.check(rules, payload)

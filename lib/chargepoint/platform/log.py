@@ -2,7 +2,7 @@
 
     log = Log("data", clock)               # data/log.txt, rotated to data/log.1.txt
     log.write("ocpp", "> [2,\"5.3\",\"StartTransaction\",...]")
-    log.hook(mqtt_module)                  # that module's print() also goes to the log
+    log.say("mqtt: link down: ...")       # printed on the console, and a "console" line
 
 A line is "<stamp> <category> <text>\\n", the stamp the injected clock's (`clock.stamp()`: ISO
 8601 UTC once the wall time is known, "@<boot>:<ms>" before). Text is one line, cut at
@@ -178,15 +178,12 @@ class Log:
 
     # -- the console ------------------------------------------------------------------------
 
-    def tee(self, *args, **kwargs):
-        """print() as before, and the same text as a "console" line of the log."""
-        print(*args, **kwargs)
-        self.write("console", kwargs.get("sep", " ").join([str(a) for a in args]))
-
-    def hook(self, module):
-        """Route the print() calls of `module` (its own code, not the modules it imports)
-        through `tee`: the console shows exactly what it showed, the log gets it too."""
-        module.print = self.tee
+    def say(self, text):
+        """A line for the console: printed as before, and a "console" line of the log. The
+        composition root hands it to the modules that have something to say (transport,
+        NTP) in place of print."""
+        print(text)
+        self.write("console", text)
 
     # -- reading, for a diagnostics upload (network thread) ---------------------------------
 

@@ -11,14 +11,17 @@ class TimeSync:
     """`ensure()` runs in the network thread before each connect (it blocks for the NTP round
     trip, up to about a second). `settime` is `ntptime.settime`. The OCPP clock stays the
     Central System's (BootNotification/Heartbeat currentTime); this one is for TLS.
-    `wall` (time.time) reads the RTC: with it, `on_step(seconds)` is told, in the network
-    thread, how far each sync moved the RTC (for the SettingSystemTime security event)."""
+    `wall` (time.time) reads the RTC: with it, each of `step_listeners` is told (seconds), in
+    the network thread, how far each sync moved the RTC (the security feature registers for
+    the SettingSystemTime event). `say(text)`: the console line of a failed sync (app.py
+    gives the event log's say, which prints it too)."""
 
-    def __init__(self, settime, ticks_ms, wall=None):
+    def __init__(self, settime, ticks_ms, wall=None, say=print):
         self._settime = settime
         self._ticks = ticks_ms
         self._wall = wall
-        self.on_step = None
+        self._say = say
+        self.step_listeners = []
         self.synced_at = None  # ticks of the last good sync
         self.tried_at = None
         self.failures = 0
@@ -40,10 +43,12 @@ class TimeSync:
             self._settime()
         except (OSError, OverflowError, IndexError) as e:  # no answer, or a bad packet
             self.failures += 1
-            print("ntp: no time:", e)
+            self._say("ntp: no time: %s" % e)
             return self.synced_at is not None
         self.synced_at = now
-        if before is not None and self.on_step is not None:
+        if before is not None and self.step_listeners:
             # what the RTC moved, less the time the sync itself took
-            self.on_step(self._wall() - before - ticks_diff(self._ticks(), now) // 1000)
+            moved = self._wall() - before - ticks_diff(self._ticks(), now) // 1000
+            for listener in self.step_listeners:
+                listener(moved)
         return True

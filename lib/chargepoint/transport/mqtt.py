@@ -141,11 +141,12 @@ class MqttTransport:
                  inbox_bytes=4096,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
-                 before_connect=None):
+                 before_connect=None, say=print):
         check_client_id(client_id)
         # called in the network thread before each CONNECT: the place for blocking set-up
         # such as NTP (mbedTLS checks certificate dates against the RTC)
         self.before_connect = before_connect
+        self._say = say  # a line for the console (app.py's also goes to the event log)
         self.client_id = client_id
         self.server = server
         self.port = port
@@ -364,7 +365,7 @@ class MqttTransport:
                 # Nothing of ours left to free: refusing it would have it sent again for
                 # ever and block every frame behind it. It goes (a CALL then times out).
                 self.status["dropped"] += 1
-                print("mqtt: a frame of %d bytes dropped: no memory for it" % len(msg))
+                self._say("mqtt: a frame of %d bytes dropped: no memory for it" % len(msg))
                 return
         self._take((text, self.stale.is_stale(self._ticks(), text)), len(msg))
 
@@ -400,7 +401,7 @@ class MqttTransport:
                     return
 
     def _redeliver(self):
-        print("mqtt: reconnecting to have the frames refused while the inbox was full again")
+        self._say("mqtt: reconnecting to have the frames refused while the inbox was full again")
         self.close()  # DISCONNECT: the session and its unacknowledged messages stay
         self._fresh = True
         self.status["state"] = "backoff"
@@ -415,7 +416,7 @@ class MqttTransport:
         self.status["failures"] += 1
         self.status["last_error"] = _error_text(e)
         self.status["state"] = "backoff"
-        print("mqtt: link down:", self.status["last_error"])  # the serial log's one line
+        self._say("mqtt: link down: %s" % self.status["last_error"])  # the one line it says
         self.reconnect.failed(self._ticks())
 
     @staticmethod

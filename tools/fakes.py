@@ -1,7 +1,9 @@
-"""Fake clock, store, transport, MQTT broker and hardware: the one place tests get their stand-ins.
+"""Fake clock, store, transport, Central System, MQTT broker and hardware: the one place the
+tests and the bench (tools/bench) get their stand-ins.
 
-Plain Python that also runs under MicroPython, so the same fakes back the end-to-end
-scenario that runs on the `micropython` binary.
+Plain Python that also runs under MicroPython, so the same fakes back the scenarios that run
+on the `micropython` binary (compiled to fakes.mpy: `from fakes import ...` there, `from
+tools.fakes import ...` under CPython).
 """
 import errno
 import json
@@ -53,6 +55,7 @@ class LoopbackTransport:
         self.connected = True
         self.sent = []
         self.inbox = []
+        self.status = {}  # a real transport's counters (connects, failures, last_error...)
 
     def send(self, text):
         if not self.connected:
@@ -76,37 +79,80 @@ class LoopbackTransport:
 
 
 class ScriptedCentralSystem:
-    """The Central System at the far end of a LoopbackTransport: each CALL the charge point
-    sent is answered at once, as an accepting Central System would. Cards in `cards` are
-    Accepted and others Invalid (every card when `cards` is None); transaction ids count up
-    from `first_transaction_id`; `now()` gives currentTime (an ISO 8601 string)."""
+    """The Central System at the far end of the charge point's link, scripted: each CALL the
+    charge point sends is answered at once, as an accepting Central System would. Cards in
+    `authorized` are Accepted, with `parents[card]` as their parentIdTag, and others Invalid
+    (every card Accepted when `authorized` is None); transaction ids count up from
+    `first_transaction_id`; `now()` gives currentTime (an ISO 8601 string).
 
-    def __init__(self, transport, now, cards=None, first_transaction_id=1):
+    `answers[action]` overrides the answer to an action: a payload, a function of the request
+    payload, a (code, description) tuple for a CALLERROR, or None to leave the call unanswered.
+    `counts` counts the CALLs of each action; `calls` lists every (action, payload) when
+    `keep_calls` (off on the twin: a long run would fill its heap).
+
+    `handle` answers over a LoopbackTransport; `reply` gives the answer frame for a test that
+    carries frames itself (through a fake broker, say)."""
+
+    def __init__(self, transport, now, authorized=None, first_transaction_id=1,
+                 keep_calls=False):
         self.transport = transport
         self.now = now
-        self.cards = cards
+        self.authorized = authorized
+        self.parents = {}  # idTag -> parentIdTag given in its idTagInfo
         self.next_transaction_id = first_transaction_id
-        self.calls = {}  # action -> how many CALLs came
+        self.answers = {}
+        self.counts = {}  # action -> how many CALLs came
+        self.keep_calls = keep_calls
+        self.calls = []  # (action, payload) in the order received, when keep_calls
 
     def answer(self, action, payload):
+        """The answer to one CALL: a payload, a (code, description) tuple or None."""
+        if action in self.answers:
+            a = self.answers[action]
+            return a(payload) if callable(a) else a
         if action == "BootNotification":
             return {"status": "Accepted", "currentTime": self.now(), "interval": 300}
         if action == "Heartbeat":
             return {"currentTime": self.now()}
         if action == "Authorize":
-            known = self.cards is None or payload["idTag"] in self.cards
-            return {"idTagInfo": {"status": "Accepted" if known else "Invalid"}}
+            return {"idTagInfo": self._info(payload["idTag"])}
         if action == "StartTransaction":
             self.next_transaction_id += 1
             return {"transactionId": self.next_transaction_id - 1,
-                    "idTagInfo": {"status": "Accepted"}}
+                    "idTagInfo": self._info(payload["idTag"])}
         if action == "StopTransaction":
-            return {"idTagInfo": {"status": "Accepted"}}
+            return {"idTagInfo": {"status": "Accepted"}} if "idTag" in payload else {}
+        if action == "DataTransfer":
+            return {"status": "Accepted"}
         return {}
 
-    def handle(self, on_frame=None):
-        """Take every frame the charge point sent, show each to `on_frame(text)`, queue the
-        answer of each CALL as inbound. Returns how many frames there were."""
+    def _info(self, tag):
+        known = self.authorized is None or tag in self.authorized
+        info = {"status": "Accepted" if known else "Invalid"}
+        if tag in self.parents:
+            info["parentIdTag"] = self.parents[tag]
+        return info
+
+    def reply(self, uid, action, payload):
+        """Count one CALL of the charge point's; the frame that answers it (a CALLRESULT or a
+        CALLERROR), or None to leave it unanswered."""
+        self._count(action, payload)
+        a = self.answer(action, payload)
+        if a is None:
+            return None
+        if isinstance(a, tuple):
+            return json.dumps([4, uid, a[0], a[1], {}])
+        return json.dumps([3, uid, a])
+
+    def _count(self, action, payload):
+        self.counts[action] = self.counts.get(action, 0) + 1
+        if self.keep_calls:
+            self.calls.append((action, payload))
+
+    def handle(self, on_frame=None, answering=True):
+        """Take every frame the charge point sent, show each to `on_frame(text)`, count each
+        CALL and, when `answering`, queue its answer as inbound. Returns how many frames
+        there were."""
         sent = self.transport.sent
         n = 0
         while sent:
@@ -116,8 +162,12 @@ class ScriptedCentralSystem:
                 on_frame(text)
             if text.startswith("[2"):  # only a CALL is answered: no need to parse the rest
                 msg = json.loads(text)
-                self.calls[msg[2]] = self.calls.get(msg[2], 0) + 1
-                self.transport.deliver(json.dumps([3, msg[1], self.answer(msg[2], msg[3])]))
+                if not answering:
+                    self._count(msg[2], msg[3])
+                    continue
+                frame = self.reply(msg[1], msg[2], msg[3])
+                if frame is not None:
+                    self.transport.deliver(frame)
         return n
 
 
