@@ -87,13 +87,13 @@ class Rig:
     """A charge point on fake hardware, a loopback transport and a fake clock."""
 
     def __init__(self, connectors=1, files=None, lock=False, board=None, online=True,
-                 services=None, features=FEATURES):
+                 services=None, features=FEATURES, transport=None):
         self.features = features
         self.ticks = FakeTicks()
         # the platform's services by name, or a function of the boot's clock giving them
         self.services = {} if services is None else services
         self.board = board or FakeBoard(connectors, lock)
-        self.transport = LoopbackTransport()
+        self.transport = transport or LoopbackTransport()
         self.transport.connected = online
         self.files = {} if files is None else files
         self.cs = central_system(self.transport, self.ticks)

@@ -38,6 +38,8 @@ def test_minimal_file_gets_defaults(folder):
     cfg = load(write(folder, minimal()))
     assert cfg == {
         "id": "CP001",
+        "transport": "mqtt",
+        "websocket": None,
         "mqtt": {"endpoint": "x-ats.iot.eu-west-1.amazonaws.com", "port": 8883,
                  "ca": str(folder / "ca.pem"), "cert": str(folder / "cert.pem"),
                  "key": str(folder / "key.pem"), "keepalive": 300,
@@ -143,3 +145,51 @@ def test_ranges(folder):
     cfg = minimal()
     cfg["mqtt"]["topic_in"] = "a/b/c/d/e/f/g/{id}/in"
     assert "mqtt.topic_in" in error(folder, cfg)
+
+
+# -- straight to a Central System over a WebSocket --------------------------------------------
+
+KEY = "00112233445566778899AABBCCDDEEFF"
+
+
+def ws(**section):
+    return {"id": "CP001", "transport": "websocket", "websocket": section}
+
+
+@pytest.mark.parametrize("section,profile", [
+    ({"url": "ws://csms.example:9000/ocpp"}, 0),
+    ({"url": "ws://csms.example/ocpp", "auth_key": KEY, "security_profile": 1}, 1),
+    ({"url": "wss://csms.example/ocpp", "auth_key": KEY, "ca": "ca.pem"}, 2),
+    ({"url": "wss://csms.example/ocpp", "ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
+     3),
+])
+def test_websocket_profile_defaults_from_the_url_and_the_credentials(folder, section, profile):
+    cfg = load(write(folder, ws(**section)))
+    assert cfg["transport"] == "websocket" and cfg["mqtt"] is None
+    assert cfg["websocket"]["security_profile"] == profile
+    assert cfg["websocket"]["ping_interval"] == 60
+    if "ca" in section:
+        assert cfg["websocket"]["ca"] == str(folder / "ca.pem")
+
+
+@pytest.mark.parametrize("section,words", [
+    ({}, "missing required field websocket.url"),
+    ({"url": "http://x/ocpp"}, "websocket.url: websocket url must start with ws:// or wss://"),
+    ({"url": "ws://x/ocpp", "security_profile": 2}, "security_profile 2 needs a wss:// url"),
+    ({"url": "wss://x/ocpp", "security_profile": 1, "auth_key": KEY},
+     "security_profile 1 needs a ws:// url"),
+    ({"url": "ws://x/ocpp", "security_profile": 1}, "websocket.auth_key: security profile 1"),
+    ({"url": "wss://x/ocpp", "auth_key": KEY}, "websocket.ca: security profile 2 needs it"),
+    ({"url": "wss://x/ocpp", "ca": "ca.pem", "security_profile": 3},
+     "websocket.cert: security profile 3 needs it"),
+    ({"url": "ws://x/ocpp", "auth_key": "short"}, "websocket.auth_key: expected 32..40 hex"),
+    ({"url": "ws://x/ocpp", "security_profile": 4}, "expected 0..3, got 4"),
+    ({"url": "ws://x/ocpp", "ping_interval": -1}, "websocket.ping_interval"),
+    ({"url": "wss://x/ocpp", "auth_key": KEY, "ca": "nowhere.pem"}, "file "),
+])
+def test_websocket_mistakes_are_one_line(folder, section, words):
+    assert words in error(folder, ws(**section))
+
+
+def test_unknown_transport_is_refused(folder):
+    assert "transport: expected" in error(folder, dict(minimal(), transport="http"))

@@ -19,7 +19,30 @@ Example `config.json` (only `id` and `mqtt.endpoint` are required)::
       "repl": false
     }
 
+Or, straight to a Central System over OCPP-J (chargepoint.transport.websocket)::
+
+    {
+      "id": "CP001",
+      "transport": "websocket",
+      "websocket": {
+        "url": "wss://csms.example.com/ocpp",
+        "security_profile": 2,
+        "auth_key": "00112233445566778899AABBCCDDEEFF",
+        "ca": "csms-ca.pem",
+        "cert": "", "key": "",
+        "ping_interval": 60
+      }
+    }
+
 - `id`: charge point id = MQTT client id = AWS thing name: 1..128 bytes, no `/`, `+`, `#`.
+- `transport`: "mqtt" (default: the `mqtt` section) or "websocket" (the `websocket` section;
+  `mqtt` is then not needed).
+- `websocket.url`: ws:// or wss://; the charger connects to it + "/" + the id, percent-encoded.
+  `security_profile` (0..3, the first boot's SecurityProfile; by default 0 for ws://, 3 for
+  wss:// with `cert` and `key`, else 2): 0 and 1 need ws://, 2 and 3 wss://; 1 and 2 need
+  `auth_key` (the first AuthorizationKey: 32..40 hex digits, or 16..20 characters sent as
+  they are); 2 and 3 need `ca` (the Central System's roots); 3 needs `cert` and `key`.
+  `ping_interval`: WebSocketPingInterval at first boot, seconds, 0 = no pings.
 - `mqtt.ca`/`cert`/`key`: PEM (with a `-----BEGIN ...-----` line) or DER files; relative
   names are taken relative to the folder of the configuration file. They must exist.
 - `mqtt.keepalive`: seconds, 30..1200 (AWS IoT's range). Topics: `{id}` is replaced by the
@@ -36,9 +59,6 @@ Example `config.json` (only `id` and `mqtt.endpoint` are required)::
 message is one line naming the file, the field and what was expected: the caller prints it,
 there is never a stack trace for a configuration mistake.
 """
-from chargepoint.transport.mqtt import check_client_id, make_topic
-
-
 class ConfigError(Exception):
     pass
 
@@ -54,11 +74,20 @@ _MQTT = {
     "topic_in": ("str", "{id}/in"),
     "topic_out": ("str", "{id}/out"),
 }
+_WEBSOCKET = {
+    "url": ("str", None),
+    "security_profile": ("int", -1),  # -1: from the url and the credentials
+    "auth_key": ("str", ""),
+    "ca": ("str", ""),
+    "cert": ("str", ""),
+    "key": ("str", ""),
+    "ping_interval": ("int", 60),
+}
 _WIFI = {
     "ssid": ("str", ""),
     "password": ("str", ""),
 }
-_TOP = ("id", "mqtt", "wifi", "hardware", "repl")
+_TOP = ("id", "transport", "mqtt", "websocket", "wifi", "hardware", "repl")
 _TYPES = {"str": (str, "a string"), "int": (int, "an integer"), "dict": (dict, "an object")}
 
 
@@ -139,6 +168,35 @@ def check(cfg, path="config.json"):
     if "id" not in cfg:
         raise ConfigError("%s: missing required field id" % path)
     cp_id = _check_type(path, "id", cfg["id"], "str")
+    transport = cfg.get("transport", "mqtt")
+    if transport not in ("mqtt", "websocket"):
+        raise ConfigError("%s: transport: expected \"mqtt\" or \"websocket\", got %r"
+                          % (path, transport))
+    base = _dirname(path)
+    mqtt = websocket = None
+    if transport == "mqtt":
+        mqtt = _mqtt(path, base, cfg, cp_id)
+    else:
+        websocket = _websocket(path, base, cfg, cp_id)
+    wifi = _section(path, "wifi", cfg.get("wifi"), _WIFI)
+    hardware = _check_type(path, "hardware", cfg.get("hardware", {}), "dict")
+    hardware = dict(hardware)
+    driver = hardware.get("driver", "esp32")
+    hardware["driver"] = _check_type(path, "hardware.driver", driver, "str")
+    connectors = _check_type(path, "hardware.connectors", hardware.get("connectors", 1), "int")
+    if not 1 <= connectors <= 8:
+        raise ConfigError("%s: hardware.connectors: expected 1..8, got %d" % (path, connectors))
+    hardware["connectors"] = connectors
+    repl = cfg.get("repl", False)
+    if not isinstance(repl, bool):
+        raise ConfigError("%s: repl: expected true or false, got %s" % (path, _json_type(repl)))
+    return {"id": cp_id, "transport": transport, "mqtt": mqtt, "websocket": websocket,
+            "wifi": wifi, "hardware": hardware, "repl": repl}
+
+
+def _mqtt(path, base, cfg, cp_id):
+    from chargepoint.transport.mqtt import check_client_id, make_topic
+
     try:
         check_client_id(cp_id)
     except ValueError as e:
@@ -158,23 +216,51 @@ def check(cfg, path="config.json"):
             make_topic(mqtt[key], cp_id)
         except ValueError as e:
             raise ConfigError("%s: mqtt.%s: %s" % (path, key, e))
-    base = _dirname(path)
     for key in ("ca", "cert", "key"):
         mqtt[key] = _resolve(base, mqtt[key])
         _check_credential(path, "mqtt." + key, mqtt[key])
-    wifi = _section(path, "wifi", cfg.get("wifi"), _WIFI)
-    hardware = _check_type(path, "hardware", cfg.get("hardware", {}), "dict")
-    hardware = dict(hardware)
-    driver = hardware.get("driver", "esp32")
-    hardware["driver"] = _check_type(path, "hardware.driver", driver, "str")
-    connectors = _check_type(path, "hardware.connectors", hardware.get("connectors", 1), "int")
-    if not 1 <= connectors <= 8:
-        raise ConfigError("%s: hardware.connectors: expected 1..8, got %d" % (path, connectors))
-    hardware["connectors"] = connectors
-    repl = cfg.get("repl", False)
-    if not isinstance(repl, bool):
-        raise ConfigError("%s: repl: expected true or false, got %s" % (path, _json_type(repl)))
-    return {"id": cp_id, "mqtt": mqtt, "wifi": wifi, "hardware": hardware, "repl": repl}
+    return mqtt
+
+
+def _websocket(path, base, cfg, cp_id):
+    from chargepoint.model.connection import valid_key
+    from chargepoint.transport.websocket import parse_url
+
+    if not cp_id or len(cp_id.encode()) > 128:
+        raise ConfigError("%s: id: must be 1..128 bytes" % path)
+    if "websocket" not in cfg:
+        raise ConfigError("%s: missing required field websocket.url" % path)
+    ws = _section(path, "websocket", cfg["websocket"], _WEBSOCKET)
+    try:
+        secure = parse_url(ws["url"], cp_id)[0]
+    except ValueError as e:
+        raise ConfigError("%s: websocket.url: %s" % (path, e))
+    profile = ws["security_profile"]
+    if profile == -1:
+        profile = (3 if ws["cert"] and ws["key"] else 2) if secure else 0
+    if not 0 <= profile <= 3:
+        raise ConfigError("%s: websocket.security_profile: expected 0..3, got %d"
+                          % (path, profile))
+    if secure != (profile >= 2):
+        raise ConfigError("%s: websocket.security_profile %d needs a %s url" % (
+            path, profile, "wss://" if profile >= 2 else "ws://"))
+    key = ws["auth_key"]
+    if key and not valid_key(key):
+        raise ConfigError("%s: websocket.auth_key: expected 32..40 hex digits or 16..20 "
+                          "characters" % path)
+    needs = {1: ("auth_key",), 2: ("auth_key", "ca"), 3: ("ca", "cert", "key")}
+    for field in needs.get(profile, ()):
+        if not ws[field]:
+            raise ConfigError("%s: websocket.%s: security profile %d needs it"
+                              % (path, field, profile))
+    for field in ("ca", "cert", "key"):
+        if ws[field]:
+            ws[field] = _resolve(base, ws[field])
+            _check_credential(path, "websocket." + field, ws[field])
+    if ws["ping_interval"] < 0:
+        raise ConfigError("%s: websocket.ping_interval: expected 0 or more seconds" % path)
+    ws["security_profile"] = profile
+    return ws
 
 
 def load(path="config.json"):

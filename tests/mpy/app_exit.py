@@ -60,7 +60,7 @@ class Transport:
 
 
 board.rfid = DyingReader()
-app.load_config = lambda path: {"id": "CP001", "hardware": {}, "repl": False,
+app.load_config = lambda path: {"id": "CP001", "hardware": {}, "repl": False, "transport": "mqtt",
                                 "wifi": {"ssid": "", "password": ""}, "mqtt": {}}
 app.build_board = lambda cfg, store: board
 app.build_transport = lambda cfg, *args: Transport()

@@ -15,6 +15,8 @@ Security events (SecurityEventNotification), recorded where the firmware sees th
   InvalidCentralSystemCertificate    the TLS handshake refused the server: the transport's
                                      status["last_error"] is mbedTLS's verdict; once per
                                      distinct error until a connect succeeds
+  FailedToAuthenticateAtCentralSystem  the WebSocket's upgrade answered HTTP 401; the same
+                                     way
   ReconfigurationOfSecurityParameters  InstallCertificate/DeleteCertificate done, or a
                                      ChangeConfiguration of a key in SECURITY_KEYS
   FirmwareUpdated                    the firmware on trial accepted (chargepoint.model.firmware)
@@ -197,9 +199,14 @@ class Security(Feature):
             return
         self._failures = failures
         error = status.get("last_error")
-        if server_refused(error) and error != self._told:
+        if error == self._told:
+            return  # once per distinct error until a connect succeeds
+        if server_refused(error):
             self._told = error
             self.record("InvalidCentralSystemCertificate", error)
+        elif error and error.startswith("HTTP 401"):  # the WebSocket's Basic auth refused
+            self._told = error
+            self.record("FailedToAuthenticateAtCentralSystem", error)
 
     def _rebooting(self, hard, why):
         self.record("ResetOrReboot", why or ("Hard reboot" if hard else "Soft reboot"))

@@ -12,6 +12,7 @@ CSL = const(3)  # comma-separated list
 
 RO = const(1)  # read-only
 REBOOT = const(2)  # a change takes effect after a reboot
+SECRET = const(4)  # write-only: never in GetConfiguration, never logged (AuthorizationKey)
 
 
 class Config:
@@ -33,10 +34,13 @@ class Config:
         return self._keys[name][1]
 
     def has(self, name):
-        return name in self._keys
+        """Whether GetConfiguration knows `name` (a write-only key it does not)."""
+        entry = self._keys.get(name)
+        return entry is not None and not entry[2] & SECRET
 
     def names(self):
-        return list(self._keys)
+        """The keys GetConfiguration shows (a write-only one is not among them)."""
+        return [n for n, entry in self._keys.items() if not entry[2] & SECRET]
 
     def override(self, name, value):
         """Set a value from inside the firmware (e.g. HeartbeatInterval from boot)."""

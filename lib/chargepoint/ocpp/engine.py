@@ -93,6 +93,10 @@ class Engine:
         return ok
 
     def _show(self, direction, text):
+        if "AuthorizationKey" in text and '"ChangeConfiguration"' in text:
+            # write-only: its value reaches no log (the event log, the simulator's)
+            text = '[2, "%s", "ChangeConfiguration", {"key": "AuthorizationKey", ...}]' % (
+                peek(text)[1])
         for listener in self.frame_listeners:
             listener(direction, text)
 

@@ -77,7 +77,7 @@ class _TimedSocket:
         buf = self._link.buf
         if n > _BIG:
             if n <= len(buf):
-                return self._read_into(memoryview(buf)[:n])
+                return self.read_into(memoryview(buf)[:n])
             return self._read_over(n, memoryview(buf))
         data = self._tls.read(n)
         if data:
@@ -86,7 +86,8 @@ class _TimedSocket:
             raise OSError(_ETIMEDOUT)
         return data
 
-    def _read_into(self, view):
+    def read_into(self, view):
+        """Fill `view` (fewer bytes only when the peer closed); a memoryview of what came."""
         got = 0
         n = len(view)
         while got < n:
@@ -105,7 +106,7 @@ class _TimedSocket:
         head = None
         left = n
         while left:
-            got = self._read_into(view[:min(left, len(view))])
+            got = self.read_into(view[:min(left, len(view))])
             if got is None or not len(got):
                 break  # the peer closed: umqtt fails on what follows
             if head is None:
@@ -151,8 +152,17 @@ def ca_certificates(cafile):
     return pem_blocks(_read(cafile))
 
 
-def tls_context(cafile, certfile, keyfile, installed_ca=()):
-    """Mutual TLS as AWS IoT wants it: server checked against `cafile`, our cert presented.
+# The OCPP 1.6 security whitepaper's cipher suites, as mbedTLS names them (wss:// only: AWS IoT
+# chooses its own for MQTT).
+WHITEPAPER_SUITES = ("TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
+                     "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
+                     "TLS-RSA-WITH-AES-128-GCM-SHA256", "TLS-RSA-WITH-AES-256-GCM-SHA384")
+
+
+def tls_context(cafile, certfile=None, keyfile=None, installed_ca=(), ciphers=None):
+    """The server checked against `cafile` (and `installed_ca`), our certificate presented when
+    `certfile` and `keyfile` are given (AWS IoT's mutual TLS; security profile 3), only the
+    suites in `ciphers` offered when given.
 
     Files may be PEM or DER; `cafile` may be a bundle of several CA certificates (AWS's RSA
     and ECC roots, say). mbedTLS builds without PEM parsing (the unix port's, measured) reject
@@ -165,21 +175,26 @@ def tls_context(cafile, certfile, keyfile, installed_ca=()):
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ca = _read(cafile)
-    try:
-        ctx.load_verify_locations(cadata=ca)
-    except ValueError:
-        for der in pem_blocks(ca):
-            ctx.load_verify_locations(cadata=der)
-    del ca
+    if cafile:
+        ca = _read(cafile)
+        try:
+            ctx.load_verify_locations(cadata=ca)
+        except ValueError:
+            for der in pem_blocks(ca):
+                ctx.load_verify_locations(cadata=der)
+        del ca
     for der in installed_ca:
         try:
             ctx.load_verify_locations(cadata=der)
         except ValueError:
             print("tls: an installed CA certificate is unusable, left out")
-    cert, key = _read(certfile), _read(keyfile)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except ValueError:
-        ctx.load_cert_chain(pem_blocks(cert)[0], pem_blocks(key)[0])
+    if certfile:
+        cert, key = _read(certfile), _read(keyfile)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except ValueError:
+            ctx.load_cert_chain(pem_blocks(cert)[0], pem_blocks(key)[0])
+    if ciphers:
+        # MicroPython's ssl.SSLContext wraps a tls.SSLContext, which chooses the suites
+        getattr(ctx, "_context", ctx).set_ciphers(list(ciphers))
     return ctx
