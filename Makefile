@@ -1,4 +1,5 @@
-# Front door. `make test`: the suite; `make sim`: broker, Central System and a simulated charger.
+# Front door. `make test`: the suite; `make sim`: broker, Central System and a simulated charger
+# (`make sim TRANSPORT=websocket`: no broker, the charger speaks OCPP-J to the Central System).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -29,8 +30,12 @@ mosquitto:
 test: $(STAMP) check-device mosquitto
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m pytest -q tests
 
+# TRANSPORT=websocket: the charger straight to the Central System over OCPP-J, no broker;
+# SECURITY_PROFILE=0..3 with it (default 0).
 sim: $(STAMP) twin mosquitto
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m tools.devsim
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m tools.devsim \
+	  $(if $(TRANSPORT),--transport $(TRANSPORT)) \
+	  $(if $(SECURITY_PROFILE),--security-profile $(SECURITY_PROFILE))
 
 # The device twin: 32-bit MicroPython v1.28.0 unix binaries, with and without our code frozen
 # in, so heap figures on the host are the ESP32's (firmware/README.md).

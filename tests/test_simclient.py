@@ -17,11 +17,18 @@ def test_every_flag_of_the_simulator_can_be_given_and_reads_back():
                     max_amps=16.0, lock=True, meter="s0", console=True)
     assert args[1:3] == ["-m", "tools.sim"]
     a = sim_cli.parse_args(args[3:])
-    assert (a.id, a.broker_addr, a.control_addr, a.state) == (
-        "CP007", ("127.0.0.1", 8883), ("127.0.0.1", 7001), "/tmp/s")
+    assert (a.id, a.transport, a.broker_addr, a.control_addr, a.state) == (
+        "CP007", "mqtt", ("127.0.0.1", 8883), ("127.0.0.1", 7001), "/tmp/s")
     assert (a.code, a.heap, a.connectors, a.max_amps, a.lock, a.meter, a.console, a.quiet) == (
         "deployed", 240000, 2, 16.0, True, "s0", True, True)
-    given = {w for w in args if w.startswith("--")}
+    websocket = sim_args("CP007", ca=__file__, state="/tmp/s", control="127.0.0.1:7001",
+                         transport="websocket", url="wss://127.0.0.1:9443/ocpp",
+                         security_profile=2, auth_key="0123456789abcdef0123")
+    w = sim_cli.parse_args(websocket[3:])
+    assert (w.transport, w.url, w.security_profile, w.auth_key, w.ca, w.cert, w.key,
+            w.broker_addr) == ("websocket", "wss://127.0.0.1:9443/ocpp", 2,
+                               "0123456789abcdef0123", __file__, None, None, None)
+    given = {w for w in args + websocket if w.startswith("--")}
     declared = set(re.findall(r'add_argument\("(--[a-z-]+)"', inspect.getsource(
         sim_cli.parse_args)))
     assert given == declared
@@ -31,6 +38,11 @@ def test_a_flag_left_out_keeps_the_simulators_default():
     args = sim_args("CP001", "127.0.0.1:8883", "ca", "cert", "key", "/tmp/s", ("127.0.0.1", 1))
     assert [w for w in args if w.startswith("--")] == [
         "--id", "--broker", "--ca", "--cert", "--key", "--state", "--control", "--quiet"]
+    args = sim_args("CP001", state="/tmp/s", control=("127.0.0.1", 1), transport="websocket",
+                    url="ws://127.0.0.1:9000/ocpp")
+    assert [w for w in args if w.startswith("--")] == [
+        "--id", "--transport", "--url", "--state", "--control", "--quiet"]
+    assert sim_cli.parse_args(args[3:]).security_profile == 0
 
 
 class Script:

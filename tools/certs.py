@@ -1,4 +1,6 @@
-"""Local PKI for the AWS IoT Core stand-in: a CA, the broker certificate and one client certificate per identity."""
+"""Local PKI for the AWS IoT Core stand-in and the WebSocket Central System: a CA, server
+certificates (the broker's, the Central System's for wss://) and one client certificate per
+identity (a charger's CN is its charge point id: the MQTT thing name, the profile-3 identity)."""
 
 import argparse
 import datetime
@@ -15,6 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 CA_NAME = "ca"
 BROKER_NAME = "broker"
 CSMS_CN = "csms"
+CSMS_SERVER_NAME = "csms-server"  # the WebSocket Central System's wss:// certificate
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
 # Validity starts a day back so a device whose clock is slightly behind still accepts the chain.
 _BACKDATE = datetime.timedelta(days=1)
 _LIFETIME = datetime.timedelta(days=3650)
@@ -33,6 +37,13 @@ class Pki:
     def client(self, cn):
         """(cert, key) for identity `cn`, issued by this CA if not there yet."""
         return issue(self.dir, cn, client=True)
+
+    def server(self, name=CSMS_SERVER_NAME, hosts=LOCAL_HOSTS):
+        """(cert, key) of a server certificate for `hosts` (DNS names or IP addresses, the
+        first its CN), files <name>.pem/.key, issued by this CA if not there yet. The default:
+        the WebSocket Central System's on loopback; another name and host gives one a charger
+        must refuse for a wrong host name."""
+        return issue(self.dir, hosts[0], client=False, name=name, hosts=hosts)
 
 
 def _paths(directory, name):
@@ -112,7 +123,7 @@ def _load_ca(directory):
     return cert, key
 
 
-def issue(directory, cn, client=True, name=None, hosts=("localhost", "127.0.0.1")):
+def issue(directory, cn, client=True, name=None, hosts=LOCAL_HOSTS):
     """Issue a leaf certificate signed by the CA in `directory`; reuse it if already there.
 
     client=True: clientAuth, files <cn>.pem/<cn>.key.
@@ -167,7 +178,7 @@ def ensure_pki(directory, chargers=(), csms=CSMS_CN):
     A different `directory` gives an unrelated CA, which the broker of this one must refuse.
     """
     ca, ca_key = make_ca(directory)
-    broker_cert, broker_key = issue(directory, "localhost", client=False, name=BROKER_NAME)
+    broker_cert, broker_key = issue(directory, LOCAL_HOSTS[0], client=False, name=BROKER_NAME)
     for charge_point_id in chargers:
         ensure_charger(directory, charge_point_id)
     if csms:
@@ -181,8 +192,21 @@ def main(argv=None):
     parser.add_argument("--charger", action="append", default=[], metavar="ID",
                         help="charge point id to issue a client certificate for (repeatable)")
     parser.add_argument("--csms", default=CSMS_CN, help="CN of the Central System certificate")
+    parser.add_argument("--server", action="append", default=[], metavar="NAME=HOST[,HOST...]",
+                        help="a server certificate NAME.pem/NAME.key for those DNS names or IP "
+                             "addresses (repeatable), e.g. %s=%s for the WebSocket Central "
+                             "System's wss://" % (CSMS_SERVER_NAME, ",".join(LOCAL_HOSTS)))
     args = parser.parse_args(argv)
+    servers = []
+    for spec in args.server:
+        name, _, hosts = spec.partition("=")
+        hosts = tuple(h for h in hosts.split(",") if h)
+        if not name or "/" in name or not hosts:
+            parser.error("--server must be NAME=HOST[,HOST...], got %r" % spec)
+        servers.append((name, hosts))
     pki = ensure_pki(args.dir, args.charger, args.csms)
+    for name, hosts in servers:
+        pki.server(name, hosts)
     for path in sorted(os.listdir(pki.dir)):
         if path.endswith((".pem", ".key")):
             print(os.path.join(pki.dir, path))

@@ -1,6 +1,9 @@
-"""Development Central System: OCPP 1.6J over MQTT (AWS OCPP gateway topics) for the simulator and the tests.
+"""Development Central System: OCPP 1.6J over MQTT (AWS OCPP gateway topics) or over a WebSocket, for the simulator and the tests.
 
-A charge point publishes its OCPP-J frames to `<id>/in` and reads ours on `<id>/out`.
+Over MQTT (`CentralSystem`) a charge point publishes its OCPP-J frames to `<id>/in` and reads
+ours on `<id>/out`. Over a WebSocket (`WebSocketCentralSystem`, tools/csms_websocket.py) it
+connects to `<url>/<id>` with the security profiles of the OCPP 1.6 Security Whitepaper. Both
+keep the same records and make the same requests (`CentralSystemBase`).
 Built on mobilityhouse/ocpp, which validates every frame against the OCPP 1.6 JSON schemas.
 CSMS-initiated calls return the CALLRESULT payload as a plain dict with the wire's camelCase keys;
 a CALLERROR raises the matching `ocpp.exceptions.OCPPError` subclass, no answer `asyncio.TimeoutError`.
@@ -83,6 +86,22 @@ class Transaction:
 
 
 @dataclass
+class Session:
+    """One WebSocket connection of a charger (WebSocketCentralSystem), from handshake to close."""
+    opened: str
+    peer: str  # "host:port" of the charger's end
+    subprotocol: str
+    certificate_cn: str = None  # CN of its verified client certificate (security profile 3)
+    basic_user: str = None  # the user-id of its HTTP Basic authorization (profiles 1 and 2)
+    closed: str = None
+    close_code: int = None  # the WebSocket close code, 1006 for a connection that just ended
+
+    @property
+    def open(self):
+        return self.closed is None
+
+
+@dataclass
 class Charger:
     id: str
     boots: list = field(default_factory=list)  # BootNotification payloads
@@ -100,6 +119,12 @@ class Charger:
     # At-least-once delivery: a resent transaction message keeps its OCPP message id.
     start_message_ids: dict = field(default_factory=dict)  # message id -> transactionId
     stop_message_ids: set = field(default_factory=set)
+    sessions: list = field(default_factory=list)  # WebSocket connections, oldest first (not MQTT)
+
+    @property
+    def certificate_cn(self):
+        """The CN of the client certificate of its latest WebSocket connection, else None."""
+        return self.sessions[-1].certificate_cn if self.sessions else None
 
     def calls(self, action, direction="in"):
         """Payloads of the CALLs for `action` in one direction, oldest first."""
@@ -124,11 +149,12 @@ class Charger:
 
 
 # ---------------------------------------------------------------------------------------------
-# One ocpp ChargePoint per charger, fed by the MQTT subscriber.
+# One ocpp ChargePoint per charger, fed by the transport (MQTT subscriber or WebSocket).
 
 
 class _Connection:
-    """The `send(text)` / `recv()` pair ocpp's ChargePoint expects, over the charger's topics."""
+    """The `send(text)` / `recv()` pair ocpp's ChargePoint expects, over the charger's topics
+    or its WebSocket: it outlasts the charger's connections, as its records do."""
 
     def __init__(self, central, charger_id):
         self._central = central
@@ -139,7 +165,7 @@ class _Connection:
         return await self.inbound.get()
 
     async def send(self, text):
-        await self._central._publish(self._charger_id, text)
+        await self._central._transmit(self._charger_id, text)
 
 
 class ChargerHandler(ChargePoint):
@@ -300,102 +326,28 @@ def _unhandled(action):
 
 
 # ---------------------------------------------------------------------------------------------
-# The Central System: the MQTT session, the handlers and the records.
+# What every transport shares: the records, the handlers, waiting, and the requests.
 
 
-def tls_context(ca, cert, key):
-    """Mutual TLS: verify the broker against `ca` (hostname included) and present our cert."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-    context.load_cert_chain(cert, key)
-    return context
+class CentralSystemBase:
+    """The Central System's records and requests, whatever carries the frames. A transport
+    (a subclass) gives `start()`, `stop()`, `run()`, `send_raw()` and `_transmit(id, text)`,
+    and hands every inbound frame to `_received(id, text)`."""
 
-
-class CentralSystem:
-    """The Central System as a library: `async with CentralSystem(...) as cs:` or `await cs.run()`."""
-
-    def __init__(self, host, port, ca, cert, key, authorized=("04A1B2C3D4E5F6",),
-                 heartbeat_interval=300, *, vendors=(), response_timeout=30, client_id="csms",
-                 reconnect_delay=0.25, max_reconnect_delay=5.0):
-        self.host = host
-        self.port = port
-        self._tls = tls_context(ca, cert, key)
+    def __init__(self, authorized=("04A1B2C3D4E5F6",), heartbeat_interval=300, *, vendors=(),
+                 response_timeout=30):
         self.authorized = set(authorized)
         self.heartbeat_interval = heartbeat_interval
         self.vendors = set(vendors)
         self.response_timeout = response_timeout
-        self.client_id = client_id
-        self.reconnect_delay = reconnect_delay
-        self.max_reconnect_delay = max_reconnect_delay
         self.chargers = {}  # charger id -> Charger
         self.handlers = {}  # charger id -> ChargerHandler
         self.frame_listeners = []  # callables (charger_id, Frame), e.g. a printer or a log file
-        self.connections = 0  # successful MQTT connections so far
-        self._client = None  # the aiomqtt client while connected
         self._tasks = {}  # charger id -> ChargerHandler.start() task
-        self._run_task = None
         self._transaction_ids = itertools.count(1)
         self._tick = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
-
-    @property
-    def connected(self):
-        return self._client is not None
-
-    async def run(self):
-        """Stay connected to the broker until cancelled, reconnecting with backoff."""
-        delay = self.reconnect_delay
-        try:
-            while True:
-                connections = self.connections
-                try:
-                    await self._session()
-                except aiomqtt.MqttError as error:
-                    LOG.warning("MQTT connection to %s:%s lost or refused: %s",
-                                self.host, self.port, error)
-                except Exception:  # a bug must not end the Central System's session for good
-                    LOG.exception("MQTT session with %s:%s failed", self.host, self.port)
-                if self.connections != connections:
-                    delay = self.reconnect_delay  # it was up: back off afresh
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_reconnect_delay)
-        finally:
-            for task in self._tasks.values():
-                task.cancel()
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-            self._tasks.clear()
-
-    async def _session(self):
-        client = aiomqtt.Client(
-            self.host, self.port, identifier=self.client_id, clean_session=False,
-            tls_context=self._tls, keepalive=30)
-        async with client:
-            await client.subscribe(SUBSCRIPTION, qos=QOS)
-            self._client = client
-            self.connections += 1
-            self._changed()
-            LOG.info("connected to %s:%s as %s", self.host, self.port, self.client_id)
-            try:
-                async for message in client.messages:
-                    self._on_mqtt_message(str(message.topic), message.payload)
-            finally:
-                self._client = None
-                self._changed()
-
-    async def start(self, timeout=10):
-        """Start `run()` in the background and wait for the first connection."""
-        self._run_task = asyncio.ensure_future(self.run())
-        try:
-            await self.wait_for(lambda: self.connected, timeout)
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def stop(self):
-        task, self._run_task = self._run_task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     async def __aenter__(self):
         await self.start()
@@ -403,6 +355,12 @@ class CentralSystem:
 
     async def __aexit__(self, *exc):
         await self.stop()
+
+    async def _stop_handlers(self):
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
 
     async def wait_for(self, predicate, timeout=10):
         """Return predicate()'s first truthy value, re-checked after every frame handled and every
@@ -441,11 +399,8 @@ class CentralSystem:
             self._tasks[charger_id] = asyncio.ensure_future(self.handlers[charger_id].start())
         return self.chargers[charger_id]
 
-    def _on_mqtt_message(self, topic, payload):
-        charger_id = topic[: -len(IN_SUFFIX)]
-        if not topic.endswith(IN_SUFFIX) or not charger_id or "/" in charger_id:
-            return
-        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+    def _received(self, charger_id, text):
+        """One frame from the charger: recorded, then handed to its handler."""
         self.charger(charger_id)
         self._record(charger_id, "in", text)
         self.handlers[charger_id]._connection.inbound.put_nowait(text)
@@ -459,35 +414,6 @@ class CentralSystem:
             except Exception:  # a broken printer must not stop the Central System
                 LOG.exception("frame listener failed")
         self._changed()
-
-    async def _publish(self, charger_id, text):
-        self._record(charger_id, "out", text)
-        while True:
-            client = self._client
-            if client is None:
-                await self.wait_for(lambda: self.connected, timeout=None)
-                continue
-            try:
-                await client.publish(charger_id + OUT_SUFFIX, text, qos=QOS, timeout=5)
-                return
-            except aiomqtt.MqttError as error:
-                # At-least-once: publish again on the next connection.
-                LOG.warning("publish to %s%s failed (%s), retrying", charger_id, OUT_SUFFIX, error)
-                if self._client is client:
-                    await asyncio.sleep(self.reconnect_delay)
-
-    async def send_raw(self, cp_id, frames):
-        """Publish `frames` (str or bytes each, any content) to the charger all at once, as a
-        misbehaving or busy Central System might; the answers land in the charger's record."""
-        self.charger(cp_id)
-        client = self._client
-        if client is None:
-            raise aiomqtt.MqttError("not connected to the broker")
-        for frame in frames:
-            self._record(cp_id, "out", frame.decode("utf-8", "replace")
-                         if isinstance(frame, bytes) else frame)
-        await asyncio.gather(*(client.publish(cp_id + OUT_SUFFIX, frame, qos=QOS, timeout=10)
-                               for frame in frames))
 
     def id_tag_status(self, id_tag):
         return "Accepted" if id_tag in self.authorized else "Invalid"
@@ -611,6 +537,138 @@ class CentralSystem:
 
     async def get_local_list_version(self, cp_id, *, timeout=None):
         return await self._request(cp_id, call.GetLocalListVersion(), timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Over MQTT: the broker session.
+
+
+def tls_context(ca, cert, key):
+    """Mutual TLS: verify the broker against `ca` (hostname included) and present our cert."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class CentralSystem(CentralSystemBase):
+    """The Central System over MQTT, as a library: `async with CentralSystem(...) as cs:` or
+    `await cs.run()`."""
+
+    def __init__(self, host, port, ca, cert, key, authorized=("04A1B2C3D4E5F6",),
+                 heartbeat_interval=300, *, vendors=(), response_timeout=30, client_id="csms",
+                 reconnect_delay=0.25, max_reconnect_delay=5.0):
+        super().__init__(authorized, heartbeat_interval, vendors=vendors,
+                         response_timeout=response_timeout)
+        self.host = host
+        self.port = port
+        self._tls = tls_context(ca, cert, key)
+        self.client_id = client_id
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.connections = 0  # successful MQTT connections so far
+        self._client = None  # the aiomqtt client while connected
+        self._run_task = None
+
+    @property
+    def connected(self):
+        return self._client is not None
+
+    async def run(self):
+        """Stay connected to the broker until cancelled, reconnecting with backoff."""
+        delay = self.reconnect_delay
+        try:
+            while True:
+                connections = self.connections
+                try:
+                    await self._session()
+                except aiomqtt.MqttError as error:
+                    LOG.warning("MQTT connection to %s:%s lost or refused: %s",
+                                self.host, self.port, error)
+                except Exception:  # a bug must not end the Central System's session for good
+                    LOG.exception("MQTT session with %s:%s failed", self.host, self.port)
+                if self.connections != connections:
+                    delay = self.reconnect_delay  # it was up: back off afresh
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_reconnect_delay)
+        finally:
+            await self._stop_handlers()
+
+    async def _session(self):
+        client = aiomqtt.Client(
+            self.host, self.port, identifier=self.client_id, clean_session=False,
+            tls_context=self._tls, keepalive=30)
+        async with client:
+            await client.subscribe(SUBSCRIPTION, qos=QOS)
+            self._client = client
+            self.connections += 1
+            self._changed()
+            LOG.info("connected to %s:%s as %s", self.host, self.port, self.client_id)
+            try:
+                async for message in client.messages:
+                    self._on_mqtt_message(str(message.topic), message.payload)
+            finally:
+                self._client = None
+                self._changed()
+
+    async def start(self, timeout=10):
+        """Start `run()` in the background and wait for the first connection."""
+        self._run_task = asyncio.ensure_future(self.run())
+        try:
+            await self.wait_for(lambda: self.connected, timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self):
+        task, self._run_task = self._run_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _on_mqtt_message(self, topic, payload):
+        charger_id = topic[: -len(IN_SUFFIX)]
+        if not topic.endswith(IN_SUFFIX) or not charger_id or "/" in charger_id:
+            return
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+        self._received(charger_id, text)
+
+    async def _transmit(self, charger_id, text):
+        self._record(charger_id, "out", text)
+        while True:
+            client = self._client
+            if client is None:
+                await self.wait_for(lambda: self.connected, timeout=None)
+                continue
+            try:
+                await client.publish(charger_id + OUT_SUFFIX, text, qos=QOS, timeout=5)
+                return
+            except aiomqtt.MqttError as error:
+                # At-least-once: publish again on the next connection.
+                LOG.warning("publish to %s%s failed (%s), retrying", charger_id, OUT_SUFFIX, error)
+                if self._client is client:
+                    await asyncio.sleep(self.reconnect_delay)
+
+    async def send_raw(self, cp_id, frames):
+        """Publish `frames` (str or bytes each, any content) to the charger all at once, as a
+        misbehaving or busy Central System might; the answers land in the charger's record."""
+        self.charger(cp_id)
+        client = self._client
+        if client is None:
+            raise aiomqtt.MqttError("not connected to the broker")
+        for frame in frames:
+            self._record(cp_id, "out", frame.decode("utf-8", "replace")
+                         if isinstance(frame, bytes) else frame)
+        await asyncio.gather(*(client.publish(cp_id + OUT_SUFFIX, frame, qos=QOS, timeout=10)
+                               for frame in frames))
+
+
+def __getattr__(name):
+    # The WebSocket transport lives in its own module, which imports this one: fetched on
+    # first use, so `from tools.csms import WebSocketCentralSystem` works whichever is first.
+    if name == "WebSocketCentralSystem":
+        from tools.csms_websocket import WebSocketCentralSystem
+        return WebSocketCentralSystem
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,21 @@
 """One-command development rig (`make sim`): broker, Central System and a simulated charger on a laptop.
 
     python -m tools.devsim [--state DIR] [--port N] [--id CP001]
+        [--transport mqtt|websocket] [--security-profile 0|1|2|3]
 
 What runs where, all on loopback, nothing on a board or in AWS:
   * Mosquitto (tools.broker), a child process: the stand-in for AWS IoT Core, mutual TLS with a
     local PKI (tools.certs) in STATE/pki, listening on --port (default 8883 if free, else any).
-  * The development Central System (tools.csms.CentralSystem), inside this process on its
-    asyncio loop: it answers the charger's OCPP 1.6J CALLs (idTag 04A1B2C3D4E5F6 is authorized) and
-    sends the remote commands typed here. Every frame it sees or sends is printed.
+    Not with --transport websocket.
+  * The development Central System (tools.csms), inside this process on its asyncio loop: it
+    answers the charger's OCPP 1.6J CALLs (idTag 04A1B2C3D4E5F6 is authorized) and sends the
+    remote commands typed here. Every frame it sees or sends is printed. Over MQTT
+    (tools.csms.CentralSystem, the default) a client of the broker; with --transport websocket
+    (tools.csms_websocket.WebSocketCentralSystem) an OCPP-J server on --port (default 9000 if
+    free, else any), the charger connecting with --security-profile (default 0: ws://, no
+    authentication; 1: ws:// and HTTP Basic; 2: wss:// and Basic; 3: wss:// and a client
+    certificate). The charger's AuthorizationKey (profiles 1, 2) is kept in
+    STATE/csms-keys.json, the certificates in STATE/pki.
   * The simulated charger (tools.sim), a child process: the unmodified device firmware frozen
     into the device twin (tools.twin: 32-bit MicroPython v1.28.0, an ESP32's 110000 bytes of
     heap), with simulated hardware (EV, RFID reader, relay, meter). Its flash is STATE/<id>; its control socket is how
@@ -18,8 +26,10 @@ Type `help` for the commands. Ctrl-C, SIGTERM or `quit` stops everything.
 import argparse
 import asyncio
 import ctypes
+import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,10 +41,13 @@ from tools import broker as broker_mod
 from tools import certs, csms_commands, simclient
 from tools.csms import CentralSystem
 from tools.csms_commands import DEFAULT_TAG, Command, Front, Usage, execute
+from tools.csms_websocket import WebSocketCentralSystem, server_tls_context
 from tools.simclient import Simulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PORT = 8883
+DEFAULT_WEBSOCKET_PORT = 9000
+KEYS_FILE = "csms-keys.json"  # the chargers' AuthorizationKeys (profiles 1, 2), kept across runs
 DEFAULT_LOAD = 16.0
 FRAME_WIDTH = 200  # longer frames are shortened on screen
 ONLINE_TIMEOUT = 30  # seconds for the charger to be connected and accepted
@@ -181,12 +194,33 @@ class DevSim(Front):
 
     # -- bring-up -----------------------------------------------------------------------------
 
-    def _port(self):
+    def _port(self, default=DEFAULT_PORT):
         if self.args.port is None:
-            return DEFAULT_PORT if port_free(DEFAULT_PORT) else broker_mod.free_port()
+            return default if port_free(default) else broker_mod.free_port()
         return self.args.port or broker_mod.free_port()
 
     async def start(self):
+        if self.args.transport == "websocket":
+            link = await self._start_websocket()
+        else:
+            link = await self._start_mqtt()
+        sim_state = os.path.join(self.state, self.cp)
+        self.sim = Simulator(self.cp, state=sim_state, console=True, timeout=CONTROL_TIMEOUT,
+                             start_timeout=SIM_START_TIMEOUT, failure=RuntimeError,
+                             spawn=_spawn_sim, **link)
+        self.sim.launch()
+        say("* charger %s starting: MicroPython unix port, flash %s" % (self.cp, sim_state))
+        self.control = (await self.sim.start()).ctl
+        answer = await self.control.request(cmd="load", connector=1, amps=DEFAULT_LOAD)
+        if not answer.get("ok"):
+            say("! load: %s" % answer.get("error"))
+        say("* charger %s up, EV load %g A; logs: %s/firmware.log" % (self.cp, DEFAULT_LOAD, sim_state))
+        say("* its console (the firmware's REPL): %s: `make repl` in another terminal"
+            % answer.get("console"))
+        await self._until_online()
+
+    async def _start_mqtt(self):
+        """The broker and the Central System as its client; the simulator's flags for them."""
         pki_dir = os.path.join(self.state, "pki")
         pki = certs.ensure_pki(pki_dir, chargers=[self.cp])
         self.broker = broker_mod.Broker(os.path.join(self.state, "broker"), port=self._port(),
@@ -208,23 +242,52 @@ class DevSim(Front):
         self.cs.frame_listeners.append(print_frame)
         await self.cs.start()
         say("* Central System connected (authorized idTag %s)" % DEFAULT_TAG)
-
         cert, key = pki.client(self.cp)
-        sim_state = os.path.join(self.state, self.cp)
-        self.sim = Simulator(self.cp, (self.broker.host, self.broker.port), pki.ca, cert, key,
-                             sim_state, console=True, timeout=CONTROL_TIMEOUT,
-                             start_timeout=SIM_START_TIMEOUT, failure=RuntimeError,
-                             spawn=_spawn_sim)
-        self.sim.launch()
-        say("* charger %s starting: MicroPython unix port, flash %s" % (self.cp, sim_state))
-        self.control = (await self.sim.start()).ctl
-        answer = await self.control.request(cmd="load", connector=1, amps=DEFAULT_LOAD)
-        if not answer.get("ok"):
-            say("! load: %s" % answer.get("error"))
-        say("* charger %s up, EV load %g A; logs: %s/firmware.log" % (self.cp, DEFAULT_LOAD, sim_state))
-        say("* its console (the firmware's REPL): %s: `make repl` in another terminal"
-            % answer.get("console"))
-        await self._until_online()
+        return dict(broker=(self.broker.host, self.broker.port), ca=pki.ca, cert=cert, key=key)
+
+    def _authorization_key(self):
+        """The charger's AuthorizationKey (40 hex digits), made once and kept in STATE: the
+        firmware keeps the one it was given."""
+        path = os.path.join(self.state, KEYS_FILE)
+        try:
+            with open(path) as f:
+                keys = json.load(f)
+        except (OSError, ValueError):
+            keys = {}
+        if not isinstance(keys.get(self.cp), str):
+            keys[self.cp] = secrets.token_hex(20)
+            os.makedirs(self.state, exist_ok=True)
+            with open(path + ".tmp", "w") as f:
+                json.dump(keys, f, indent=2)
+            os.replace(path + ".tmp", path)
+        return keys[self.cp]
+
+    async def _start_websocket(self):
+        """The Central System as an OCPP-J server for the charger's security profile; the
+        simulator's flags for it."""
+        profile = self.args.security_profile
+        link = dict(transport="websocket", security_profile=profile)
+        tls = keys = None
+        if profile in (1, 2):
+            link["auth_key"] = self._authorization_key()
+            keys = {self.cp: link["auth_key"]}
+        if profile >= 2:
+            pki = certs.ensure_pki(os.path.join(self.state, "pki"), chargers=[self.cp])
+            server_cert, server_key = pki.server()
+            tls = server_tls_context(server_cert, server_key,
+                                     client_ca=pki.ca if profile == 3 else None)
+            link["ca"] = pki.ca
+            if profile == 3:
+                link["cert"], link["key"] = pki.client(self.cp)
+        self.cs = WebSocketCentralSystem(
+            broker_mod.HOST, self._port(DEFAULT_WEBSOCKET_PORT), keys=keys, ssl=tls,
+            authorized=(DEFAULT_TAG,), chargers=[self.cp])
+        self.cs.frame_listeners.append(print_frame)
+        await self.cs.start()
+        link["url"] = self.cs.url
+        say("* Central System (OCPP-J over WebSocket): %s/%s, security profile %d "
+            "(authorized idTag %s)" % (self.cs.url, self.cp, profile, DEFAULT_TAG))
+        return link
 
     async def _until_online(self):
         """Ready means the charger is connected and its BootNotification was accepted."""
@@ -244,10 +307,12 @@ class DevSim(Front):
             if self.stopping.is_set():
                 raise asyncio.CancelledError
             await asyncio.sleep(0.2)
-        mqtt = answer.get("mqtt") or {}
-        say("! charger %s not online after %d s (MQTT %s%s); commands still work, see %s"
-            % (self.cp, ONLINE_TIMEOUT, mqtt.get("state", "?"),
-               ": " + mqtt["last_error"] if mqtt.get("last_error") else "",
+        link = answer.get("mqtt") or {}  # the transport's counters, whichever it is
+        say("! charger %s not online after %d s (%s %s%s); commands still work, see %s"
+            % (self.cp, ONLINE_TIMEOUT,
+               "WebSocket" if self.args.transport == "websocket" else "MQTT",
+               link.get("state", "?"),
+               ": " + link["last_error"] if link.get("last_error") else "",
                os.path.join(self.state, self.cp, "firmware.log")))
 
     def _sim_log_tail(self, limit=2000):
@@ -411,11 +476,23 @@ def parse_args(argv):
     p.add_argument("--state", default=os.path.join(ROOT, "state"),
                    help="folder for the PKI, broker and charger flash (default %(default)s)")
     p.add_argument("--port", type=int, default=None,
-                   help="broker port; 0 = any free one (default 8883 if free, else any)")
+                   help="the broker's port, or the Central System's with --transport "
+                        "websocket; 0 = any free one (default 8883, 9000 with websocket, if "
+                        "free, else any)")
     p.add_argument("--id", default="CP001", help="charge point id (default %(default)s)")
+    p.add_argument("--transport", choices=("mqtt", "websocket"), default="mqtt",
+                   help="the charger to the broker (AWS IoT stand-in) or straight to the "
+                        "Central System over OCPP-J (default %(default)s)")
+    p.add_argument("--security-profile", type=int, choices=(0, 1, 2, 3), default=None,
+                   help="with --transport websocket: 0 ws://, 1 ws:// + Basic auth, 2 wss:// + "
+                        "Basic auth, 3 wss:// + client certificate (default 0)")
     a = p.parse_args(argv)
     if a.port is not None and not 0 <= a.port < 65536:
         p.error("--port must be 0..65535")
+    if a.security_profile is not None and a.transport != "websocket":
+        p.error("--security-profile is for --transport websocket")
+    if a.security_profile is None:
+        a.security_profile = 0
     return a
 
 

@@ -3,6 +3,8 @@ its control socket, a power cut. The tests, the bench (tools/bench) and `make si
 (tools.devsim) drive their simulators through it.
 
     sim = Simulator("CP001", "127.0.0.1:8883", ca, cert, key, state_dir, heap=110000)
+    # or straight to a Central System over OCPP-J (tools.sim --transport websocket):
+    # Simulator("CP001", state=state_dir, transport="websocket", url="ws://127.0.0.1:9000/ocpp")
     await sim.start()                 # the process, and a control connection once it is up
     await sim.ask(cmd="ev", connector=1, state="C")
     await sim.until(lambda s: s["connectors"]["1"]["relay"])
@@ -28,17 +30,29 @@ LOG = "sim.log"
 BAD_LOG = ("Traceback", "MemoryError")  # what a healthy firmware never prints
 
 
-def sim_args(cp_id, broker, ca, cert, key, state, control, *, code=None, heap=None,
-             connectors=None, max_amps=None, lock=False, meter=None, console=False,
+def sim_args(cp_id, broker=None, ca=None, cert=None, key=None, state=None, control=None, *,
+             transport=None, url=None, security_profile=None, auth_key=None, code=None,
+             heap=None, connectors=None, max_amps=None, lock=False, meter=None, console=False,
              quiet=True):
     """The `python3 -m tools.sim` command line; a flag left None (or False) is not given, so
-    the simulator's own default holds. `broker` and `control` are "HOST:PORT" or (host, port)."""
+    the simulator's own default holds. `broker` and `control` are "HOST:PORT" or (host, port).
+    Over MQTT: broker, ca, cert, key. With transport="websocket": url, and as the security
+    profile needs, security_profile, auth_key, ca (wss://), cert and key (profile 3)."""
+    if state is None or control is None:
+        raise TypeError("sim_args() needs state and control")
+
     def address(a):
         return a if isinstance(a, str) else "%s:%d" % tuple(a)
 
-    args = [sys.executable, "-m", "tools.sim", "--id", cp_id, "--broker", address(broker),
-            "--ca", str(ca), "--cert", str(cert), "--key", str(key), "--state", str(state),
-            "--control", address(control)]
+    args = [sys.executable, "-m", "tools.sim", "--id", cp_id]
+    if transport is not None:
+        args += ["--transport", transport]
+    for flag, value in (("--broker", None if broker is None else address(broker)),
+                        ("--url", url), ("--security-profile", security_profile),
+                        ("--auth-key", auth_key), ("--ca", ca), ("--cert", cert), ("--key", key)):
+        if value is not None:
+            args += [flag, str(value)]
+    args += ["--state", str(state), "--control", address(control)]
     if quiet:
         args.append("--quiet")
     for flag, value in (("--code", code), ("--heap", heap), ("--connectors", connectors),
@@ -114,8 +128,11 @@ class Simulator:
     in tests, the bench's PhaseError, ...). `spawn(args, **popen)` starts the process
     (subprocess.Popen, or a caller's that registers it or sets its process group)."""
 
-    def __init__(self, cp_id, broker, ca, cert, key, state, *, control=None, timeout=T,
-                 start_timeout=None, failure=AssertionError, spawn=subprocess.Popen, **flags):
+    def __init__(self, cp_id, broker=None, ca=None, cert=None, key=None, state=None, *,
+                 control=None, timeout=T, start_timeout=None, failure=AssertionError,
+                 spawn=subprocess.Popen, **flags):
+        if state is None:
+            raise TypeError("Simulator() needs state")
         self.cp_id = cp_id
         self.state = str(state)
         self.control = control or ("127.0.0.1", free_port())
