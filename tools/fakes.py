@@ -50,6 +50,7 @@ class MemoryStore:
 
 class LoopbackTransport:
     """Frames the charge point sends land in `sent`; `deliver` queues inbound frames."""
+    replays = True  # as MQTT's persistent session
 
     def __init__(self):
         self.connected = True

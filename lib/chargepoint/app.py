@@ -45,60 +45,6 @@ def build_transport(cfg, before_connect=None, installed_ca=(), say=print):
                               topic_out=m["topic_out"], before_connect=before_connect, say=say)
 
 
-class Links:
-    """The "links" service of a charger on a WebSocket (chargepoint.model.connection): how to
-    reach the Central System with each security profile. Profiles 0 and 1 use config.json's
-    `websocket.url` with ws://, 2 and 3 the same with wss:// (the scheme is the only
-    difference: a Central System serves both on one host and path)."""
-
-    def __init__(self, cfg, store):
-        ws = cfg["websocket"]
-        self.ws = ws
-        self.store = store
-        self.profile = ws["security_profile"]
-        self.key = ws["auth_key"]
-        self.ping_interval = ws["ping_interval"]
-
-    def url(self, profile):
-        rest = self.ws["url"].partition("://")[2]
-        return ("wss://" if profile >= 2 else "ws://") + rest
-
-    def ready(self, profile, key):
-        """None when `profile` has what it needs, else what it lacks."""
-        if profile in (1, 2) and not key:
-            return "no AuthorizationKey"
-        if profile >= 2 and not self.ws["ca"] and not installed_roots(self.store):
-            return "no Central System root certificate"
-        if profile == 3 and not (self.ws["cert"] and self.ws["key"]):
-            return "no charge point certificate"
-        return None
-
-    def settings(self, profile, key):
-        """(url, TLS context or False, Basic password or False) of `profile`."""
-        from chargepoint.transport import tls
-        from chargepoint.transport.websocket import password_of
-
-        ssl = False
-        if profile >= 2:
-            mine = profile == 3
-            ssl = tls.tls_context(self.ws["ca"], self.ws["cert"] if mine else None,
-                                  self.ws["key"] if mine else None, installed_roots(self.store),
-                                  tls.WHITEPAPER_SUITES)
-        return self.url(profile), ssl, password_of(key) if profile in (1, 2) else False
-
-
-def build_websocket(cfg, store, before_connect=None, say=print):
-    """The transport straight to a Central System and its "links" service; the connection
-    feature sets it up with the security profile in force (the flash's, else config.json's)
-    before it starts."""
-    from chargepoint.transport.websocket import WebSocketTransport
-
-    links = Links(cfg, store)
-    transport = WebSocketTransport(cfg["id"], links.url(links.profile),
-                                   before_connect=before_connect, say=say)
-    return transport, links
-
-
 def installed_roots(store):
     """The Central System roots installed over OCPP, for the TLS context. Their module is
     needed once per boot: it is dropped afterwards, giving its heap back."""
@@ -240,9 +186,12 @@ def run(config_path="config.json", data_dir="data"):
     features = FEATURES
     links = None
     try:
-        if cfg["transport"] == "websocket":
-            transport, links = build_websocket(cfg, store, ntp, log.say)
+        if cfg["transport"] == "websocket":  # (its modules take no heap on an MQTT charger)
+            from chargepoint.links import build_websocket
             from chargepoint.model.connection import Connection
+
+            transport, links = build_websocket(cfg, lambda: installed_roots(store), ntp,
+                                               log.say)
             features = features + (Connection,)
         else:
             transport = build_transport(cfg, ntp, installed_roots(store), log.say)

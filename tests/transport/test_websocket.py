@@ -365,6 +365,18 @@ def test_configure_and_reconnect_change_the_next_connection():
         r.t.configure(url="mqtt://x")
 
 
+def test_reconnect_waits_for_what_is_queued():
+    # the answer to the ChangeConfiguration that asked for a new connection goes out first
+    r = Rig()
+    s = r.up()
+    r.t.send('[3,"cs-1",{"status":"Accepted"}]')
+    r.t.reconnect()
+    r.t.step()
+    assert r.t.connected and s.texts() == ['[3,"cs-1",{"status":"Accepted"}]']
+    r.t.step()
+    assert not r.t.connected and s.frames[-1][0] == 8
+
+
 def test_wss_without_a_context_is_refused_not_sent_in_the_clear():
     r = Rig(url="wss://csms.example/ocpp")
     r.t.step()

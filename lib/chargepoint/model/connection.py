@@ -68,6 +68,7 @@ class Connection(Feature):
         self._trying = None  # (old profile, ticks deadline, connects when asked)
         self._old = None  # the profile in use when a change was accepted
         self._target = None  # the profile being tried
+        self._reconnect = False  # a change asks for a new connection (from the next tick)
         self._fell_back = None  # the profile that did not connect, to report once online
         # what the flash kept may differ from config.json's: the transport starts with it
         self._apply(config.get("SecurityProfile"))
@@ -100,8 +101,8 @@ class Connection(Feature):
         if name == "WebSocketPingInterval":
             transport.set_ping_interval(value)
         elif name == "AuthorizationKey":
-            if self._apply(self.config.get("SecurityProfile")):
-                transport.reconnect()
+            # the reconnect waits for the next tick: the answer to this request first
+            self._reconnect = self._apply(self.config.get("SecurityProfile"))
         elif name == "SecurityProfile":
             old = self._old
             # the key keeps the old profile until the new one has connected
@@ -110,12 +111,14 @@ class Connection(Feature):
                 self.config.get("SecurityProfileFallbackSeconds") * 1000),
                 transport.status["connects"])
             self._target = value
-            if self._apply(value):
-                transport.reconnect()
+            self._reconnect = self._apply(value)
 
     def tick(self):
         trying = self._trying
         cp = self.cp
+        if self._reconnect:
+            self._reconnect = False
+            cp.transport.reconnect()
         if trying is not None:
             old, deadline, connects = trying
             transport = cp.transport

@@ -50,6 +50,7 @@ class Firmware(Feature):
 
     def __init__(self, cp, services):
         self.cp = cp
+        self.log = services.get("log")  # why a download or an install failed
         updater = self.updater = services["updater"]
         self.status = "Idle"
         self.job = cp.store.read(_JOB)  # {"url", "at" (unix), "retries", "interval", "tries"}
@@ -130,6 +131,7 @@ class Firmware(Feature):
                 return
             job = self.job
             job["tries"] += 1
+            self._log("download failed: %s" % up.error)
             if job["tries"] > job["retries"]:
                 self._end("DownloadFailed")
                 return
@@ -146,6 +148,7 @@ class Firmware(Feature):
             up.install()
         elif phase == "install":
             if up.error is not None:
+                self._log("install failed: %s" % up.error)
                 self._end("InstallationFailed")
                 if up.refused is not None:
                     cp.security.record(REFUSED_EVENT, up.error)
@@ -155,3 +158,7 @@ class Firmware(Feature):
             cp.store.remove(_JOB)
             # the Installing notification goes first
             cp.request_reset(True, "firmware update to %s" % up.new_version)
+
+    def _log(self, line):
+        if self.log is not None:
+            self.log.write("update", line)

@@ -63,8 +63,16 @@ class Engine:
     # -- outgoing -------------------------------------------------------------------------
 
     def poll(self):
-        """Expire the call in flight, then send the next one if the line is free."""
+        """Expire the call in flight, then send the next one if the line is free. Over a
+        transport whose answers do not outlive the link (`transport.replays` false: a
+        WebSocket), a call in flight when the link goes is failed "Offline" at once: its answer
+        will not come, and the queue sends it again once the link is back."""
         c = self.inflight
+        if c is not None and not self.transport.replays and not self.transport.connected:
+            self.inflight = None
+            if c.fail:
+                c.fail("Offline", "the link went with the call in flight")
+            c = None
         if c is not None:
             limit = c.timeout_ms or self.timeout_ms
             if self.clock.since(self.sent_at) < limit:

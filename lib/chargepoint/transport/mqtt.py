@@ -134,6 +134,7 @@ def _error_text(e):
 class MqttTransport:
     """See the module docstring. `client_factory(client_id, server, port, keepalive, ssl)`
     returns an object with umqtt.simple's API; `ssl` is a `TlsLink` (or None)."""
+    replays = True  # the persistent session delivers what came while we were away
 
     def __init__(self, client_id, server, port=8883, ssl=None, keepalive=300,
                  topic_in="{id}/in", topic_out="{id}/out", ticks_ms=None,

@@ -184,6 +184,7 @@ class WebSocketTransport:
     and our certificate for security profile 3); `password`: bytes for HTTP Basic (profiles 1
     and 2), None for none. `opener(host, port)` returns a connected socket (tests give a
     fake); `rand(n)` random bytes (os.urandom)."""
+    replays = False  # an answer that comes while the link is down is lost (engine.poll)
 
     def __init__(self, cp_id, url, ssl=None, password=None, ping_interval_s=0, ticks_ms=None,
                  opener=None, rand=None, jitter=None, outbox_len=8, outbox_bytes=4096,
@@ -241,7 +242,8 @@ class WebSocketTransport:
             self._password = password or None
 
     def reconnect(self):
-        """Drop the link now (it comes back with what configure() set)."""
+        """Drop the link once what is queued has gone out (it comes back with what
+        configure() set)."""
         self._drop = True
 
     def set_ping_interval(self, seconds):
@@ -284,7 +286,7 @@ class WebSocketTransport:
             self._connect()
             return 0
         try:
-            if self._drop:
+            if self._drop and not len(self.outbox):  # what was queued goes first (answers)
                 self._drop = False
                 self.close(1000)
                 self.status["state"] = "backoff"

@@ -1,0 +1,56 @@
+"""The "links" service of a charger on a WebSocket (chargepoint.model.connection): how to reach
+the Central System with each security profile, from config.json's `websocket` section and the
+roots installed over OCPP. Imported only where the charger is configured so (app.py)."""
+
+
+class Links:
+    """Profiles 0 and 1 use config.json's `websocket.url` with ws://, 2 and 3 the same with
+    wss:// (the scheme is the only difference: a Central System serves both on one host and
+    path). `roots()`: the Central System roots installed with InstallCertificate (DER)."""
+
+    def __init__(self, cfg, roots):
+        ws = cfg["websocket"]
+        self.ws = ws
+        self.roots = roots
+        self.profile = ws["security_profile"]
+        self.key = ws["auth_key"]
+        self.ping_interval = ws["ping_interval"]
+
+    def url(self, profile):
+        rest = self.ws["url"].partition("://")[2]
+        return ("wss://" if profile >= 2 else "ws://") + rest
+
+    def ready(self, profile, key):
+        """None when `profile` has what it needs, else what it lacks."""
+        if profile in (1, 2) and not key:
+            return "no AuthorizationKey"
+        if profile >= 2 and not self.ws["ca"] and not self.roots():
+            return "no Central System root certificate"
+        if profile == 3 and not (self.ws["cert"] and self.ws["key"]):
+            return "no charge point certificate"
+        return None
+
+    def settings(self, profile, key):
+        """(url, TLS context or False, Basic password or False) of `profile`."""
+        from chargepoint.transport import tls
+        from chargepoint.transport.websocket import password_of
+
+        ssl = False
+        if profile >= 2:
+            mine = profile == 3
+            ssl = tls.tls_context(self.ws["ca"], self.ws["cert"] if mine else None,
+                                  self.ws["key"] if mine else None, self.roots(),
+                                  tls.WHITEPAPER_SUITES)
+        return self.url(profile), ssl, password_of(key) if profile in (1, 2) else False
+
+
+def build_websocket(cfg, roots, before_connect=None, say=print):
+    """The transport straight to a Central System and its "links" service; the connection
+    feature sets it up with the security profile in force (the flash's, else config.json's)
+    before it starts."""
+    from chargepoint.transport.websocket import WebSocketTransport
+
+    links = Links(cfg, roots)
+    transport = WebSocketTransport(cfg["id"], links.url(links.profile),
+                                   before_connect=before_connect, say=say)
+    return transport, links

@@ -1,0 +1,287 @@
+"""End to end over OCPP-J: the unmodified firmware on the twin at 110000 (tools.sim --transport
+websocket) straight to a Central System, for each security profile: an RFID session with
+MeterValues, RemoteStart/Stop, GetConfiguration and a Reset; refusals (a wrong key, a wrong
+CA, a downgrade); link faults (the Central System restarted mid-session, a message of 200 KB);
+a profile upgrade that connects and one that falls back; a new AuthorizationKey mid-session."""
+import asyncio
+import json
+
+import pytest
+
+from conftest import schema
+from test_e2e import HEAP, TAG, T, run
+from tools import certs
+from tools.csms import WebSocketCentralSystem
+from tools.simclient import Simulator
+
+pytestmark = pytest.mark.usefixtures("twins")
+
+KEY = "00112233445566778899AABBCCDDEEFF"
+
+
+@pytest.fixture
+def ws_world(tmp_path):
+    pki = certs.ensure_pki(str(tmp_path / "pki"), chargers=("CP001",))
+    server_cert, server_key = pki.server()
+    sims = []
+
+    def sim(url, **flags):
+        s = Simulator("CP001", state=str(tmp_path / ("state-%d" % len(sims))), transport="websocket",
+                      url=url, heap=HEAP["frozen"], timeout=T, **flags)
+        sims.append(s)
+        return s
+
+    def csms(secure=False, keys=None, client_ca=False, port=0):
+        tls = None
+        if secure:
+            from tools.csms_websocket import server_tls_context
+            tls = server_tls_context(server_cert, server_key, pki.ca if client_ca else None,
+                                     client_cert_required=client_ca)
+        return WebSocketCentralSystem(port=port, keys=keys, ssl=tls)
+
+    yield pki, sim, csms
+    for s in sims:
+        s.stop()
+    for s in sims:
+        assert s.healthy(), s.bad_log()
+
+
+def url_of(cs, secure=False):
+    return "%s://localhost:%d/ocpp" % ("wss" if secure else "ws", cs.port)
+
+
+async def online(sim, cs):
+    await sim.start()
+    await cs.wait_for(lambda: "CP001" in cs.chargers and cs.chargers["CP001"].boots, T)
+    await sim.until(lambda s: s["online"])
+    return cs.chargers["CP001"]
+
+
+def check_frames(cp):
+    import jsonschema
+    for frame in cp.frames:
+        msg = frame.message()
+        if frame.direction == "in" and msg[0] == 2:
+            jsonschema.validate(msg[3], schema(msg[2]))
+
+
+async def session_remote_configuration_and_reset(sim, cs, cp):
+    await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
+    await sim.ask(cmd="load", connector=1, amps=16.0)
+    await sim.ask(cmd="rfid", uid=TAG)
+    await sim.ask(cmd="ev", connector=1, state="C")
+    await cs.wait_for(lambda: cp.transactions and len(
+        list(cp.transactions.values())[0].meter_values) >= 2, T)
+    await sim.ask(cmd="rfid", uid=TAG)
+    await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
+    assert (await cs.remote_start("CP001", TAG, connector_id=1))["status"] == "Accepted"
+    tx = await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] is not None)
+    txid = tx["connectors"]["1"]["transaction_id"]
+    assert (await cs.remote_stop("CP001", txid))["status"] == "Accepted"
+    await cs.wait_for(lambda: cp.transactions[txid].stopped, T)
+    conf = await cs.get_configuration("CP001", ["SecurityProfile", "AuthorizationKey"])
+    assert conf["unknownKey"] == ["AuthorizationKey"]  # write-only
+    profile = conf["configurationKey"][0]["value"]
+    assert (await cs.reset("CP001", "Soft"))["status"] == "Accepted"
+    await cs.wait_for(lambda: len(cp.boots) == 2, T)
+    s = await sim.until(lambda s: s["boots"] == 2 and s["online"])
+    assert s["transport"] == "websocket"
+    check_frames(cp)
+    return profile
+
+
+@pytest.mark.parametrize("profile", [0, 1, 2, 3])
+def test_each_security_profile_runs_a_session_remote_start_configuration_and_reset(
+        ws_world, profile):
+    pki, make_sim, make_csms = ws_world
+    secure = profile >= 2
+
+    async def scenario():
+        cs = make_csms(secure=secure, keys={"CP001": KEY} if profile in (1, 2) else None,
+                       client_ca=profile == 3)
+        async with cs:
+            flags = {"security_profile": profile}
+            if profile in (1, 2):
+                flags["auth_key"] = KEY
+            if secure:
+                flags["ca"] = pki.ca
+            if profile == 3:
+                flags["cert"], flags["key"] = pki.client("CP001")
+            sim = make_sim(url_of(cs, secure), **flags)
+            cp = await online(sim, cs)
+            assert await session_remote_configuration_and_reset(sim, cs, cp) == str(profile)
+            session = cp.sessions[-1]
+            assert session.subprotocol == "ocpp1.6"
+            if profile == 3:
+                assert cp.certificate_cn == "CP001"
+            if profile in (1, 2):
+                assert session.basic_user == "CP001"
+    run(scenario())
+
+
+def test_a_wrong_key_is_refused_reported_and_backed_off(ws_world):
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        async with make_csms(keys={"CP001": KEY}) as cs:
+            sim = make_sim(url_of(cs), security_profile=1, auth_key="FF" * 16)
+            await sim.start()
+            s = await sim.until(lambda s: (s["mqtt"] or {}).get("unauthorized", 0) >= 2, 15)
+            assert not s["online"]
+            refused = [r for r in cs.refusals if r.charger_id == "CP001"]
+            assert refused and all(r.status == 401 for r in refused)
+            assert len(refused) <= 4  # backing off: 1 s, 2 s, 4 s...
+    run(scenario())
+
+
+def test_a_wrong_ca_is_never_a_connection(ws_world, tmp_path):
+    pki, make_sim, make_csms = ws_world
+    stranger = certs.ensure_pki(str(tmp_path / "stranger"), chargers=())
+
+    async def scenario():
+        async with make_csms(secure=True, keys={"CP001": KEY}) as cs:
+            sim = make_sim(url_of(cs, True), security_profile=2, auth_key=KEY,
+                           ca=stranger.ca)
+            await sim.start()
+            s = await sim.until(lambda s: (s["mqtt"] or {}).get("failures", 0) >= 2, 15)
+            assert not s["online"] and "CP001" not in cs.connected_ids
+            assert s["mqtt"]["last_error"].startswith("ValueError")
+    run(scenario())
+
+
+def test_a_downgrade_or_an_upgrade_without_a_root_is_rejected(ws_world):
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        async with make_csms(keys={"CP001": KEY}) as cs:
+            sim = make_sim(url_of(cs), security_profile=1, auth_key=KEY)
+            await online(sim, cs)
+            for value in ("0", "1", "2"):  # not above; 2 needs a Central System root
+                ans = await cs.change_configuration("CP001", "SecurityProfile", value)
+                assert ans["status"] == "Rejected", value
+    run(scenario())
+
+
+async def upgrade_to_2(sim, cs, pki, fallback_s):
+    """Profile 1, a Central System root installed over OCPP, then SecurityProfile 2."""
+    cp = await online(sim, cs)
+    with open(pki.ca) as f:
+        assert (await cs.install_certificate("CP001", f.read()))["status"] == "Accepted"
+    await cs.change_configuration("CP001", "SecurityProfileFallbackSeconds", str(fallback_s))
+    connects = (await sim.ask(cmd="status"))["mqtt"]["connects"]
+    assert (await cs.change_configuration("CP001", "SecurityProfile", "2"))["status"] == \
+        "Accepted"
+    return cp, connects
+
+
+def test_an_upgrade_the_server_is_not_ready_for_falls_back_and_says_so(ws_world):
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        async with make_csms(keys={"CP001": KEY}) as cs:
+            sim = make_sim(url_of(cs), security_profile=1, auth_key=KEY)
+            cp, connects = await upgrade_to_2(sim, cs, pki, 4)
+            # wss:// to a server that speaks ws:// only: no connection; after 4 s, profile 1
+            await cs.wait_for(lambda: "SecurityProfileFallback" in cp.security_events, 30)
+            conf = await cs.get_configuration("CP001", ["SecurityProfile"])
+            assert conf["configurationKey"][0]["value"] == "1"
+            assert len(cp.boots) == 1
+    run(scenario())
+
+
+def test_an_upgrade_the_server_is_ready_for_is_kept(ws_world):
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        plain = make_csms(keys={"CP001": KEY})
+        async with plain:
+            sim = make_sim(url_of(plain), security_profile=1, auth_key=KEY)
+            cp, connects = await upgrade_to_2(sim, plain, pki, 60)
+            port = plain.port
+        secure = make_csms(secure=True, keys={"CP001": KEY}, port=port)  # now on wss://
+        secure.chargers = plain.chargers
+        async with secure:
+            await sim.until(lambda s: s["online"] and s["mqtt"]["connects"] > connects, 30)
+            conf = await secure.get_configuration("CP001", ["SecurityProfile"])
+            assert conf["configurationKey"][0]["value"] == "2"
+            assert cp.sessions[-1].basic_user == "CP001"
+            assert "SecurityProfileFallback" not in cp.security_events
+        await sim.ask(cmd="status")
+    run(scenario())
+
+
+def test_a_new_authorization_key_mid_session_reconnects_and_loses_nothing(ws_world):
+    pki, make_sim, make_csms = ws_world
+    new = "FFEEDDCCBBAA99887766554433221100"
+
+    async def scenario():
+        async with make_csms(keys={"CP001": KEY}) as cs:
+            sim = make_sim(url_of(cs), security_profile=1, auth_key=KEY)
+            cp = await online(sim, cs)
+            await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
+            await sim.ask(cmd="load", connector=1, amps=16.0)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await cs.wait_for(lambda: cp.transactions, T)
+            connects = (await sim.ask(cmd="status"))["mqtt"]["connects"]
+            cs.set_key("CP001", new)  # the Central System knows the new key first
+            assert (await cs.change_configuration("CP001", "AuthorizationKey", new))[
+                "status"] == "Accepted"
+            await sim.until(lambda s: s["mqtt"]["connects"] > connects and s["online"])
+            tx = list(cp.transactions.values())[0]
+            n = len(tx.meter_values)
+            await cs.wait_for(lambda: len(tx.meter_values) >= n + 2, T)
+            assert len(cp.boots) == 1  # a reconnect is not a boot (OCPP-J 5.4)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await cs.wait_for(lambda: tx.stopped, T)
+            events = [e for e in cp.security_events]
+            assert "ReconfigurationOfSecurityParameters" in events
+    run(scenario())
+
+
+def test_the_central_system_restarted_mid_session_loses_nothing(ws_world):
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        cs = make_csms()
+        async with cs:
+            sim = make_sim(url_of(cs))
+            cp = await online(sim, cs)
+            await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
+            await sim.ask(cmd="load", connector=1, amps=16.0)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await cs.wait_for(lambda: cp.transactions, T)
+            port = cs.port
+        await asyncio.sleep(2)  # down: the charger queues its MeterValues
+        await sim.ask(cmd="rfid", uid=TAG)  # the session ends while it is away
+        cs2 = make_csms(port=port)
+        cs2.chargers = cs.chargers  # the same records, as a Central System keeps them
+        async with cs2:
+            tx = list(cp.transactions.values())[0]
+            await cs2.wait_for(lambda: tx.stopped, 30)
+            starts = {f.message()[1] for f in cp.frames if '"StartTransaction"' in f.text
+                      and f.direction == "in"}
+            # one transaction: a StartTransaction whose answer the restart swallowed comes
+            # again with its own message id (at least once), never as a second one
+            assert len(starts) == 1 and len(cp.transactions) == 1
+            assert len(cp.boots) == 1
+    run(scenario())
+
+
+def test_a_200_kb_message_is_closed_with_1009_and_the_charger_carries_on(ws_world):
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = make_sim(url_of(cs))
+            cp = await online(sim, cs)
+            await cs.send_raw("CP001", ['[2,"big","DataTransfer",{"vendorId":"x","data":"%s"}]'
+                                        % ("y" * 200000)])
+            s = await sim.until(lambda s: s["mqtt"]["oversize"] == 1 and s["online"]
+                                and s["mqtt"]["connects"] == 2)
+            assert cp.sessions[0].close_code == 1009
+            conf = await cs.get_configuration("CP001", ["HeartbeatInterval"])
+            assert conf["configurationKey"][0]["key"] == "HeartbeatInterval"
+            assert s["boots"] == 1
+    run(scenario())
