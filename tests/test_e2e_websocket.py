@@ -285,3 +285,37 @@ def test_a_200_kb_message_is_closed_with_1009_and_the_charger_carries_on(ws_worl
             assert conf["configurationKey"][0]["key"] == "HeartbeatInterval"
             assert s["boots"] == 1
     run(scenario())
+
+
+def test_a_link_gone_quiet_is_dropped_by_the_pong_timeout_and_unplug_still_opens_the_relay(
+        ws_world):
+    from tools.blackhole import Blackhole
+
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        async with make_csms() as cs:
+            proxy = await Blackhole(cs.port).start()
+            try:
+                sim = make_sim("ws://localhost:%d/ocpp" % proxy.port)
+                cp = await online(sim, cs)
+                assert (await cs.change_configuration("CP001", "WebSocketPingInterval", "2"))[
+                    "status"] == "Accepted"
+                await sim.ask(cmd="load", connector=1, amps=16.0)
+                await sim.ask(cmd="rfid", uid=TAG)
+                await sim.ask(cmd="ev", connector=1, state="C")
+                await cs.wait_for(lambda: cp.transactions, T)
+                await sim.until(lambda s: s["connectors"]["1"]["relay"])
+                proxy.silence()
+                t0 = asyncio.get_running_loop().time()
+                s = await sim.ask(cmd="ev", connector=1, state="A")
+                assert not s["connectors"]["1"]["contact"]  # at once, link or no link
+                s = await sim.until(lambda s: not s["online"], 20)
+                took = asyncio.get_running_loop().time() - t0
+                # a ping every 2 s, its pong due within 10 s: down within 12 s (and a second)
+                assert took < 13.5, took
+                assert s["mqtt"]["last_error"] == "OSError: timed out"
+                print("a quiet link dropped after %.1f s" % took)
+            finally:
+                proxy.close()
+    run(scenario())

@@ -10,6 +10,7 @@ class Blackhole:
     def __init__(self, target_port):
         self.target = target_port
         self.hang = False
+        self.silent = False  # the links stay open, what comes is dropped
         self.links = []
         self.server = None
         self.port = None
@@ -32,11 +33,18 @@ class Blackhole:
                     data = await r.read(4096)
                     if not data:
                         break
+                    if self.silent:
+                        continue  # swallowed: the peer hears nothing, the TCP link stays
                     w.write(data)
                     await w.drain()
             except ConnectionError:
                 pass
         await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    def silence(self):
+        """From now on the links it carries stay open and carry nothing, either way (a peer
+        that has died without closing, a router gone quiet)."""
+        self.silent = True
 
     def swallow(self):
         self.hang = True
