@@ -2,8 +2,8 @@
 tests and the bench (tools/bench) get their stand-ins.
 
 Plain Python that also runs under MicroPython, so the same fakes back the scenarios that run
-on the `micropython` binary (compiled to fakes.mpy: `from fakes import ...` there, `from
-tools.fakes import ...` under CPython).
+on the `micropython` binary: compiled to .mpy, imported as `fakes` by the twin scenarios of
+tests/mpy and as `tools.fakes` by the bench's workloads and under CPython.
 """
 import errno
 import json

@@ -116,10 +116,11 @@ def percentiles(samples_ms):
 # --- the firmware in-process on the twin (tools/bench/workloads.py) ------------------------------
 
 def fakes_folder(tmp):
-    """A folder with tools/fakes.py compiled to fakes.mpy, for the workloads' MICROPYPATH."""
+    """A folder with tools/fakes.py compiled to tools/fakes.mpy (`from tools.fakes import`
+    on the twin as on CPython), for the workloads' MICROPYPATH."""
     out = os.path.join(tmp, "twinlib")
-    os.makedirs(out, exist_ok=True)
-    subprocess.run([twin.mpy_cross(), "-o", os.path.join(out, "fakes.mpy"),
+    os.makedirs(os.path.join(out, "tools"), exist_ok=True)
+    subprocess.run([twin.mpy_cross(), "-o", os.path.join(out, "tools", "fakes.mpy"),
                     os.path.join(ROOT, "tools", "fakes.py")], check=True)
     return out
 

@@ -11,8 +11,8 @@
 #   micropython ... workloads.py tls HOST PORT CA CERT KEY CLIENT_ID    (DER files)
 #       live heap before and after a mutual-TLS MQTT connection (umqtt.simple, as frozen)
 #
-# MICROPYPATH must reach the chargepoint package (frozen or .mpy) and fakes (tools/fakes.py
-# as .mpy).
+# MICROPYPATH must reach the chargepoint package (frozen or .mpy) and tools.fakes (a folder
+# with tools/fakes.mpy: tools/bench/rig.py's fakes_folder).
 import gc
 import json
 import sys
@@ -55,7 +55,7 @@ def firmware(mode, count, state_dir):
     from chargepoint.ocpp.timestamps import iso
     from chargepoint.platform.clock import Clock
     from chargepoint.platform.store import FileStore
-    from fakes import FakeBoard, FakeTicks, LoopbackTransport, ScriptedCentralSystem
+    from tools.fakes import FakeBoard, FakeTicks, LoopbackTransport, ScriptedCentralSystem
 
     ticks = FakeTicks()
     board = FakeBoard(1)
