@@ -319,3 +319,136 @@ def test_a_link_gone_quiet_is_dropped_by_the_pong_timeout_and_unplug_still_opens
             finally:
                 proxy.close()
     run(scenario())
+
+
+class BareCentralSystem:
+    """A Central System with none of our code: mobilityhouse `ocpp`'s ChargePoint on a
+    `websockets` server, Basic auth checked by hand, the ocpp1.6 subprotocol required."""
+
+    def __init__(self, ssl=None, password=None):
+        import datetime
+
+        from ocpp.routing import on
+        from ocpp.v16 import ChargePoint, call_result
+        from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+
+        self.ssl, self.password = ssl, password
+        self.points = {}
+        self.boots = 0
+        self.stops = []
+
+        def now():
+            return datetime.datetime.now(datetime.timezone.utc).isoformat()
+        outer = self
+
+        class Point(ChargePoint):
+            @on(Action.boot_notification)
+            def on_boot(self, **_):
+                outer.boots += 1
+                return call_result.BootNotification(current_time=now(), interval=300,
+                                                    status=RegistrationStatus.accepted)
+
+            @on(Action.status_notification)
+            def on_status(self, **_):
+                return call_result.StatusNotification()
+
+            @on(Action.heartbeat)
+            def on_heartbeat(self):
+                return call_result.Heartbeat(current_time=now())
+
+            @on(Action.security_event_notification)
+            def on_security_event(self, **_):
+                return call_result.SecurityEventNotification()
+
+            @on(Action.authorize)
+            def on_authorize(self, id_tag):
+                return call_result.Authorize(
+                    id_tag_info={"status": AuthorizationStatus.accepted})
+
+            @on(Action.start_transaction)
+            def on_start(self, **_):
+                return call_result.StartTransaction(
+                    transaction_id=7, id_tag_info={"status": AuthorizationStatus.accepted})
+
+            @on(Action.meter_values)
+            def on_meter_values(self, **_):
+                return call_result.MeterValues()
+
+            @on(Action.stop_transaction)
+            def on_stop(self, **kw):
+                outer.stops.append(kw["reason"] if "reason" in kw else None)
+                return call_result.StopTransaction()
+        self.Point = Point
+
+    async def __aenter__(self):
+        from websockets.asyncio.server import serve
+        from websockets.datastructures import Headers
+        from websockets.http11 import Response
+        import base64
+
+        def check(connection, request):
+            if self.password is None:
+                return None
+            expected = "Basic " + base64.b64encode(b"CP001:" + self.password).decode()
+            if request.headers.get("Authorization") != expected:
+                return Response(401, "Unauthorized", Headers(), b"")
+            return None
+
+        async def handler(ws):
+            cp_id = ws.request.path.rsplit("/", 1)[-1]
+            point = self.Point(cp_id, ws)
+            self.points[cp_id] = point
+            try:
+                await point.start()
+            except Exception:  # the charger went: its connection closed
+                pass
+
+        self.server = await serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"],
+                                  process_request=check, ssl=self.ssl)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("profile", [0, 2])
+def test_a_central_system_with_none_of_our_code(ws_world, profile):
+    from ocpp.v16 import call
+
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        tls = None
+        if profile == 2:
+            from tools.csms_websocket import server_tls_context
+            tls = server_tls_context(*pki.server())
+        async with BareCentralSystem(tls, bytes.fromhex(KEY) if profile else None) as cs:
+            flags = {"security_profile": profile}
+            if profile:
+                flags.update(auth_key=KEY, ca=pki.ca)
+            sim = make_sim("%s://localhost:%d/ocpp" % ("wss" if profile else "ws", cs.port),
+                           **flags)
+            await sim.start()
+            await sim.until(lambda s: s["online"])
+            point = cs.points["CP001"]
+            conf = await point.call(call.GetConfiguration(key=["SecurityProfile"]))
+            assert conf.configuration_key[0]["value"] == str(profile)
+            await sim.ask(cmd="load", connector=1, amps=16.0)
+            ans = await point.call(call.RemoteStartTransaction(id_tag=TAG, connector_id=1))
+            assert ans.status == "Accepted"
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] == 7)
+            ans = await point.call(call.RemoteStopTransaction(transaction_id=7))
+            assert ans.status == "Accepted"
+            await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] is None)
+            ans = await point.call(call.Reset(type="Hard"))
+            assert ans.status == "Accepted"
+            await sim.until(lambda s: s["boots"] == 2 and s["online"])
+            for _ in range(100):
+                if cs.stops:
+                    break
+                await asyncio.sleep(0.1)
+            assert cs.stops == ["Remote"] and cs.boots == 2
+    run(scenario())
