@@ -86,6 +86,26 @@ def test_retries_wait_their_interval_and_a_late_success_is_uploaded(diag):
     assert len(up.calls) == 3
 
 
+def test_the_upload_runner_is_in_memory_only_while_a_request_is_worked_on(diag):
+    import sys
+
+    rig, _, up = diag
+    runner = ("chargepoint.model.uploads", "chargepoint.model.getlog")
+    assert not [m for m in runner if m in sys.modules]
+    up.fails = 1
+    rig.send("GetDiagnostics", {"location": "http://h/", "retries": 1, "retryInterval": 10})
+    rig.send("GetLog", {"logType": "SecurityLog", "requestId": 7,
+                        "log": {"remoteLocation": "http://h/"}})
+    assert all(m in sys.modules for m in runner)  # a retry is due in 10 s
+    rig.step(10000)
+    assert statuses(rig) == ["Uploading", "Uploaded"]
+    assert [p["status"] for p in rig.payloads("LogStatusNotification")][-1] == "Uploaded"
+    assert not [m for m in runner if m in sys.modules]
+    assert rig.cp.diagnostics.uploads is None
+    rig.send("GetDiagnostics", {"location": "http://h/"})  # and back for the next one
+    assert statuses(rig)[-1] == "Uploaded" and len(up.calls) == 4
+
+
 def test_upload_failed_once_every_attempt_failed(diag):
     rig, log, up = diag
     up.fails = 99
@@ -265,7 +285,7 @@ while time.ticks_diff(time.ticks_ms(), start) < 20000:
     t = time.ticks_ms()
     step()
     gaps = max(gaps, time.ticks_diff(time.ticks_ms(), t))
-    if cp.diagnostics.uploads._busy:
+    if cp.diagnostics.uploads is not None and cp.diagnostics.uploads._busy:
         gc.collect()
         used = (gc.mem_alloc() - idle) // 256 * 256
         seen[used] = seen.get(used, 0) + 1

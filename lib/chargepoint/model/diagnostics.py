@@ -1,7 +1,9 @@
 """GetDiagnostics and DiagnosticsStatusNotification (the diagnostics half of OCPP 1.6 Firmware
 Management): the firmware's event log uploaded by the upload runner
-(chargepoint.model.uploads); GetLog (security extensions, chargepoint.model.getlog, imported
-on the first GetLog) goes the same way; and the OCPP traffic worth keeping written to that log.
+(chargepoint.model.uploads); GetLog (security extensions, chargepoint.model.getlog) goes the
+same way; and the OCPP traffic worth keeping written to that log. Uploads are rare: the
+runner's and GetLog's modules are imported for a request and dropped once the runner has
+nothing left to do (0.8 KB of idle heap on the ESP32).
 
 A feature, `cp.diagnostics`, with the services "log" (chargepoint.platform.log.Log), "upload"
 (url, path: a blocking HTTP PUT, chargepoint.platform.http.upload) and "run_in_thread" (fn;
@@ -30,8 +32,7 @@ lines; hours of charging add none.
 """
 from micropython import const
 
-from chargepoint.model import Feature
-from chargepoint.model.uploads import DIAGNOSTICS, LOG, Job, Uploads, public, target
+from chargepoint.model import Feature, unload
 from chargepoint.ocpp.framing import peek
 
 _ROUTINE = ("MeterValues", "Heartbeat")  # periodic: logging them would wear the flash
@@ -47,10 +48,9 @@ class Diagnostics(Feature):
     def __init__(self, cp, services):
         self.cp = cp
         log = self.log = services.get("log")
-        upload = services.get("upload")
-        self.uploads = None
-        if log is not None and upload is not None:
-            self.uploads = Uploads(cp, log, upload, services.get("run_in_thread"))
+        self._upload = services.get("upload")
+        self._run_in_thread = services.get("run_in_thread")
+        self.uploads = None  # the upload runner while a request is worked on (runner())
         self._asked = [None, None]  # message id of the last logged CALL: ours, the CS's
         self._linked = False  # the transport's `connected` at the last tick
         if log is not None:
@@ -62,16 +62,29 @@ class Diagnostics(Feature):
 
         return getlog.request(self, p)
 
+    def runner(self):
+        """The upload runner (chargepoint.model.uploads), None without a log and an uploader.
+        Requests are rare: its module is imported for one and dropped once it has nothing
+        left to do (tick)."""
+        if self.uploads is None and self.log is not None and self._upload is not None:
+            from chargepoint.model.uploads import Uploads
+
+            self.uploads = Uploads(self.cp, self.log, self._upload, self._run_in_thread)
+        return self.uploads
+
     def trigger(self, message, cid, extended):
-        job = self.uploads.job(LOG if message == "LogStatusNotification" else DIAGNOSTICS) \
+        # the runner's slots: 0 GetDiagnostics, 1 GetLog (uploads.DIAGNOSTICS, uploads.LOG)
+        job = self.uploads.job(1 if message == "LogStatusNotification" else 0) \
             if self.uploads is not None else None
         # Uploading (with the GetLog's requestId) while a request is worked on, else Idle
         self.cp.call(message, {"status": "Idle"} if job is None else job.payload("Uploading"))
 
     def get_diagnostics(self, p, stale):
-        uploads = self.uploads
+        uploads = self.runner()
         if uploads is None:
             return {}
+        from chargepoint.model.uploads import DIAGNOSTICS, Job, public, target
+
         log = self.log
         location = p["location"]
         name = uploads.file_name("diagnostics")
@@ -96,8 +109,11 @@ class Diagnostics(Feature):
             self._linked = connected
             if connected:
                 log.write("link", "up")
-        if self.uploads is not None:
-            self.uploads.poll()
+        uploads = self.uploads
+        if uploads is not None and uploads.poll():  # nothing left: its heap back
+            self.uploads = None
+            unload("chargepoint.model", "getlog")
+            unload("chargepoint.model", "uploads")
 
     def _frame(self, direction, text):
         kind, uid, action = peek(text)

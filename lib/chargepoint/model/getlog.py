@@ -62,7 +62,7 @@ def _unusable(location):
 
 def request(d, p):
     """GetLog.req to `d` (the charge point's Diagnostics): its GetLog.conf."""
-    uploads = d.uploads
+    uploads = d.runner()
     if uploads is None:
         return {"status": "Rejected"}
     log = d.log

@@ -108,14 +108,15 @@ class Uploads:
     # -- the main loop's side ---------------------------------------------------------------
 
     def poll(self):
+        """Work the requests; whether nothing is left to do (no request, no attempt)."""
         if self._busy and not self._take():
-            return
+            return False
         clock = self.cp.clock
         for job in self._jobs:
             if job is not None and (job.due is None or clock.since(job.due) >= 0):
                 break
         else:
-            return
+            return self._jobs[0] is None and self._jobs[1] is None
         if not job.started:
             job.started = True
             self.report(job, "Uploading")
@@ -126,8 +127,9 @@ class Uploads:
         except (OSError, MemoryError, RuntimeError) as e:  # no thread to be had now
             self._busy = False
             self._finished(job, "no thread: " + _error_text(e))
-            return
+            return False
         self._take()  # a synchronous runner (tests) has finished already
+        return False
 
     def _take(self):
         """Take the outcome the thread handed over, if there is one yet."""
