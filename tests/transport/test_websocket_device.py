@@ -2,7 +2,8 @@
 against a real WebSocket server (the `websockets` package): ws:// and wss:// with the
 whitepaper's cipher suites, the host name checked, Basic auth, a client certificate, a
 message over the limit closed with 1009 and the link coming back; the asyncio loop never
-waits on the network thread."""
+waits on the network thread; a server that does not choose ocpp1.6 is no connection; a ping
+between the fragments of a message is answered and the message arrives whole."""
 import asyncio
 import base64
 import json
@@ -29,8 +30,9 @@ MAX_GAP_MS = 100
 class Server:
     """A WebSocket server in a thread of its own. `script(ws, n)` plays connection n."""
 
-    def __init__(self, tls=None, password=None, script=None):
+    def __init__(self, tls=None, password=None, script=None, subprotocols=("ocpp1.6",)):
         self.port = free_port()
+        self.subprotocols = list(subprotocols) or None
         self.tls = tls
         self.password = password
         self.script = script or self.answer_then_bye
@@ -56,7 +58,7 @@ class Server:
 
     async def _serve(self):
         self.stop = self.loop.create_future()
-        async with serve(self._handler, "127.0.0.1", self.port, subprotocols=["ocpp1.6"],
+        async with serve(self._handler, "127.0.0.1", self.port, subprotocols=self.subprotocols,
                          process_request=self._check, ssl=self.tls, max_size=None):
             self.ready.set()
             await self.stop
@@ -196,3 +198,37 @@ def test_a_message_over_the_limit_is_closed_with_1009_and_the_link_comes_back():
     done = events["done"]["status"]
     assert done["oversize"] == 1 and done["connects"] == 2
     assert events["done"]["max_gap_ms"] < MAX_GAP_MS
+
+
+def test_a_server_that_does_not_choose_ocpp16_is_no_connection():
+    with Server(subprotocols=()) as s:  # answers 101 without Sec-WebSocket-Protocol
+        events = probe("ws://127.0.0.1:%d/ocpp" % s.port, 3)
+    assert s.requests and s.requests[0][1]["Sec-WebSocket-Protocol"] == "ocpp1.6"
+    done = events["done"]
+    assert not done["connected"] and done["status"]["connects"] == 0
+    assert "did not choose ocpp1.6" in done["status"]["last_error"]
+    assert "sent" not in events and events["received"] == []  # nothing went over it
+    assert len(s.requests) <= 3  # backing off, not a busy loop
+
+
+def test_a_ping_between_fragments_is_answered_and_the_message_arrives_whole():
+    async def script(ws, n):
+        call = json.loads(await ws.recv())
+        pong = asyncio.get_running_loop().create_future()
+        ws.pending_pings[b"mid"] = (pong, ws.loop.time())  # as ws.ping() would wait for it
+        for piece in (lambda: ws.protocol.send_text(b'[3, "%s", ' % call[1].encode(), fin=False),
+                      lambda: ws.protocol.send_ping(b"mid"),
+                      lambda: ws.protocol.send_continuation(b'{"status": ', fin=False),
+                      lambda: ws.protocol.send_continuation(b'"Accepted"}]', fin=True)):
+            piece()
+            ws.send_data()
+            await asyncio.sleep(0.1)  # each its own TCP segment
+        Server.pongs.append(await asyncio.wait_for(pong, 5) >= 0)
+        await ws.send("bye")
+        await ws.wait_closed()
+    Server.pongs = []
+    with Server(script=script) as s:
+        events = probe("ws://127.0.0.1:%d/ocpp" % s.port, 8)
+    assert Server.pongs == [True]
+    assert events["received"] == ['[3, "boot-1", {"status": "Accepted"}]', "bye"]
+    assert events["done"]["status"]["connects"] == 1
