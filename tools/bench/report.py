@@ -73,7 +73,7 @@ def _ms(v):
 
 def markdown(res, info, images):
     """The report, line by line."""
-    for part in (_head, _summary, _sizes, _heap, _reactions, _cpu, _fleet):
+    for part in (_head, _summary, _sizes, _heap, _reactions, _transports, _cpu, _fleet):
         yield from part(res, info, images)
         yield ""
     yield "## The JSON"
@@ -375,6 +375,33 @@ def _reactions(h, info, images):
            "directly. The CPU figures below are closer in kind. In the plot, boxes are "
            "quartiles and whiskers the 1st and 99th percentiles; the dotted line is the "
            "control round trip's median.")
+
+
+def _transports(h, info, images):
+    t = h.get("transports") or {}
+    yield "## The transports side by side"
+    yield ""
+    yield ("The same frozen charger (`-X heapsize=%d`, one connector) over MQTT with mutual TLS "
+           "through Mosquitto, over a WebSocket straight to the Central System (security "
+           "profile 0, `ws://`) and over a WebSocket with TLS and Basic auth (profile 2, "
+           "`wss://`, the whitepaper's cipher suites), each against the development Central "
+           "System (`tools/bench/transports.py`). **Code**: the .mpy bytes only that transport "
+           "loads (MQTT: `transport/mqtt.py` and umqtt.simple; WebSocket: "
+           "`transport/websocket.py`, `model/connection.py`, `links.py`). **Idle**: the live "
+           "heap online after the boot (median of 5 samples). **Peak**: through an RFID session "
+           "with MeterValues every second. **Round trip**: GetConfiguration(HeartbeatInterval) "
+           "from the Central System writing the CALL to it reading the answer, %d times."
+           % (HEAP, info.get("transport_reps", 0)))
+    yield ""
+    yield "| transport | code | heap idle | heap peak | round trip p50 | p99 | max | n |"
+    yield "|---|---|---|---|---|---|---|---|"
+    for name in ("mqtt", "websocket", "websocket_tls"):
+        f = t.get(name) or {}
+        r = f.get("round_trip_ms") or {}
+        yield ("| %s | %s | %s | %s | %s | %s | %s | %s |"
+               % (name, _kb(f.get("mpy_bytes")), _kb(f.get("heap_idle_bytes")),
+                  _kb(f.get("heap_peak_bytes")), _ms(r.get("p50")), _ms(r.get("p99")),
+                  _ms(r.get("max")), r.get("n", 0)))
 
 
 def _cpu(h, info, images):

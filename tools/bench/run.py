@@ -15,7 +15,7 @@ import time
 
 import tools.bench
 from tools import twin
-from tools.bench import cpu, fleet, heap, profiles, reactions, report, rig, sizes
+from tools.bench import cpu, fleet, heap, profiles, reactions, report, rig, sizes, transports
 from tools.bench.rig import BIG_HEAP, HEAP, PhaseError, log
 from tools.broker import mosquitto_path
 
@@ -23,11 +23,12 @@ MODES = {
     "full": dict(session_s=60, bisect_lo=20000, bisect_res=2000, bisect_steps=None,
                  bisect_session_s=6, connectors=6, sessions=1000, reps=100, fleet=50,
                  fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000,
-                 local_list=1000, charging_profiles=10, download_s=10, phase_s=1800),
+                 local_list=1000, charging_profiles=10, download_s=10, phase_s=1800,
+                 transport_reps=100),
     "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
                   bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
                   fleet_mv_s=2, valgrind_n=10, inproc_n=200, local_list=100,
-                  charging_profiles=3, download_s=3, phase_s=180),
+                  charging_profiles=3, download_s=3, phase_s=180, transport_reps=10),
 }
 MODES["quick"] = dict(MODES["full"], session_s=15)
 
@@ -50,6 +51,7 @@ def empty_result(mode):
         "valgrind_instructions": None,
         "fleet_chargers": None, "fleet_messages_per_s": None, "fleet_twin_rss_bytes": None,
         "fleet_twin_cpu_percent": None,
+        "transports": transports.empty(),
         "seconds": None, "errors": [], "warnings": [],
     }
 
@@ -220,6 +222,14 @@ class Run:
         self.res["control_round_trip_ms"] = figures.pop("control_round_trip")
         self.res["reaction_ms"] = figures
 
+    async def transports(self):
+        figures, failed = await transports.transports(
+            self.lab, os.path.join(self.tmp, "mpy"), min(self.cfg["session_s"], 10),
+            self.cfg["transport_reps"])
+        self.res["transports"] = figures
+        if failed:
+            raise PhaseError("; ".join(failed))
+
     async def fleet(self):
         f = await fleet.fleet(self.lab, self.cfg["fleet"], self.cfg["fleet_s"],
                               self.cfg["fleet_mv_s"])
@@ -254,6 +264,7 @@ class Run:
                 for code, probes in sorted(self.info.get("probes_by_code", {}).items()))
             # Reaction times (wall clock) and the fleet (the whole machine): one at a time.
             await phase("reaction times (%d repetitions)" % cfg["reps"], self.reactions())
+            await phase("transports side by side", self.transports())
             await phase("fleet of %d for %d s" % (cfg["fleet"], cfg["fleet_s"]), self.fleet())
         finally:
             self.lab.close()

@@ -28,6 +28,13 @@ def mpy_bytes(tmp):
     return {"total": sum(packages.values()), "packages": packages}
 
 
+def compile_one(source, out):
+    """`source` compiled by the twin's mpy-cross to `out`: its .mpy bytes."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    subprocess.run([twin.mpy_cross(), "-o", out, source], check=True)
+    return os.path.getsize(out)
+
+
 def image_bytes(stock):
     """text + data of a twin binary (`size`)."""
     out = subprocess.run(["size", twin.ensure(stock=stock)], capture_output=True, text=True,

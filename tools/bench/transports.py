@@ -1,0 +1,145 @@
+"""The transports side by side: the same frozen charger (-X heapsize=HEAP, 1 connector) over
+MQTT with mutual TLS through Mosquitto, over a WebSocket (security profile 0, ws://) and over
+a WebSocket with TLS and Basic auth (profile 2, wss://), each against the development Central
+System (tools.csms, tools.csms_websocket).
+
+For each: the .mpy bytes of the code only that transport loads, the live heap idle (online,
+booted, median of the samples over 2 s) and its peak through a short RFID session with
+MeterValues every second, and the request -> answer time of GetConfiguration(HeartbeatInterval)
+as the Central System sees it (from writing the CALL to reading the CALLRESULT)."""
+import asyncio
+import os
+import statistics
+import time
+
+from tools import twin
+from tools.bench import sizes
+from tools.bench.rig import (CARDS, HEAP, T, TAG, PhaseError, closed, heap_total, log,
+                             percentiles, spawn)
+from tools.csms_websocket import WebSocketCentralSystem, server_tls_context
+from tools.simclient import Simulator
+
+TRANSPORTS = ("mqtt", "websocket", "websocket_tls")
+# the modules only a charger on that transport imports (chargepoint.app picks them by
+# config.json's "transport"); umqtt.simple comes from micropython-lib, frozen with ours
+CODE = {
+    "mqtt": ("chargepoint/transport/mqtt.py", "umqtt/simple.py"),
+    "websocket": ("chargepoint/transport/websocket.py", "chargepoint/model/connection.py",
+                  "chargepoint/links.py"),
+}
+CODE["websocket_tls"] = CODE["websocket"]
+KEY = "00112233445566778899AABBCCDDEEFF"  # the profile 2 charger's AuthorizationKey
+
+
+def empty():
+    none = {"p50": None, "p99": None, "max": None, "n": 0}
+    return {name: {"mpy_bytes": None, "heap_idle_bytes": None, "heap_peak_bytes": None,
+                   "round_trip_ms": dict(none)} for name in TRANSPORTS}
+
+
+def mpy_bytes(mpy_dir):
+    """{transport: .mpy bytes of CODE[transport]} from the folder sizes.mpy_bytes compiled
+    lib/ into, umqtt.simple compiled here from the MicroPython source tree."""
+    found = {}
+    source = os.path.join(twin.source()[0], "lib", "micropython-lib", "micropython",
+                          "umqtt.simple", "umqtt", "simple.py")
+    umqtt = sizes.compile_one(source, os.path.join(mpy_dir, "umqtt", "simple.mpy"))
+    for name, files in CODE.items():
+        total = 0
+        for path in files:
+            if path == "umqtt/simple.py":
+                total += umqtt
+                continue
+            package, module = os.path.split(path[:-3])
+            total += os.path.getsize(os.path.join(mpy_dir, package.replace("/", "."),
+                                                  module + ".mpy"))
+        found[name] = total
+    return found
+
+
+async def _measure(sim, cs, total, session_s, reps):
+    """Online -> idle heap, a session's peak, `reps` GetConfiguration round trips."""
+    await cs.wait_for(lambda: sim.cp_id in cs.chargers and cs.chargers[sim.cp_id].boots, T)
+    cp = cs.chargers[sim.cp_id]
+    await sim.until(lambda s: s["online"], T)
+    await asyncio.sleep(2)  # the boot's garbage collected, its queue drained
+    idle = []
+    for _ in range(5):
+        idle.append(total - (await sim.ask(cmd="status"))["heap_free"])
+        await asyncio.sleep(0.4)
+    rtt = []
+    for _ in range(reps):
+        t0 = time.monotonic()
+        conf = await cs.get_configuration(sim.cp_id, ["HeartbeatInterval"], timeout=T)
+        rtt.append((time.monotonic() - t0) * 1000)
+        if not conf.get("configurationKey"):
+            raise PhaseError("GetConfiguration: %s" % conf)
+    ans = await cs.change_configuration(sim.cp_id, "MeterValueSampleInterval", "1")
+    if ans["status"] != "Accepted":
+        raise PhaseError("MeterValueSampleInterval=1: %s" % ans)
+    await sim.ask(cmd="load", connector=1, amps=16.0)
+    await sim.ask(cmd="ev", connector=1, state="C")
+    await sim.ask(cmd="rfid", uid=TAG)
+    await sim.until(closed)
+    await cs.wait_for(lambda: cp.transactions, T)
+    peak = 0
+    end = time.monotonic() + session_s
+    while time.monotonic() < end:
+        s = await sim.ask(cmd="status")
+        peak = max(peak, total - s["heap_free"])
+        await asyncio.sleep(0.5)
+    await sim.ask(cmd="ev", connector=1, state="A")
+    await cs.wait_for(lambda: any(t.stopped for t in cp.transactions.values()), T)
+    s = await sim.ask(cmd="status")
+    if s["boots"] != 1:
+        raise PhaseError("the firmware restarted (%d boots)" % s["boots"])
+    return {"heap_idle_bytes": int(statistics.median(idle)),
+            "heap_peak_bytes": max(peak, s["heap_peak"]), "round_trip_ms": percentiles(rtt)}
+
+
+async def _one(lab, name, session_s, reps):
+    total = heap_total(twin.ensure(), HEAP)
+    state = lab.folder("transport-" + name)
+    common = dict(state=state, code="frozen", heap=HEAP, connectors=1, timeout=T,
+                  failure=PhaseError, spawn=spawn)
+    if name == "mqtt":
+        async with lab.stage() as stage:
+            sim = stage.sim(connectors=1)
+            await sim.start()
+            return await _measure(sim, stage.cs, total, session_s, reps)
+    pki = lab.pki
+    if name == "websocket":
+        cs = WebSocketCentralSystem(authorized=CARDS)
+        flags = {}
+    else:
+        cert, key = pki.server()
+        cs = WebSocketCentralSystem(ssl=server_tls_context(cert, key), keys={"CP001": KEY},
+                                    authorized=CARDS)
+        flags = dict(security_profile=2, auth_key=KEY, ca=pki.ca)
+    async with cs:
+        host = "localhost" if cs.ssl is not None else "127.0.0.1"
+        url = "%s://%s:%d/ocpp" % ("wss" if cs.ssl is not None else "ws", host, cs.port)
+        sim = Simulator("CP001", transport="websocket", url=url, **flags, **common)
+        try:
+            await sim.start()
+            return await _measure(sim, cs, total, session_s, reps)
+        finally:
+            await sim.terminate()
+            if not sim.healthy():
+                raise PhaseError("CP001 firmware log: %s" % sim.bad_log(700))
+
+
+async def transports(lab, mpy_dir, session_s, reps):
+    """{transport: figures} for TRANSPORTS, one after the other (the round trips are wall
+    clock); a transport that fails keeps its None figures and raises at the end."""
+    out = empty()
+    for name, size in mpy_bytes(mpy_dir).items():
+        out[name]["mpy_bytes"] = size
+    failed = []
+    for name in TRANSPORTS:
+        try:
+            out[name].update(await _one(lab, name, session_s, reps))
+            log("transport %s: %s" % (name, out[name]))
+        except Exception as e:  # noqa: BLE001 - the others' figures still count
+            failed.append("%s: %s: %s" % (name, type(e).__name__, e))
+    return out, failed
