@@ -336,6 +336,7 @@ class BareCentralSystem:
         self.points = {}
         self.boots = 0
         self.stops = []
+        self.peers = []  # the subjects of verified client certificates (profile 3)
 
         def now():
             return datetime.datetime.now(datetime.timezone.utc).isoformat()
@@ -396,6 +397,9 @@ class BareCentralSystem:
 
         async def handler(ws):
             cp_id = ws.request.path.rsplit("/", 1)[-1]
+            peer = ws.transport.get_extra_info("peercert")
+            if peer:
+                self.peers.append(peer["subject"])
             point = self.Point(cp_id, ws)
             self.points[cp_id] = point
             try:
@@ -413,29 +417,42 @@ class BareCentralSystem:
         await self.server.wait_closed()
 
 
-@pytest.mark.parametrize("profile", [0, 2])
+@pytest.mark.parametrize("profile", [0, 1, 2, 3])
 def test_a_central_system_with_none_of_our_code(ws_world, profile):
     from ocpp.v16 import call
 
     pki, make_sim, make_csms = ws_world
+    secure = profile >= 2
 
     async def scenario():
         tls = None
-        if profile == 2:
+        if secure:
             from tools.csms_websocket import server_tls_context
-            tls = server_tls_context(*pki.server())
-        async with BareCentralSystem(tls, bytes.fromhex(KEY) if profile else None) as cs:
+            tls = server_tls_context(*pki.server(), client_ca=pki.ca if profile == 3 else None)
+        password = bytes.fromhex(KEY) if profile in (1, 2) else None
+        async with BareCentralSystem(tls, password) as cs:
             flags = {"security_profile": profile}
-            if profile:
-                flags.update(auth_key=KEY, ca=pki.ca)
-            sim = make_sim("%s://localhost:%d/ocpp" % ("wss" if profile else "ws", cs.port),
-                           **flags)
+            if password:
+                flags["auth_key"] = KEY
+            if secure:
+                flags["ca"] = pki.ca
+            if profile == 3:
+                flags["cert"], flags["key"] = pki.client("CP001")
+            sim = make_sim(url_of(cs, secure), **flags)
             await sim.start()
             await sim.until(lambda s: s["online"])
             point = cs.points["CP001"]
             conf = await point.call(call.GetConfiguration(key=["SecurityProfile"]))
             assert conf.configuration_key[0]["value"] == str(profile)
             await sim.ask(cmd="load", connector=1, amps=16.0)
+            # an RFID session: Authorize, StartTransaction, the EV unplugged
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] == 7)
+            await sim.until(lambda s: s["connectors"]["1"]["contact"])
+            await sim.ask(cmd="ev", connector=1, state="A")
+            await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] is None)
+            # RemoteStart / RemoteStop
             ans = await point.call(call.RemoteStartTransaction(id_tag=TAG, connector_id=1))
             assert ans.status == "Accepted"
             await sim.ask(cmd="ev", connector=1, state="C")
@@ -447,8 +464,10 @@ def test_a_central_system_with_none_of_our_code(ws_world, profile):
             assert ans.status == "Accepted"
             await sim.until(lambda s: s["boots"] == 2 and s["online"])
             for _ in range(100):
-                if cs.stops:
+                if len(cs.stops) == 2:
                     break
                 await asyncio.sleep(0.1)
-            assert cs.stops == ["Remote"] and cs.boots == 2
+            assert cs.stops == ["EVDisconnected", "Remote"] and cs.boots == 2
+            if profile == 3:
+                assert "CP001" in str(cs.peers)
     run(scenario())
