@@ -376,6 +376,12 @@ class FakeClient:
         data, self._rest = self._rest[:n], self._rest[n:]
         return data
 
+    def flush(self):  # TlsLink's socket: nothing is gathered here
+        pass
+
+    def wait(self, ms):  # TlsLink's socket: the scripted stream is always ready
+        pass
+
     def wait_msg(self):
         if not self.stream:
             return None

@@ -32,17 +32,18 @@ def build_board(cfg, store):
     return module.build(options, cfg, store)
 
 
-def build_transport(cfg, before_connect=None, installed_ca=(), say=print):
+def build_transport(cfg, before_connect=None, installed_ca=(), say=print, wake=None):
     """`installed_ca`: the Central System roots installed over OCPP (DER), trusted besides
     `mqtt.ca`. The context is built once: what InstallCertificate/DeleteCertificate change
-    applies from the next boot."""
+    applies from the next boot. `wake()`: called by the network thread for a frame in."""
     from chargepoint.transport import mqtt, tls
 
     m = cfg["mqtt"]
     ssl = tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca)
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
-                              topic_out=m["topic_out"], before_connect=before_connect, say=say)
+                              topic_out=m["topic_out"], before_connect=before_connect, say=say,
+                              wake=wake)
 
 
 def installed_roots(store):
@@ -121,13 +122,25 @@ def _stop_sessions(cp):
     cp.announce_reboot(False, "soft reset at the console")
 
 
-async def _run_loop(cp, wdt):
+async def _run_loop(cp, wdt, frames):
+    """The charge point's loop every LOOP_MS; while a CALL of ours waits for its answer, also
+    as soon as a frame comes in (`frames`: the ThreadSafeFlag the network thread sets), so
+    the answer is taken and the next CALL leaves without waiting out the period. (Only then:
+    on the unix port a task waiting on a ThreadSafeFlag makes the loop poll every
+    millisecond; on the ESP32 it is checked at every RTOS tick, as the loop's own sleep is.)"""
     loop = cp.loop
+    engine = cp.engine
     while True:
         loop()
         if wdt is not None:
             wdt.feed()  # only a loop that runs feeds it: a stuck one resets the board
-        await asyncio.sleep_ms(LOOP_MS)
+        if frames is not None and engine.inflight is not None:
+            try:
+                await asyncio.wait_for_ms(frames.wait(), LOOP_MS)
+            except asyncio.TimeoutError:
+                pass
+        else:
+            await asyncio.sleep_ms(LOOP_MS)
 
 
 async def _watch_wifi(wifi):
@@ -136,8 +149,8 @@ async def _watch_wifi(wifi):
         await asyncio.sleep_ms(500)
 
 
-async def main(cp, board, transport, repl=False, wifi=None, wdt=None):
-    tasks = [asyncio.create_task(_run_loop(cp, wdt))]
+async def main(cp, board, transport, repl=False, wifi=None, wdt=None, frames=None):
+    tasks = [asyncio.create_task(_run_loop(cp, wdt, frames))]
     if wifi is not None:
         tasks.append(asyncio.create_task(_watch_wifi(wifi)))
     if hasattr(board, "run"):
@@ -185,16 +198,17 @@ def run(config_path="config.json", data_dir="data"):
     ntp = timesync.ensure if timesync else None
     features = FEATURES
     links = None
+    frames = asyncio.ThreadSafeFlag()  # set by the network thread for every frame in
     try:
         if cfg["transport"] == "websocket":  # (its modules take no heap on an MQTT charger)
             from chargepoint.links import build_websocket
             from chargepoint.model.connection import Connection
 
             transport, links = build_websocket(cfg, lambda: installed_roots(store), ntp,
-                                               log.say)
+                                               log.say, frames.set)
             features = features + (Connection,)
         else:
-            transport = build_transport(cfg, ntp, installed_roots(store), log.say)
+            transport = build_transport(cfg, ntp, installed_roots(store), log.say, frames.set)
     except (OSError, ValueError) as e:
         print("config: TLS files rejected:", e)
         return None
@@ -222,7 +236,7 @@ def run(config_path="config.json", data_dir="data"):
     gc.threshold(_GC_EVERY)
     stopped = None
     try:
-        asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt))
+        asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt, frames))
     except BaseException as e:
         stopped = e
         raise

@@ -44,7 +44,7 @@ class Links:
         return self.url(profile), ssl, password_of(key) if profile in (1, 2) else False
 
 
-def build_websocket(cfg, roots, before_connect=None, say=print):
+def build_websocket(cfg, roots, before_connect=None, say=print, wake=None):
     """The transport straight to a Central System and its "links" service; the connection
     feature sets it up with the security profile in force (the flash's, else config.json's)
     before it starts."""
@@ -52,5 +52,5 @@ def build_websocket(cfg, roots, before_connect=None, say=print):
 
     links = Links(cfg, roots)
     transport = WebSocketTransport(cfg["id"], links.url(links.profile),
-                                   before_connect=before_connect, say=say)
+                                   before_connect=before_connect, say=say, wake=wake)
     return transport, links

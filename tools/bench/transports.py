@@ -28,6 +28,7 @@ CODE = {
                   "chargepoint/links.py"),
 }
 CODE["websocket_tls"] = CODE["websocket"]
+CONNECTORS = 2
 KEY = "00112233445566778899AABBCCDDEEFF"  # the profile 2 charger's AuthorizationKey
 
 
@@ -35,6 +36,50 @@ def empty():
     none = {"p50": None, "p99": None, "max": None, "n": 0}
     return {name: {"mpy_bytes": None, "heap_idle_bytes": None, "heap_peak_bytes": None,
                    "round_trip_ms": dict(none)} for name in TRANSPORTS}
+
+
+class Timeline:
+    """Every frame of one charger as the Central System writes and reads it, with
+    time.monotonic(): (t, direction "in"/"out", message type 2/3/4, action of a CALL)."""
+
+    def __init__(self, cs, cp_id):
+        self.frames = []
+        self.cp_id = cp_id
+        cs.frame_listeners.append(self._frame)
+
+    def _frame(self, cp_id, frame):
+        if cp_id == self.cp_id:
+            m = frame.message() or [None, None, None]
+            self.frames.append((time.monotonic(), frame.direction, m[0],
+                                m[2] if m[0] == 2 else None))
+
+    def gaps_ms(self, start=0, end=None):
+        """ms from each answer the Central System wrote to the charger's next CALL, when that
+        CALL is the next frame from the charger: the charger had it queued (the boot)."""
+        found = []
+        frames = self.frames[start:end]
+        for i, (t, direction, kind, _) in enumerate(frames):
+            if direction == "out" and kind == 3:
+                nxt = next((f for f in frames[i + 1:] if f[1] == "in"), None)
+                if nxt is not None and nxt[2] == 2:
+                    found.append((nxt[0] - t) * 1000)
+        return found
+
+    def boot_to_ready_ms(self, statuses):
+        """From the BootNotification's answer written to the answer to the `statuses`-th
+        StatusNotification after it written."""
+        frames = self.frames
+        booted = next(i for i, f in enumerate(frames) if f[3] == "BootNotification")
+        t0 = next(f[0] for f in frames[booted:] if f[1] == "out" and f[2] == 3)
+        seen = 0
+        for i, f in enumerate(frames[booted:]):
+            if f[3] == "StatusNotification":
+                seen += 1
+                if seen == statuses:
+                    answer = next(g[0] for g in frames[booted + i:] if g[1] == "out" and
+                                  g[2] == 3)
+                    return (answer - t0) * 1000
+        return None
 
 
 def mpy_bytes(mpy_dir):
@@ -57,12 +102,15 @@ def mpy_bytes(mpy_dir):
     return found
 
 
-async def _measure(sim, cs, total, session_s, reps):
-    """Online -> idle heap, a session's peak, `reps` GetConfiguration round trips."""
+async def _measure(sim, cs, timeline, total, session_s, reps):
+    """Online -> the boot's gaps, idle heap, a session's peak, `reps` GetConfiguration round
+    trips."""
     await cs.wait_for(lambda: sim.cp_id in cs.chargers and cs.chargers[sim.cp_id].boots, T)
     cp = cs.chargers[sim.cp_id]
     await sim.until(lambda s: s["online"], T)
     await asyncio.sleep(2)  # the boot's garbage collected, its queue drained
+    boot = {"message_gap_ms": timeline.gaps_ms(),
+            "boot_to_ready_ms": timeline.boot_to_ready_ms(1 + CONNECTORS)}
     idle = []
     for _ in range(5):
         idle.append(total - (await sim.ask(cmd="status"))["heap_free"])
@@ -93,20 +141,23 @@ async def _measure(sim, cs, total, session_s, reps):
     s = await sim.ask(cmd="status")
     if s["boots"] != 1:
         raise PhaseError("the firmware restarted (%d boots)" % s["boots"])
-    return {"heap_idle_bytes": int(statistics.median(idle)),
+    return {"message_gap_ms": percentiles(boot["message_gap_ms"]),
+            "boot_to_ready_ms": boot["boot_to_ready_ms"],
+            "heap_idle_bytes": int(statistics.median(idle)),
             "heap_peak_bytes": max(peak, s["heap_peak"]), "round_trip_ms": percentiles(rtt)}
 
 
 async def _one(lab, name, session_s, reps):
     total = heap_total(twin.ensure(), HEAP)
     state = lab.folder("transport-" + name)
-    common = dict(state=state, code="frozen", heap=HEAP, connectors=1, timeout=T,
+    common = dict(state=state, code="frozen", heap=HEAP, connectors=CONNECTORS, timeout=T,
                   failure=PhaseError, spawn=spawn)
     if name == "mqtt":
         async with lab.stage() as stage:
-            sim = stage.sim(connectors=1)
+            sim = stage.sim(connectors=CONNECTORS)
+            timeline = Timeline(stage.cs, sim.cp_id)
             await sim.start()
-            return await _measure(sim, stage.cs, total, session_s, reps)
+            return await _measure(sim, stage.cs, timeline, total, session_s, reps)
     pki = lab.pki
     if name == "websocket":
         cs = WebSocketCentralSystem(authorized=CARDS)
@@ -120,9 +171,10 @@ async def _one(lab, name, session_s, reps):
         host = "localhost" if cs.ssl is not None else "127.0.0.1"
         url = "%s://%s:%d/ocpp" % ("wss" if cs.ssl is not None else "ws", host, cs.port)
         sim = Simulator("CP001", transport="websocket", url=url, **flags, **common)
+        timeline = Timeline(cs, sim.cp_id)
         try:
             await sim.start()
-            return await _measure(sim, cs, total, session_s, reps)
+            return await _measure(sim, cs, timeline, total, session_s, reps)
         finally:
             await sim.terminate()
             if not sim.healthy():

@@ -26,7 +26,8 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   `can_send()` (a frame already promised is still taken). A frame leaves it only after its
   PUBACK, so a
   link lost mid-publish republishes it after reconnecting (at least once). PUBLISHes are
-  at least 20 ms apart: never more than 50 a second (AWS IoT allows 100 per connection).
+  paced to 50 a second (AWS IoT allows 100 per connection), with bursts of up to
+  `_BURST` back to back: never more than 60 in any second.
 - Inbox: at most `inbox_len` frames (24) and `inbox_bytes` of them (4 KB; one frame of any
   size is taken when the inbox is empty), so inbound frames never hold more than that. The
   count is above the 20 messages Mosquitto has in flight to a client: a run of small frames
@@ -46,6 +47,12 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   CALL the engine gets the head and size, to answer it with a CALLERROR; any other is
   dropped here (status["dropped"]). The link stays up.
 
+Latency: the thread sleeps on the socket (TlsLink.wait: an inbound frame is read at once),
+at most `_POLL_MS`, or `_BRISK_MS` for `_BRISK_WINDOW_MS` after a frame came in (the
+engine's answer or its next CALL is about to be queued); an inbound frame calls `wake()` (the
+asyncio side's ThreadSafeFlag.set: app.py runs the loop at once while a CALL of ours waits
+for its answer). A PUBLISH goes as one TLS record and one segment (TlsLink).
+
 Policy (chargepoint.transport.policy): the thread body only calls `step()` and sleeps; when
 to reconnect, when to ping and which frames are stale is decided by pure classes with an
 injected `ticks_ms` clock. Mechanism (chargepoint.transport.tls): `TlsLink` bounds every
@@ -57,7 +64,7 @@ import time
 from micropython import const
 
 from chargepoint.ocpp.framing import peek
-from chargepoint.platform.clock import Clock, ticks_diff
+from chargepoint.platform.clock import Clock, ticks_add, ticks_diff
 from chargepoint.transport.mailbox import Mailbox
 from chargepoint.transport.policy import KeepAlive, Reconnect, StaleWindow
 from chargepoint.transport.tls import Oversize, TlsLink
@@ -66,9 +73,12 @@ MAX_PAYLOAD = const(131072)  # AWS IoT: 128 KB per message
 _MAX_TOPIC = const(256)
 _MAX_SLASHES = const(7)
 _MAX_CLIENT_ID = const(128)
-_POLL_MS = const(25)  # idle thread sleep between socket polls
+_POLL_MS = const(25)  # longest sleep of the thread on the socket: an unprompted send waits
+_BRISK_MS = const(1)  # ... and while the engine is about to queue a frame
+_BRISK_WINDOW_MS = const(100)  # after an inbound frame
 _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
-_PUBLISH_GAP_MS = const(20)  # at most 50 PUBLISH/s: half AWS IoT's 100/s per connection
+_PUBLISH_GAP_MS = const(20)  # 50 PUBLISH/s on average: half AWS IoT's 100/s per connection
+_BURST = const(10)  # PUBLISHes that may go back to back (a boot's statuses, a backlog)
 _DRAIN = const(4)  # inbound packets handled per step before looking at the outbox again
 _ETIMEDOUT = const(110)
 _PUBACK = const(0x40)
@@ -142,12 +152,13 @@ class MqttTransport:
                  inbox_bytes=4096,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
-                 before_connect=None, say=print):
+                 before_connect=None, say=print, wake=None):
         check_client_id(client_id)
         # called in the network thread before each CONNECT: the place for blocking set-up
         # such as NTP (mbedTLS checks certificate dates against the RTC)
         self.before_connect = before_connect
         self._say = say  # a line for the console (app.py's also goes to the event log)
+        self._wake = wake  # called in the network thread when a frame is in the inbox
         self.client_id = client_id
         self.server = server
         self.port = port
@@ -168,7 +179,8 @@ class MqttTransport:
         self._stack_size = stack_size
         self._client = None
         self._rx_seen = 0
-        self._published_at = None  # ticks of the last PUBLISH sent
+        self._due = None  # ticks the pacing's schedule has reached (GCRA); None: idle
+        self._brisk_until = 0  # ticks until which the thread sleeps only _BRISK_MS
         self._tried = None  # the frame whose PUBLISH the link broke off, if any
         self._running = False
         self._thread_alive = False
@@ -225,7 +237,7 @@ class MqttTransport:
             while self._running:
                 wait = self.step()
                 if wait:
-                    _sleep_ms(wait)
+                    self._sleep(wait)
         finally:
             self.close()
             self.status["state"] = "stopped"
@@ -244,6 +256,15 @@ class MqttTransport:
         except Exception as e:  # OSError, MQTTException, or umqtt tripping over a short read
             self._lost(e)
             return 0
+
+    def _sleep(self, ms):
+        client = self._client
+        if client is None or self._refusing or self.inbox.full():  # not reading: a nap
+            _sleep_ms(ms)
+            return
+        if ticks_diff(self._brisk_until, self._ticks()) > 0:
+            ms = min(ms, _BRISK_MS)
+        client.sock.wait(ms)
 
     def close(self):
         """Disconnect politely (the persistent session stays on the broker)."""
@@ -296,11 +317,13 @@ class MqttTransport:
         frame = self.outbox.peek()
         paced = 0  # ms until the next PUBLISH is allowed
         if frame is not None:
-            last = self._published_at
-            if last is not None:
-                paced = max(0, _PUBLISH_GAP_MS - ticks_diff(now, last))
+            due = self._due  # GCRA: a PUBLISH per _PUBLISH_GAP_MS, _BURST ahead at most
+            if due is None or ticks_diff(now, due) > 0 or \
+                    ticks_diff(due, now) > _BURST * _PUBLISH_GAP_MS:  # (ticks wrapped)
+                due = now
+            paced = max(0, ticks_diff(due, now) - (_BURST - 1) * _PUBLISH_GAP_MS)
             if not paced:
-                self._published_at = now
+                self._due = ticks_add(due, _PUBLISH_GAP_MS)
                 if frame is not self._tried:  # sent again: the first may have been answered
                     self.stale.published(frame)
                 self._tried = frame
@@ -324,6 +347,7 @@ class MqttTransport:
                 break
             handled += 1
         self._note_rx()
+        client.sock.flush()  # a PUBACK gathered by check_msg
         if handled:
             return 0
         if len(self.outbox):
@@ -374,6 +398,9 @@ class MqttTransport:
         if self._refusing or not self.inbox.put(item, size):
             self._refuse()
         self.status["received"] += 1
+        self._brisk_until = ticks_add(self._ticks(), _BRISK_WINDOW_MS)
+        if self._wake is not None:
+            self._wake()
 
     def _refuse(self):
         self._refusing = True

@@ -18,13 +18,28 @@ packet stream stays in step. Nothing of the frame's size is ever allocated.
 
 With context None the link is plain TCP (a local broker without TLS, tests): the same
 bounded reads, no handshake.
+
+Latency. umqtt.simple writes a PUBLISH in four or five small writes (header, topic length,
+topic, packet id, payload): each would be a TLS record and a TCP segment, and with Nagle's
+algorithm every segment after the first waits for the broker's delayed ACK (40 ms on Linux,
+lwIP alike). So the socket gets TCP_NODELAY (the ESP32's lwIP takes it as Linux does), and
+small writes are gathered in the link's `out` buffer (`OUT` bytes, allocated once) and go as
+one write when the buffer would overflow, before any read, before the network thread waits
+(`wait()`) and on `flush()`/`close()`: a PUBLISH of a usual OCPP frame is one TLS record and
+one segment. `wait(ms)` sleeps until the socket has bytes to read (select.poll), so an
+inbound frame is read at once instead of at the thread's next turn.
 """
+import select
+
 from micropython import const
 
 from chargepoint.ocpp.framing import HEAD, MAX_FRAME
 
 _ETIMEDOUT = const(110)
 _BIG = const(256)
+OUT = const(512)  # bytes of small writes gathered into one (a StatusNotification's PUBLISH)
+_IPPROTO_TCP = const(6)  # Linux and lwIP alike
+_TCP_NODELAY = const(1)
 
 
 class Oversize:
@@ -53,10 +68,15 @@ class TlsLink:
         self.timeout_s = timeout_ms / 1000
         self.rx = 0  # inbound reads that returned data; only the network thread touches it
         self.buf = bytearray(buffer)  # payloads up to this size are read into it
+        self.out = bytearray(OUT)  # small writes gathered into one
         self.oversize = 0  # payloads larger than the buffer, read through it and dropped
 
     def wrap_socket(self, sock, server_hostname=None):
         sock.settimeout(self.timeout_s)  # bounds the handshake too
+        try:
+            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        except Exception:  # a socket without TCP options (a test's fake): no harm done
+            pass
         tls = sock
         if self.context is not None:
             tls = self.context.wrap_socket(sock, server_hostname=server_hostname)
@@ -72,8 +92,12 @@ class _TimedSocket:
         self._raw = raw
         self._tls = tls
         self._blocking = True
+        self._out = 0  # bytes gathered in link.out
+        self._poll = None
 
     def read(self, n):
+        if self._out:
+            self.flush()
         buf = self._link.buf
         if n > _BIG:
             if n <= len(buf):
@@ -88,6 +112,8 @@ class _TimedSocket:
 
     def read_into(self, view):
         """Fill `view` (fewer bytes only when the peer closed); a memoryview of what came."""
+        if self._out:
+            self.flush()
         got = 0
         n = len(view)
         while got < n:
@@ -115,15 +141,68 @@ class _TimedSocket:
         self._link.oversize += 1
         return Oversize(n, head or b"")
 
-    def write(self, *args):
-        return self._tls.write(*args)
+    def write(self, data, n=None):
+        """Gather `data` (its first `n` bytes: umqtt's form) with the writes before it; all
+        of it is taken (a large one is written at once, after what was gathered)."""
+        if n is not None:
+            data = memoryview(data)[:n]
+        elif isinstance(data, str):  # umqtt writes its client id and topics as given
+            data = data.encode()
+        m = len(data)
+        out = self._link.out
+        k = self._out
+        if k + m > len(out):
+            self.flush()
+            k = 0
+            if m > len(out):
+                self._send(data)
+                return m
+        out[k:k + m] = data
+        self._out = k + m
+        return m
+
+    def flush(self):
+        """Write what was gathered."""
+        k = self._out
+        if k:
+            self._out = 0
+            self._send(memoryview(self._link.out)[:k])
+
+    def _send(self, data):
+        # every byte, blocking for at most timeout_s each time (umqtt may have left the
+        # socket non-blocking: a PUBACK gathered during check_msg is flushed by its read)
+        if not self._blocking:
+            self._raw.settimeout(self._link.timeout_s)
+        try:
+            view = memoryview(data)
+            while len(view):
+                n = self._tls.write(view)
+                if not n:
+                    raise OSError(_ETIMEDOUT, "write timed out")
+                view = view[n:]
+        finally:
+            if not self._blocking:
+                self._raw.settimeout(0)
+
+    def wait(self, ms):
+        """Flush, then sleep until the socket has bytes to read or `ms` have passed."""
+        if self._out:
+            self.flush()
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = select.poll()
+            poll.register(self._raw, select.POLLIN)
+        poll.poll(ms)
 
     def setblocking(self, flag):
         self._blocking = flag
         self._raw.settimeout(self._link.timeout_s if flag else 0)
 
     def close(self):
-        self._tls.close()
+        try:
+            self.flush()  # a DISCONNECT or close frame gathered last
+        finally:
+            self._tls.close()
 
 
 def _read(path):

@@ -37,6 +37,10 @@ pong timeout or size cap):
   here: there is no broker to keep frames while we are away.
 - `configure(url=..., ssl=..., password=...)` changes what the next connection uses and
   `reconnect()` drops the current one (a security profile or AuthorizationKey change).
+- Latency: the thread sleeps on the socket (TlsLink.wait: a message is read as soon as it
+  comes), at most _POLL_MS, or _BRISK_MS for _BRISK_WINDOW_MS after a message came in (the
+  engine's answer or next CALL is about to be queued); a message in the inbox calls `wake()`
+  (app.py's ThreadSafeFlag.set). TCP_NODELAY: a frame leaves at once.
 """
 import _thread
 import binascii
@@ -45,13 +49,15 @@ import time
 from micropython import const
 
 from chargepoint.ocpp.framing import HEAD, MAX_FRAME
-from chargepoint.platform.clock import Clock, ticks_diff
+from chargepoint.platform.clock import Clock, ticks_add, ticks_diff
 from chargepoint.transport.mailbox import Mailbox
 from chargepoint.transport.policy import Reconnect
 from chargepoint.transport.tls import TlsLink
 
 PONG_MS = const(10000)  # a pong later than this after our ping: the link is dead
-_POLL_MS = const(20)  # idle sleep of the thread between looks at the socket
+_POLL_MS = const(20)  # longest sleep of the thread on the socket: an unprompted send waits
+_BRISK_MS = const(1)  # ... and while the engine is about to queue a frame
+_BRISK_WINDOW_MS = const(100)  # after an inbound message
 _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
 _DRAIN = const(4)  # inbound frames read per step before looking at the outbox again
 _HEADER_MAX = const(2048)  # bytes of the HTTP answer to the upgrade
@@ -189,7 +195,8 @@ class WebSocketTransport:
     def __init__(self, cp_id, url, ssl=None, password=None, ping_interval_s=0, ticks_ms=None,
                  opener=None, rand=None, jitter=None, outbox_len=8, outbox_bytes=4096,
                  inbox_len=24, inbox_bytes=4096, io_timeout_ms=10000, backoff_first_ms=1000,
-                 backoff_cap_ms=120000, stable_ms=30000, before_connect=None, say=print):
+                 backoff_cap_ms=120000, stable_ms=30000, before_connect=None, say=print,
+                 wake=None):
         self.cp_id = cp_id
         self._ticks = ticks_ms or Clock().ticks_ms
         self._open = opener or _open
@@ -197,6 +204,8 @@ class WebSocketTransport:
         self._io_timeout_ms = io_timeout_ms
         self.before_connect = before_connect  # NTP first on a board: TLS checks dates
         self._say = say
+        self._wake = wake  # called in the network thread when a message is in the inbox
+        self._brisk_until = 0  # ticks until which the thread sleeps only _BRISK_MS
         self.reconnect_policy = Reconnect(self._ticks, backoff_first_ms, backoff_cap_ms,
                                           stable_ms, jitter)
         self.outbox = Mailbox(outbox_len, outbox_bytes, strict=False)
@@ -271,7 +280,7 @@ class WebSocketTransport:
             while self._running:
                 wait = self.step()
                 if wait:
-                    _sleep_ms(wait)
+                    self._sleep(wait)
         finally:
             self.close()
             self.status["state"] = "stopped"
@@ -295,6 +304,15 @@ class WebSocketTransport:
         except Exception as e:  # OSError, a protocol error, a close from the server
             self._lost(e)
             return 0
+
+    def _sleep(self, ms):
+        sock = self._sock
+        if sock is None or self.inbox.full():  # not reading: a nap
+            _sleep_ms(ms)
+            return
+        if ticks_diff(self._brisk_until, self._ticks()) > 0:
+            ms = min(ms, _BRISK_MS)
+        sock.wait(ms)  # an inbound message wakes it at once
 
     def close(self, code=1000):
         """Close politely (a close frame, then the socket)."""
@@ -411,6 +429,7 @@ class WebSocketTransport:
             if not self._read_message(sock):
                 break
             handled += 1
+        sock.flush()  # a pong gathered last
         if handled or len(self.outbox):
             return 0
         return _POLL_MS
@@ -498,6 +517,9 @@ class WebSocketTransport:
             raise _Closing(1007, "a text message that is not UTF-8")
         self.inbox.put((text, False), size)
         self.status["received"] += 1
+        self._brisk_until = ticks_add(self._ticks(), _BRISK_WINDOW_MS)
+        if self._wake is not None:
+            self._wake()
         return True
 
     def _wait_header(self, sock):
