@@ -35,7 +35,9 @@ KEY = "00112233445566778899AABBCCDDEEFF"  # the profile 2 charger's Authorizatio
 def empty():
     none = {"p50": None, "p99": None, "max": None, "n": 0}
     return {name: {"mpy_bytes": None, "heap_idle_bytes": None, "heap_peak_bytes": None,
-                   "round_trip_ms": dict(none)} for name in TRANSPORTS}
+                   "round_trip_ms": dict(none), "message_gap_ms": dict(none),
+                   "boot_to_ready_ms": None, "backlog_100_drain_s": None}
+            for name in TRANSPORTS}
 
 
 class Timeline:
@@ -147,7 +149,54 @@ async def _measure(sim, cs, timeline, total, session_s, reps):
             "heap_peak_bytes": max(peak, s["heap_peak"]), "round_trip_ms": percentiles(rtt)}
 
 
-async def _one(lab, name, session_s, reps):
+BACKLOG = 100  # transaction messages queued during the outage
+TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
+
+
+async def backlog(sim, cs, timeline, cut, restore):
+    """Both connectors charging, MeterValues every second and clock-aligned every second
+    (4 a second); the link cut (`cut()`) until BACKLOG transaction messages are queued on
+    flash; then `restore()`: seconds from the first frame of the charger after the outage to
+    the Central System's answer to the last queued message, scaled to BACKLOG messages (the
+    sampling adds a few more while the queue is counted)."""
+    cp = cs.chargers[sim.cp_id]
+    for key in ("MeterValueSampleInterval", "ClockAlignedDataInterval"):
+        ans = await cs.change_configuration(sim.cp_id, key, "1")
+        if ans["status"] != "Accepted":
+            raise PhaseError("%s=1: %s" % (key, ans))
+    for k in range(1, CONNECTORS + 1):
+        await sim.ask(cmd="load", connector=k, amps=16.0)
+        await sim.ask(cmd="ev", connector=k, state="C")
+        ans = await cs.remote_start(sim.cp_id, TAG, connector_id=k, timeout=T)
+        if ans["status"] != "Accepted":
+            raise PhaseError("RemoteStartTransaction: %s" % ans)
+        await sim.until(lambda s: s["connectors"][str(k)]["transaction_id"] is not None)
+    await cut()
+    await sim.until(lambda s: not s["online"], T)
+    s = await sim.until(lambda s: (s["queued"] or 0) >= BACKLOG, 120)
+    queued = s["queued"]
+    mark = len(timeline.frames)
+    await restore()
+    await sim.until(lambda s: s["online"] and s["queued"] == 0, 120)
+    frames = timeline.frames[mark:]
+    first = next(f[0] for f in frames if f[1] == "in")
+    answered, n = None, 0
+    for i, f in enumerate(frames):  # each queued message is answered before the next goes
+        if f[1] == "in" and f[3] in TX_ACTIONS:
+            n += 1
+            if n == queued:
+                answered = next(g[0] for g in frames[i:] if g[1] == "out" and g[2] == 3)
+                break
+    for k in range(1, CONNECTORS + 1):
+        await sim.ask(cmd="ev", connector=k, state="A")
+    await cs.wait_for(lambda: sum(1 for t in cp.transactions.values() if t.stopped) >=
+                      CONNECTORS, T)
+    if answered is None:
+        raise PhaseError("backlog: %d of %d queued messages seen" % (n, queued))
+    return round((answered - first) * BACKLOG / queued, 3)  # (a few more than BACKLOG queue)
+
+
+async def _one(lab, name, session_s, reps, drain):
     total = heap_total(twin.ensure(), HEAP)
     state = lab.folder("transport-" + name)
     common = dict(state=state, code="frozen", heap=HEAP, connectors=CONNECTORS, timeout=T,
@@ -157,7 +206,16 @@ async def _one(lab, name, session_s, reps):
             sim = stage.sim(connectors=CONNECTORS)
             timeline = Timeline(stage.cs, sim.cp_id)
             await sim.start()
-            return await _measure(sim, stage.cs, timeline, total, session_s, reps)
+            out = await _measure(sim, stage.cs, timeline, total, session_s, reps)
+            if drain:
+                async def cut():
+                    stage.broker.stop()
+
+                async def restore():
+                    stage.broker.start()
+                out["backlog_100_drain_s"] = await backlog(sim, stage.cs, timeline, cut,
+                                                           restore)
+            return out
     pki = lab.pki
     if name == "websocket":
         cs = WebSocketCentralSystem(authorized=CARDS)
@@ -174,23 +232,27 @@ async def _one(lab, name, session_s, reps):
         timeline = Timeline(cs, sim.cp_id)
         try:
             await sim.start()
-            return await _measure(sim, cs, timeline, total, session_s, reps)
+            out = await _measure(sim, cs, timeline, total, session_s, reps)
+            if drain:
+                out["backlog_100_drain_s"] = await backlog(sim, cs, timeline, cs.stop, cs.start)
+            return out
         finally:
             await sim.terminate()
             if not sim.healthy():
                 raise PhaseError("CP001 firmware log: %s" % sim.bad_log(700))
 
 
-async def transports(lab, mpy_dir, session_s, reps):
+async def transports(lab, mpy_dir, session_s, reps, drains=TRANSPORTS):
     """{transport: figures} for TRANSPORTS, one after the other (the round trips are wall
-    clock); a transport that fails keeps its None figures and raises at the end."""
+    clock); a transport that fails keeps its None figures and raises at the end. The backlog
+    (a 25 s outage) is measured for the transports in `drains`."""
     out = empty()
     for name, size in mpy_bytes(mpy_dir).items():
         out[name]["mpy_bytes"] = size
     failed = []
     for name in TRANSPORTS:
         try:
-            out[name].update(await _one(lab, name, session_s, reps))
+            out[name].update(await _one(lab, name, session_s, reps, name in drains))
             log("transport %s: %s" % (name, out[name]))
         except Exception as e:  # noqa: BLE001 - the others' figures still count
             failed.append("%s: %s: %s" % (name, type(e).__name__, e))

@@ -38,7 +38,8 @@ called in list order:
   config.listeners        (name, value) after an accepted ChangeConfiguration: security
                           (ReconfigurationOfSecurityParameters)
 The loop, in order: the clock; the features' before() (charging limits); the safety step of
-every connector; the reader; our own next CALL; up to 4 inbound frames; the features' tick()
+every connector; the reader; our own next CALL; up to 4 inbound frames (and, when there were
+any, the safety step again: what they changed reaches the relay now); the features' tick()
 (table order); statuses; heartbeat; the engine sends; a reset that is due.
 """
 from micropython import const
@@ -453,6 +454,7 @@ class ChargePoint:
         # our own next call first: a flood of inbound CALLs fills the outbox with answers,
         # and the MeterValues and statuses behind it must still find a place
         self.engine.poll()
+        fed = False
         for _ in range(_FRAMES_PER_LOOP):
             if not transport.can_send():  # no room for an answer: leave the frame queued
                 break
@@ -460,6 +462,10 @@ class ChargePoint:
             if msg is None:
                 break
             self.engine.feed(*msg)
+            fed = True
+        if fed:  # an authorisation, a start or a stop that came in moves the relay now
+            for c in self.connectors:
+                sessions.step(c)
         for work in self._ticks:  # before the engine: what they queue goes out now
             work()
         self._statuses()
