@@ -15,7 +15,8 @@ KEYS = {"mode", "mpy_bytes", "frozen_bytes", "heap_idle_bytes", "heap_peak_bytes
         "heap_local_list_1000_bytes", "heap_10_charging_profiles_bytes", "heap_download_bytes",
         "reaction_ms", "control_round_trip_ms", "cpu_us_per_inbound_call",
         "cpu_us_per_meter_values", "valgrind_instructions", "fleet_chargers",
-        "fleet_messages_per_s", "fleet_twin_rss_bytes", "fleet_twin_cpu_percent", "transports", "seconds", "errors"}
+        "fleet_messages_per_s", "fleet_twin_rss_bytes", "fleet_twin_cpu_percent", "transports", "message_gap_ms", "boot_to_ready_ms",
+        "backlog_100_drain_s", "seconds", "errors"}
 REACTIONS = {"tap_to_relay_closed", "remote_start_to_relay_closed", "unplug_to_relay_open",
              "rcd_to_relay_open", "unplug_to_relay_open_broker_hung"}
 
@@ -47,6 +48,8 @@ def test_bench_smoke_prints_json_last_and_writes_the_report(tmp_path):
     for figures in result["transports"].values():
         assert figures["mpy_bytes"] > 0 and figures["heap_idle_bytes"] > 0, figures
         assert figures["round_trip_ms"]["n"] == 10, figures
+        assert figures["message_gap_ms"]["n"] >= 3 and figures["boot_to_ready_ms"] > 0, figures
+    assert result["backlog_100_drain_s"] > 0 and result["message_gap_ms"]["p50"] > 0
     assert proc.returncode == 0, "\n".join(result["errors"]) + stderr[-3000:]
     report = (out / "BENCHMARKS.md").read_text()
     assert "MicroOcpp" in report and "| heap, idle |" in report

@@ -24,11 +24,12 @@ MODES = {
                  bisect_session_s=6, connectors=6, sessions=1000, reps=100, fleet=50,
                  fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000,
                  local_list=1000, charging_profiles=10, download_s=10, phase_s=1800,
-                 transport_reps=100),
+                 transport_reps=100, transport_drains=transports.TRANSPORTS),
     "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
                   bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
                   fleet_mv_s=2, valgrind_n=10, inproc_n=200, local_list=100,
-                  charging_profiles=3, download_s=3, phase_s=180, transport_reps=10),
+                  charging_profiles=3, download_s=3, phase_s=180, transport_reps=10,
+                  transport_drains=("mqtt",)),
 }
 MODES["quick"] = dict(MODES["full"], session_s=15)
 
@@ -51,6 +52,8 @@ def empty_result(mode):
         "valgrind_instructions": None,
         "fleet_chargers": None, "fleet_messages_per_s": None, "fleet_twin_rss_bytes": None,
         "fleet_twin_cpu_percent": None,
+        "message_gap_ms": {"p50": None, "p99": None, "max": None, "n": 0},
+        "boot_to_ready_ms": None, "backlog_100_drain_s": None,
         "transports": transports.empty(),
         "seconds": None, "errors": [], "warnings": [],
     }
@@ -225,8 +228,12 @@ class Run:
     async def transports(self):
         figures, failed = await transports.transports(
             self.lab, os.path.join(self.tmp, "mpy"), min(self.cfg["session_s"], 10),
-            self.cfg["transport_reps"])
+            self.cfg["transport_reps"], self.cfg["transport_drains"])
         self.res["transports"] = figures
+        mqtt = figures["mqtt"]  # the default transport's, at the top
+        self.res.update(message_gap_ms=mqtt["message_gap_ms"],
+                        boot_to_ready_ms=mqtt["boot_to_ready_ms"],
+                        backlog_100_drain_s=mqtt["backlog_100_drain_s"])
         if failed:
             raise PhaseError("; ".join(failed))
 
