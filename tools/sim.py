@@ -75,7 +75,9 @@ world is left as it was).
 `status` besides: online, code (frozen|deployed), transport (mqtt|websocket, as given),
 heap_free and heap_peak (bytes, after a collection), uptime_ms, boots (firmware starts), mqtt
 (the transport's counters, whichever transport it is), queued (transaction messages waiting on
-flash), reader_failed, unlogged_frames, console; per connector: status, error, pilot_state, relay
+flash), heap_simulation (bytes of the live heap that are the simulation's own: its modules, the
+device models and the bus, not the drivers; measured in the firmware process as they are
+built), reader_failed, unlogged_frames, console; per connector: status, error, pilot_state, relay
 (commanded), contact (the contactor's), pilot_amps (the model's offer), pilot_duty (the PWM
 duty in % on the pilot pin, null without PWM), transaction_id, id_tag, energy_wh (the
 firmware's register), meter_ok, locked (the lock's bolt; null without --lock: the cable is
@@ -820,7 +822,7 @@ class Simulator:
                 "transport": self.a.transport,
                 "heap_free": state["heap_free"], "heap_peak": state["heap_peak"],
                 "uptime_ms": state["uptime_ms"], "boots": self.boots, "mqtt": state.get("mqtt"),
-                "queued": state.get("queued"),
+                "queued": state.get("queued"), "heap_simulation": state.get("heap_simulation"),
                 "reader_failed": state.get("reader_failed"),
                 "unlogged_frames": state.get("unlogged_frames", 0),
                 "blocked": state.get("blocked"),

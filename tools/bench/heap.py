@@ -18,7 +18,7 @@ async def reference(lab, code, heap, session_s, record=False):
     half-way and GetConfiguration of every key; remote start/stop. Returns a dict: passed,
     error, idle/peak (live heap after gc.collect, bytes), samples [(s, used)], events."""
     result = {"code": code, "heap": heap, "passed": False, "error": None, "idle": None,
-              "peak": None, "samples": [], "events": [], "total": None}
+              "peak": None, "samples": [], "events": [], "total": None, "simulation": None}
     total = result["total"] = heap_total(twin.ensure(stock=code == "deployed"), heap)
     t0 = time.monotonic()
 
@@ -34,6 +34,7 @@ async def reference(lab, code, heap, session_s, record=False):
                     if s["heap_free"] is not None:  # null until the firmware runs
                         result["samples"].append((round(time.monotonic() - t0, 2),
                                                   total - s["heap_free"]))
+                        result["simulation"] = s.get("heap_simulation")
                 except (PhaseError, asyncio.TimeoutError):
                     pass
                 await asyncio.sleep(0.5)

@@ -41,6 +41,8 @@ def empty_result(mode):
     return {
         "mode": mode, "mpy_bytes": None, "frozen_bytes": None,
         "heap_idle_bytes": dict(both), "heap_peak_bytes": dict(both),
+        "heap_firmware_idle_bytes": None, "heap_firmware_peak_bytes": None,
+        "heap_simulation_bytes": None,
         "heap_tls_connection_bytes": None, "heap_per_transaction_bytes": None,
         "heap_growth_1000_sessions_bytes": None, "sessions_in_process": None,
         "heap_local_list_1000_bytes": None, "heap_10_charging_profiles_bytes": None,
@@ -152,6 +154,10 @@ class Run:
         self.refs[code] = r
         self.res["heap_idle_bytes"][code] = r["idle"]
         self.res["heap_peak_bytes"][code] = r["peak"]
+        sim = r["simulation"]
+        if code == "frozen" and sim is not None:  # the firmware's own: the simulation's apart
+            self.res.update(heap_simulation_bytes=sim, heap_firmware_idle_bytes=r["idle"] - sim,
+                            heap_firmware_peak_bytes=r["peak"] - sim)
 
     async def min_heap(self, code):
         value, probes = await heap.bisect(self.lab, code, self.cfg)

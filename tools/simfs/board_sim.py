@@ -34,13 +34,17 @@ board -> simulator: {"t":"ack","id":n,"state":{...}} once the firmware has acted
 firmware's finally blocks run, as on a board's soft reset); on a hard one the simulator kills
 the process, so only what is on the flash survives, as on a board.
 """
-import _thread
-import asyncio
 import gc
-import json
-import socket
-import sys
-import time
+
+gc.collect()
+_BEFORE = gc.mem_alloc()  # the live heap before the simulation's modules (its share below)
+
+import _thread  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
 
 import contactor
 import ev
@@ -199,9 +203,13 @@ class Board:
         machine.wire_bus("spi", 1, self.reader)
         machine.wire(5, self.reader.cs)
         machine.wire(22, self.reader.rst)
+        gc.collect()
+        before = gc.mem_alloc()
         self.board = esp32.build({"driver": "esp32", "connectors": n,
                                   "max_amps": options.get("max_amps", 32),
                                   "connector": pins}, cfg, store)
+        gc.collect()
+        drivers = gc.mem_alloc() - before  # the firmware's: what runs on a board
         self.connectors = self.board.connectors
         self.rfid = self.board.rfid
         self.info = dict(self.board.info)
@@ -216,6 +224,11 @@ class Board:
         self.rebooting = None
         self.writer = None
         self.cp = None
+        gc.collect()
+        # The simulation's own share of the live heap: its modules (the simulated machine,
+        # the device models, this one), the models, this board, less the drivers built on
+        # them; run() adds its bus. What a board would not hold; make bench reports it apart.
+        self.simulation = gc.mem_alloc() - _BEFORE - drivers
 
     def reboot(self, hard):
         self.rebooting = hard  # the bus task says goodbye and ends the process
@@ -241,6 +254,7 @@ class Board:
             c["register_wh"] = m.meter.register()
         view["heap_free"] = self.free
         view["heap_peak"] = self.peak
+        view["heap_simulation"] = self.simulation
         view["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)
         view["mqtt"] = getattr(cp.transport, "status", None)
         view["reader_failed"] = bool(getattr(self.rfid, "failed", False))
@@ -313,6 +327,8 @@ class Board:
 
     async def run(self, cp):
         self.cp = cp
+        gc.collect()
+        before = gc.mem_alloc()
         frames = []
 
         def on_frame(direction, text):
@@ -334,6 +350,8 @@ class Board:
         await self._send({"t": "hello", "state": self.state(True)})
         asyncio.create_task(self._report(frames))
         asyncio.create_task(self._physics())
+        gc.collect()
+        self.simulation += gc.mem_alloc() - before  # the bus: its sockets, streams, tasks
         asyncio.create_task(self.board.run(cp))  # meters, RCD recovery, registers
         while True:
             line = await reader.readline()
