@@ -36,8 +36,14 @@ the process, so only what is on the flash survives, as on a board.
 """
 import gc
 
-gc.collect()
-_BEFORE = gc.mem_alloc()  # the live heap before the simulation's modules (its share below)
+
+def _live():
+    """The live heap (bytes, after a collection); 0 on CPython (tests import this module)."""
+    gc.collect()
+    return gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+
+
+_BEFORE = _live()  # the live heap before the simulation's modules (its share below)
 
 import _thread  # noqa: E402
 import asyncio  # noqa: E402
@@ -203,13 +209,11 @@ class Board:
         machine.wire_bus("spi", 1, self.reader)
         machine.wire(5, self.reader.cs)
         machine.wire(22, self.reader.rst)
-        gc.collect()
-        before = gc.mem_alloc()
+        before = _live()
         self.board = esp32.build({"driver": "esp32", "connectors": n,
                                   "max_amps": options.get("max_amps", 32),
                                   "connector": pins}, cfg, store)
-        gc.collect()
-        drivers = gc.mem_alloc() - before  # the firmware's: what runs on a board
+        drivers = _live() - before  # the firmware's: what runs on a board
         self.connectors = self.board.connectors
         self.rfid = self.board.rfid
         self.info = dict(self.board.info)
@@ -224,11 +228,10 @@ class Board:
         self.rebooting = None
         self.writer = None
         self.cp = None
-        gc.collect()
         # The simulation's own share of the live heap: its modules (the simulated machine,
         # the device models, this one), the models, this board, less the drivers built on
         # them; run() adds its bus. What a board would not hold; make bench reports it apart.
-        self.simulation = gc.mem_alloc() - _BEFORE - drivers
+        self.simulation = _live() - _BEFORE - drivers
 
     def reboot(self, hard):
         self.rebooting = hard  # the bus task says goodbye and ends the process
@@ -327,8 +330,7 @@ class Board:
 
     async def run(self, cp):
         self.cp = cp
-        gc.collect()
-        before = gc.mem_alloc()
+        before = _live()
         frames = []
 
         def on_frame(direction, text):
@@ -350,8 +352,7 @@ class Board:
         await self._send({"t": "hello", "state": self.state(True)})
         asyncio.create_task(self._report(frames))
         asyncio.create_task(self._physics())
-        gc.collect()
-        self.simulation += gc.mem_alloc() - before  # the bus: its sockets, streams, tasks
+        self.simulation += _live() - before  # the bus: its sockets, streams, tasks
         asyncio.create_task(self.board.run(cp))  # meters, RCD recovery, registers
         while True:
             line = await reader.readline()

@@ -43,8 +43,8 @@ def fault_code(hw, pilot_state):
     rcd = hw.rcd
     if rcd is not None and rcd.tripped():
         return "GroundFailure"
-    welded = getattr(hw.relay, "welded", None)
-    if welded is not None and welded():
+    relay = hw.relay
+    if hasattr(relay, "welded") and relay.welded():  # (getattr would make a bound method)
         return "PowerSwitchFailure"
     if getattr(hw.pilot, "diode_fault", False):
         return "EVCommunicationError"

@@ -344,7 +344,8 @@ class ChargePoint:
                 c.error = c.fault
                 c.changed_at = self.clock.ticks_ms()
                 c.stamp = self.clock.stamp()
-            c.notify = ((c.status, c.error) != c.reported
+            reported = c.reported  # (compared field by field: no tuple every loop)
+            c.notify = ((reported is None or c.status != reported[0] or c.error != reported[1])
                         and self.clock.since(c.changed_at) >= min_ms)
         status0 = "Available" if self.availability.operative0 else "Unavailable"
         rfid = self.board.rfid

@@ -81,6 +81,12 @@ class Metering(Feature):
     def __init__(self, cp, services):
         self.cp = cp
         self.aligned_slot = None  # the clock-aligned interval we are in
+        self._due = 0  # ticks from which the wall time is read again (the next boundary)
+        self._aligned = None  # the ClockAlignedDataInterval the slot is of
+        cp.clock_listeners.append(self._clock_set)
+
+    def _clock_set(self, source, before, now):
+        self._due = None  # the boundary moved with the wall time: read it at once
 
     def tick(self):
         cp = self.cp
@@ -97,16 +103,24 @@ class Metering(Feature):
             if clock.since(c.saved_at) >= _SAVE_MS:
                 cp.sessions.save(c)
         aligned = config.get("ClockAlignedDataInterval")
+        if aligned != self._aligned:
+            self._aligned = aligned
+            self.aligned_slot = self._due = None
+        if not aligned or (self._due is not None and clock.since(self._due) < 0):
+            return  # the wall time is an int object past 2**30: not read every loop
         wall = clock.wall()
-        if not aligned or wall is None:
+        if wall is None:
             self.aligned_slot = None
             return
-        slot = int(wall) // aligned
+        slot = wall // aligned
         if self.aligned_slot is not None and slot != self.aligned_slot:
             for c in cp.connectors:
                 self._queue(c, config.get("MeterValuesAlignedData"), "Sample.Clock",
                             iso(slot * aligned))
         self.aligned_slot = slot
+        # read again from a second before the next boundary (the wall time is in whole
+        # seconds: the boundary is up to one closer than it says)
+        self._due = clock.after(((slot + 1) * aligned - wall - 1) * 1000)
 
     def _queue(self, c, measurands, context, stamp):
         if not measurands:

@@ -181,13 +181,17 @@ class Reservations(Feature):
         if now is not None:
             for r in items:
                 if now >= r[_EXPIRY]:
-                    self.items = [x for x in items if now < x[_EXPIRY]]
-                    self._save()
+                    self._expire(now)
                     break
         for c in self.cp.connectors:
             c.reserved = self._on(c.id) is not None or (self._free(c)
                                                         and self._blocked(c, None, None))
         self._marked = True
+
+    def _expire(self, now):
+        # (a comprehension in tick() would make `now` a cell there: an object every loop)
+        self.items = [x for x in self.items if now < x[_EXPIRY]]
+        self._save()
 
     # -- the rules ------------------------------------------------------------------------
 
