@@ -234,6 +234,20 @@ def sessions_in_process(tmp, lib, count):
             "peak": done["peak"]}
 
 
+def soak(tmp, lib, count):
+    """`count` sessions in-process on the frozen twin at HEAP with a 1000-entry local list, 10
+    charging profiles and bursts of inbound CALLs: MemoryErrors and the smallest largest free
+    block seen."""
+    lines, _, _ = run_workload(["soak", str(count), "STATE"], tmp, lib)
+    done = [x for x in lines if "done" in x][0]
+    summary = [x for x in lines if "memory_errors" in x][0]
+    if done["starts"] != count or done["stops"] != count or summary["local_list"] != 1000:
+        raise PhaseError("soak: %s %s" % (done, summary))
+    return {"memory_errors": summary["memory_errors"], "min_largest": summary["min_largest"],
+            "points": [(x["session"], x["alloc"], x["largest"]) for x in lines
+                       if "session" in x], "peak": done["peak"]}
+
+
 def _der(pem_path, tmp):
     """The first PEM block of a file, as a DER file next to the others in tmp."""
     with open(pem_path) as f:

@@ -217,6 +217,22 @@ def _heap(h, info, images):
            "fast and lean): idle ≤ 36 KB, peak ≤ 44 KB."
            % (_b(h.get("heap_simulation_bytes")), _b(h.get("heap_firmware_idle_bytes")),
               _b(h.get("heap_firmware_peak_bytes"))))
+    soak = info.get("soak") or {}
+    yield ("- **Soak** (`soak_memory_errors` %s, `soak_min_largest_free_block_bytes` %s): %s "
+           "RFID sessions driven in-process on the frozen twin at `-X heapsize=%d` on the "
+           "fakes (`tools/bench/workloads.py soak`), with a local list of 1000 idTags and 10 "
+           "charging profiles installed first and, every 10th session, a burst of 8 inbound "
+           "CALLs (two GetConfiguration of every key, a 3 KB answer each, a 1 KB DataTransfer, "
+           "GetCompositeSchedule, TriggerMessage...). MemoryErrors: out of the loop or named in "
+           "a CALLERROR of ours. The largest free block: the largest bytearray that can be "
+           "allocated, found by halving after a collection, at 100 points; live heap there "
+           "%s at the start, %s at the end. Not in it: the transport, TLS and a firmware "
+           "download (the reference scenario and the optional-profiles phase run those on "
+           "the real link)."
+           % (_v(h.get("soak_memory_errors")), _b(h.get("soak_min_largest_free_block_bytes")),
+              info.get("soak_sessions"), HEAP,
+              _b(soak["points"][0][1]) if soak.get("points") else "–",
+              _b(soak["points"][-1][1]) if soak.get("points") else "–"))
     yield ("- `heap_peak_bytes`: the largest live heap seen during the scenario (the "
            "simulator's `heap_peak`, measured at every answer, and our samples). A peak "
            "*between* two collections (garbage not yet collected, or the TLS handshake's "

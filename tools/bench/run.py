@@ -24,12 +24,13 @@ MODES = {
                  bisect_session_s=6, connectors=6, sessions=1000, reps=100, fleet=50,
                  fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000,
                  local_list=1000, charging_profiles=10, download_s=10, phase_s=1800,
-                 transport_reps=100, transport_drains=transports.TRANSPORTS),
+                 transport_reps=100, transport_drains=transports.TRANSPORTS,
+                 soak_sessions=2000),
     "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
                   bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
                   fleet_mv_s=2, valgrind_n=10, inproc_n=200, local_list=100,
                   charging_profiles=3, download_s=3, phase_s=180, transport_reps=10,
-                  transport_drains=("mqtt",)),
+                  transport_drains=("mqtt",), soak_sessions=100),
 }
 MODES["quick"] = dict(MODES["full"], session_s=15)
 
@@ -43,6 +44,7 @@ def empty_result(mode):
         "heap_idle_bytes": dict(both), "heap_peak_bytes": dict(both),
         "heap_firmware_idle_bytes": None, "heap_firmware_peak_bytes": None,
         "heap_simulation_bytes": None,
+        "soak_memory_errors": None, "soak_min_largest_free_block_bytes": None,
         "heap_tls_connection_bytes": None, "heap_per_transaction_bytes": None,
         "heap_growth_1000_sessions_bytes": None, "sessions_in_process": None,
         "heap_local_list_1000_bytes": None, "heap_10_charging_profiles_bytes": None,
@@ -208,6 +210,12 @@ class Run:
         self.res["sessions_in_process"] = count
         self.info["warm_session"] = self.sessions["warm_session"]
 
+    async def soak(self):
+        r = await asyncio.to_thread(heap.soak, self.tmp, self.lib, self.cfg["soak_sessions"])
+        self.res.update(soak_memory_errors=r["memory_errors"],
+                        soak_min_largest_free_block_bytes=r["min_largest"])
+        self.info["soak"] = r
+
     async def instructions(self):
         counts, note = await asyncio.to_thread(cpu.instructions, self.tmp, self.lib,
                                                self.cfg["valgrind_n"])
@@ -223,6 +231,8 @@ class Run:
     async def in_process(self):
         await self.phase("heap over %d in-process sessions" % self.cfg["sessions"],
                          self.growth())
+        await self.phase("soak of %d sessions in-process" % self.cfg["soak_sessions"],
+                         self.soak())
         await self.phase("valgrind", self.instructions())
         await self.phase("CPU in-process", self.cpu())
 

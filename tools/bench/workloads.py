@@ -8,6 +8,12 @@
 #       points, then {"done": COUNT, "peak": ..., "frames": ...}
 #   micropython ... workloads.py calls COUNT STATE_DIR     COUNT inbound GetConfiguration
 #   micropython ... workloads.py meter COUNT STATE_DIR     COUNT periodic MeterValues (1 s)
+#   micropython ... workloads.py soak COUNT STATE_DIR
+#       the sessions above with everything around them a charger meets: a local list of 1000
+#       idTags and 10 charging profiles installed first; every 10th session a burst of 8
+#       inbound CALLs (GetConfiguration of every key among them: a 3 KB answer); a JSON line
+#       {"session", "alloc", "largest"} at 100 points (largest: the largest block that can be
+#       allocated, found by halving), then {"done", "memory_errors", "min_largest", ...}
 #   micropython ... workloads.py tls HOST PORT CA CERT KEY CLIENT_ID    (DER files)
 #       live heap before and after a mutual-TLS MQTT connection (umqtt.simple, as frozen)
 #
@@ -50,6 +56,22 @@ def tls(host, port, ca, cert, key, client_id):
     emit(before=before, connected=after, tls_mqtt=after - before)
 
 
+def largest_block(hi=65536):
+    """The largest bytearray that can be allocated now (bytes, to 16), by halving."""
+    lo = 0
+    while hi - lo > 16:
+        mid = (lo + hi) // 2
+        gc.collect()
+        try:
+            b = bytearray(mid)
+            del b
+            lo = mid
+        except MemoryError:
+            hi = mid
+    gc.collect()
+    return lo
+
+
 def firmware(mode, count, state_dir):
     from chargepoint.model.chargepoint import ChargePoint
     from chargepoint.ocpp.timestamps import iso
@@ -65,12 +87,20 @@ def firmware(mode, count, state_dir):
     peak = [0]
     cp = ChargePoint(board, transport, FileStore(state_dir), clock=Clock(ticks_ms=ticks),
                      reboot=lambda hard: None, services={"folder": state_dir})
+    errors = [0, 0]  # MemoryError out of the loop; CALLERRORs of ours that name one
+
+    def seen(text):
+        if text.startswith("[4") and "MemoryError" in text:
+            errors[1] += 1
 
     def step(ms=0):
         ticks.advance(ms)
         for _ in range(20):
-            cp.loop()
-            n = central.handle()
+            try:
+                cp.loop()
+            except MemoryError:
+                errors[0] += 1
+            n = central.handle(seen)
             if not n:
                 break
             frames[0] += n
@@ -104,6 +134,10 @@ def firmware(mode, count, state_dir):
             hw.meter.watts = 7360.0
             step(1000)
     else:
+        soak = mode == "soak"
+        if soak:
+            _load(transport, step)
+        smallest = None
         every = max(1, count // 100)
         for n in range(count):
             board.rfid.present(TAG)
@@ -118,11 +152,61 @@ def firmware(mode, count, state_dir):
             step()
             hw.pilot.ev = "A"
             step(1000)
+            if soak and n % 10 == 9:
+                _burst(transport, n)
+                step()
             if (n + 1) % every == 0 or n == 0:
-                emit(session=n + 1, alloc=live(), status=cp.connectors[0].status)
+                if soak:
+                    largest = largest_block()
+                    smallest = largest if smallest is None else min(smallest, largest)
+                    emit(session=n + 1, alloc=live(), status=cp.connectors[0].status,
+                         largest=largest)
+                else:
+                    emit(session=n + 1, alloc=live(), status=cp.connectors[0].status)
+        if soak:
+            emit(memory_errors=errors[0] + errors[1], min_largest=smallest,
+                 local_list=cp.local_list.count if cp.local_list else None)
     calls = central.counts
     emit(done=count, peak=peak[0], frames=frames[0], meter_values=calls.get("MeterValues", 0),
          starts=calls.get("StartTransaction", 0), stops=calls.get("StopTransaction", 0))
+
+
+def _load(transport, step):
+    """A local list of 1000 idTags (42 SendLocalList Differential of 24) and 10 charging
+    profiles (TxDefaultProfile, stack levels 0..9), as an operator would install them."""
+    version = 0
+    for first in range(0, 1000, 24):
+        version += 1
+        entries = ",".join('{"idTag":"TAG%06d","idTagInfo":{"status":"Accepted"}}' % i
+                           for i in range(first, min(first + 24, 1000)))
+        transport.deliver('[2,"ll-%d","SendLocalList",{"listVersion":%d,"updateType":'
+                          '"Differential","localAuthorizationList":[%s]}]'
+                          % (version, version, entries))
+        step()
+    for level in range(10):
+        transport.deliver(
+            '[2,"cp-%d","SetChargingProfile",{"connectorId":0,"csChargingProfiles":'
+            '{"chargingProfileId":%d,"stackLevel":%d,"chargingProfilePurpose":'
+            '"TxDefaultProfile","chargingProfileKind":"Recurring","recurrencyKind":"Daily",'
+            '"chargingSchedule":{"chargingRateUnit":"A","startSchedule":"2026-01-01T00:00:00Z",'
+            '"chargingSchedulePeriod":[{"startPeriod":0,"limit":32},{"startPeriod":%d,'
+            '"limit":16}]}}}]' % (level, level + 1, level, 3600 * (level + 1)))
+        step()
+
+
+def _burst(transport, n):
+    """8 inbound CALLs at once: GetConfiguration of every key (a 3 KB answer), reads, a
+    DataTransfer and a TriggerMessage."""
+    frames = ['[2,"b%d-0","GetConfiguration",{}]' % n,
+              '[2,"b%d-1","GetConfiguration",{"key":["HeartbeatInterval"]}]' % n,
+              '[2,"b%d-2","GetLocalListVersion",{}]' % n,
+              '[2,"b%d-3","DataTransfer",{"vendorId":"acme","data":"%s"}]' % (n, "x" * 1000),
+              '[2,"b%d-4","GetCompositeSchedule",{"connectorId":1,"duration":86400}]' % n,
+              '[2,"b%d-5","TriggerMessage",{"requestedMessage":"Heartbeat"}]' % n,
+              '[2,"b%d-6","ChangeConfiguration",{"key":"HeartbeatInterval","value":"300"}]' % n,
+              '[2,"b%d-7","GetConfiguration",{}]' % n]
+    for f in frames:
+        transport.deliver(f)
 
 
 def main():
