@@ -420,13 +420,19 @@ def _transports(h, info, images):
            "that they measure the charger and not a delayed ACK."
            % HEAP)
     yield ""
-    yield ("- **message_gap_ms**: over the boot (BootNotification, the security event, a "
-           "StatusNotification per connector and one for the charge point), from the Central "
-           "System writing its answer to it reading the charger's next CALL, which the "
-           "charger had queued. The firmware's share: the network thread reads the answer "
-           "as it comes (it sleeps on the socket), the loop runs at once for it (a CALL of ours "
-           "waits for it: the network thread sets a ThreadSafeFlag), the next CALL is written "
-           "in one TLS record, TCP_NODELAY.")
+    yield ("- **message_gap_ms**: at the charger's socket: a TCP proxy between the charger "
+           "and the broker (or the Central System) notes when bytes pass it; from an answer "
+           "reaching the charger to the next CALL leaving it, when the charger had that CALL "
+           "queued: the boots (BootNotification, the security event, a StatusNotification per "
+           "connector and one for the charge point; %d boots, a Soft reset between two). A TLS "
+           "record under 48 bytes over MQTT is a PUBACK or a ping, not a frame. The proxy's "
+           "own forwarding adds about 0.1 ms each way. `message_gap_at_cs_ms` is the same gap "
+           "seen from the Central System (the broker's two hops and the Central System's own "
+           "handling in it). The firmware's share: the network thread reads the answer as it "
+           "comes (it sleeps on the socket), the loop runs at once for it (a CALL of ours waits "
+           "for it: the network thread sets a ThreadSafeFlag), the next CALL is written in one "
+           "TLS record with TCP_NODELAY, the thread looking for it every millisecond for "
+           "100 ms after a frame came in." % info.get("transport_boots", 1))
     yield ("- **boot_to_ready_ms**: from the Central System writing its answer to the "
            "BootNotification to it writing its answer to the last StatusNotification.")
     yield ("- **backlog_100_drain_s**: both connectors charging with MeterValues sampled and "

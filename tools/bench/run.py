@@ -23,14 +23,14 @@ MODES = {
     "full": dict(session_s=60, bisect_lo=20000, bisect_res=2000, bisect_steps=None,
                  bisect_session_s=6, connectors=6, sessions=1000, reps=100, fleet=50,
                  fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000,
-                 local_list=1000, charging_profiles=10, download_s=10, phase_s=1800,
+                 local_list=1000, charging_profiles=10, download_s=10, phase_s=600,
                  transport_reps=100, transport_drains=transports.TRANSPORTS,
-                 soak_sessions=2000),
+                 soak_sessions=2000, transport_boots=5),
     "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
                   bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
                   fleet_mv_s=2, valgrind_n=10, inproc_n=200, local_list=100,
                   charging_profiles=3, download_s=3, phase_s=180, transport_reps=10,
-                  transport_drains=("mqtt",), soak_sessions=100),
+                  transport_drains=("mqtt",), soak_sessions=100, transport_boots=2),
 }
 MODES["quick"] = dict(MODES["full"], session_s=15)
 
@@ -61,6 +61,13 @@ def empty_result(mode):
         "transports": transports.empty(),
         "seconds": None, "errors": [], "warnings": [],
     }
+
+
+def dump_tasks():
+    """Every asyncio task's stack to stderr (kill -USR1 a bench that seems stuck)."""
+    for task in asyncio.all_tasks():
+        log("task %s:" % task.get_name())
+        task.print_stack(limit=12, file=sys.stderr)
 
 
 def machine():
@@ -119,19 +126,26 @@ class Run:
 
     async def phase(self, name, coro):
         """Run one phase, bounded by the mode's `phase_s`: one that fails or does not end in
-        time is reported in the JSON's errors, and the others still count."""
+        time is reported in the JSON's errors, and the others still count. A phase out of
+        time is cancelled and left: the run goes on even if its clean-up hangs (its stack is
+        logged, as `kill -USR1` logs every task's)."""
         t = time.monotonic()
         log("%s ..." % name)
-        try:
-            await asyncio.wait_for(coro, self.cfg["phase_s"])
-            log("%s done in %.0f s" % (name, time.monotonic() - t))
-        except asyncio.TimeoutError:
+        task = asyncio.ensure_future(coro)
+        done, _ = await asyncio.wait({task}, timeout=self.cfg["phase_s"])
+        if not done:
             self.res["errors"].append("%s: did not end within %d s" % (name, self.cfg["phase_s"]))
-            log("%s did not end within %d s" % (name, self.cfg["phase_s"]))
-        except Exception as e:  # one phase failing must not lose the others' figures
-            self.res["errors"].append("%s: %s: %s" % (name, type(e).__name__, e))
-            log("%s FAILED after %.0f s: %s: %s" % (name, time.monotonic() - t,
-                                                    type(e).__name__, e))
+            log("%s did not end within %d s; where it was:" % (name, self.cfg["phase_s"]))
+            task.print_stack(file=sys.stderr)
+            task.cancel()
+            return
+        e = task.exception()
+        if e is None:
+            log("%s done in %.0f s" % (name, time.monotonic() - t))
+            return
+        # one phase failing must not lose the others' figures
+        self.res["errors"].append("%s: %s: %s" % (name, type(e).__name__, e))
+        log("%s FAILED after %.0f s: %s: %s" % (name, time.monotonic() - t, type(e).__name__, e))
 
     async def sizes(self):
         self.res["mpy_bytes"] = sizes.mpy_bytes(self.tmp)
@@ -244,7 +258,7 @@ class Run:
     async def transports(self):
         figures, failed = await transports.transports(
             self.lab, os.path.join(self.tmp, "mpy"), min(self.cfg["session_s"], 10),
-            self.cfg["transport_reps"], self.cfg["transport_drains"])
+            self.cfg["transport_reps"], self.cfg["transport_drains"], self.cfg["transport_boots"])
         self.res["transports"] = figures
         mqtt = figures["mqtt"]  # the default transport's, at the top
         self.res.update(message_gap_ms=mqtt["message_gap_ms"],
@@ -267,6 +281,7 @@ class Run:
     async def all(self):
         cfg, phase = self.cfg, self.phase
         started = time.monotonic()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
         try:
             await phase("code size", self.sizes())
             self.lib = rig.fakes_folder(self.tmp)

@@ -36,6 +36,7 @@ def empty():
     none = {"p50": None, "p99": None, "max": None, "n": 0}
     return {name: {"mpy_bytes": None, "heap_idle_bytes": None, "heap_peak_bytes": None,
                    "round_trip_ms": dict(none), "message_gap_ms": dict(none),
+                   "message_gap_at_cs_ms": dict(none),
                    "boot_to_ready_ms": None, "backlog_100_drain_s": None}
             for name in TRANSPORTS}
 
@@ -67,11 +68,23 @@ class Timeline:
                     found.append((nxt[0] - t) * 1000)
         return found
 
-    def boot_to_ready_ms(self, statuses):
-        """From the BootNotification's answer written to the answer to the `statuses`-th
-        StatusNotification after it written."""
+    def boot_windows(self, statuses):
+        """For every boot: (time the BootNotification's answer was written, time the answer
+        to the `statuses`-th StatusNotification after it was written)."""
+        out = []
         frames = self.frames
-        booted = next(i for i, f in enumerate(frames) if f[3] == "BootNotification")
+        for i, f in enumerate(frames):
+            if f[3] == "BootNotification":
+                t0 = next(g[0] for g in frames[i:] if g[1] == "out" and g[2] == 3)
+                out.append((t0, t0 + self.boot_to_ready_ms(statuses, i) / 1000))
+        return out
+
+    def boot_to_ready_ms(self, statuses, booted=None):
+        """From the BootNotification's answer written to the answer to the `statuses`-th
+        StatusNotification after it written (the first boot, or the one at frame `booted`)."""
+        frames = self.frames
+        if booted is None:
+            booted = next(i for i, f in enumerate(frames) if f[3] == "BootNotification")
         t0 = next(f[0] for f in frames[booted:] if f[1] == "out" and f[2] == 3)
         seen = 0
         for i, f in enumerate(frames[booted:]):
@@ -82,6 +95,57 @@ class Timeline:
                                   g[2] == 3)
                     return (answer - t0) * 1000
         return None
+
+
+class Tap:
+    """A TCP proxy in front of the broker or the Central System that notes when bytes pass
+    it, either way: the charger's socket as the wire sees it. `chunks`: (time.monotonic(),
+    "down" to the charger | "up" from it, bytes). Either side ending ends both."""
+
+    def __init__(self, port):
+        self.target = port
+        self.chunks = []
+        self.server = None
+        self.port = None
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def _client(self, reader, writer):
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(r, w, direction):
+            try:
+                while True:
+                    data = await r.read(65536)
+                    if not data:
+                        break
+                    self.chunks.append((time.monotonic(), direction, len(data)))
+                    w.write(data)
+                    await w.drain()
+            except ConnectionError:
+                pass
+            finally:
+                w.close()
+        await asyncio.gather(pipe(reader, up_w, "up"), pipe(up_r, writer, "down"),
+                             return_exceptions=True)
+
+    def gaps_ms(self, start, end, smallest):
+        """ms from each frame reaching the charger to the next frame it sends, when no other
+        frame reached it in between, for chunks between `start` and `end`; a chunk under
+        `smallest` bytes is no frame (a PUBACK or a ping in its TLS record)."""
+        frames = [c for c in self.chunks if start <= c[0] <= end and c[2] >= smallest]
+        return [(b[0] - a[0]) * 1000 for a, b in zip(frames, frames[1:])
+                if a[1] == "down" and b[1] == "up"]
 
 
 def mpy_bytes(mpy_dir):
@@ -104,14 +168,22 @@ def mpy_bytes(mpy_dir):
     return found
 
 
-async def _measure(sim, cs, timeline, total, session_s, reps):
-    """Online -> the boot's gaps, idle heap, a session's peak, `reps` GetConfiguration round
-    trips."""
+async def _measure(sim, cs, timeline, tap, smallest, total, session_s, reps, boots):
+    """Online -> the gaps of `boots` boots (a Soft reset between two), idle heap, a
+    session's peak, `reps` GetConfiguration round trips."""
     await cs.wait_for(lambda: sim.cp_id in cs.chargers and cs.chargers[sim.cp_id].boots, T)
     cp = cs.chargers[sim.cp_id]
     await sim.until(lambda s: s["online"], T)
+    for n in range(2, boots + 1):
+        await asyncio.sleep(1)
+        if (await cs.reset(sim.cp_id, "Soft", timeout=T))["status"] != "Accepted":
+            raise PhaseError("Reset refused")
+        await sim.until(lambda s: s["boots"] == n and s["online"], T)
     await asyncio.sleep(2)  # the boot's garbage collected, its queue drained
-    boot = {"message_gap_ms": timeline.gaps_ms(),
+    gaps = []
+    for start, end in timeline.boot_windows(1 + CONNECTORS):
+        gaps += tap.gaps_ms(start, end + 0.005, smallest)
+    boot = {"message_gap_ms": gaps, "message_gap_at_cs_ms": timeline.gaps_ms(),
             "boot_to_ready_ms": timeline.boot_to_ready_ms(1 + CONNECTORS)}
     idle = []
     for _ in range(5):
@@ -141,9 +213,10 @@ async def _measure(sim, cs, timeline, total, session_s, reps):
     await sim.ask(cmd="ev", connector=1, state="A")
     await cs.wait_for(lambda: any(t.stopped for t in cp.transactions.values()), T)
     s = await sim.ask(cmd="status")
-    if s["boots"] != 1:
-        raise PhaseError("the firmware restarted (%d boots)" % s["boots"])
+    if s["boots"] != boots:
+        raise PhaseError("the firmware restarted (%d boots, %d asked)" % (s["boots"], boots))
     return {"message_gap_ms": percentiles(boot["message_gap_ms"]),
+            "message_gap_at_cs_ms": percentiles(boot["message_gap_at_cs_ms"]),
             "boot_to_ready_ms": boot["boot_to_ready_ms"],
             "heap_idle_bytes": int(statistics.median(idle)),
             "heap_peak_bytes": max(peak, s["heap_peak"]), "round_trip_ms": percentiles(rtt)}
@@ -196,17 +269,19 @@ async def backlog(sim, cs, timeline, cut, restore):
     return round((answered - first) * BACKLOG / queued, 3)  # (a few more than BACKLOG queue)
 
 
-async def _one(lab, name, session_s, reps, drain):
+async def _one(lab, name, session_s, reps, drain, boots):
     total = heap_total(twin.ensure(), HEAP)
     state = lab.folder("transport-" + name)
     common = dict(state=state, code="frozen", heap=HEAP, connectors=CONNECTORS, timeout=T,
                   failure=PhaseError, spawn=spawn)
     if name == "mqtt":
-        async with lab.stage() as stage:
-            sim = stage.sim(connectors=CONNECTORS)
+        async with lab.stage() as stage, Tap(stage.broker.port) as tap:
+            sim = stage.sim(connectors=CONNECTORS, port=tap.port)
             timeline = Timeline(stage.cs, sim.cp_id)
             await sim.start()
-            out = await _measure(sim, stage.cs, timeline, total, session_s, reps)
+            # a TLS record under 48 bytes is a PUBACK, a PINGREQ or a PINGRESP
+            out = await _measure(sim, stage.cs, timeline, tap, 48, total, session_s, reps,
+                                 boots)
             if drain:
                 async def cut():
                     stage.broker.stop()
@@ -225,14 +300,14 @@ async def _one(lab, name, session_s, reps, drain):
         cs = WebSocketCentralSystem(ssl=server_tls_context(cert, key), keys={"CP001": KEY},
                                     authorized=CARDS)
         flags = dict(security_profile=2, auth_key=KEY, ca=pki.ca)
-    async with cs:
+    async with cs, Tap(cs.port) as tap:
         host = "localhost" if cs.ssl is not None else "127.0.0.1"
-        url = "%s://%s:%d/ocpp" % ("wss" if cs.ssl is not None else "ws", host, cs.port)
+        url = "%s://%s:%d/ocpp" % ("wss" if cs.ssl is not None else "ws", host, tap.port)
         sim = Simulator("CP001", transport="websocket", url=url, **flags, **common)
         timeline = Timeline(cs, sim.cp_id)
         try:
             await sim.start()
-            out = await _measure(sim, cs, timeline, total, session_s, reps)
+            out = await _measure(sim, cs, timeline, tap, 1, total, session_s, reps, boots)
             if drain:
                 out["backlog_100_drain_s"] = await backlog(sim, cs, timeline, cs.stop, cs.start)
             return out
@@ -242,7 +317,7 @@ async def _one(lab, name, session_s, reps, drain):
                 raise PhaseError("CP001 firmware log: %s" % sim.bad_log(700))
 
 
-async def transports(lab, mpy_dir, session_s, reps, drains=TRANSPORTS):
+async def transports(lab, mpy_dir, session_s, reps, drains=TRANSPORTS, boots=1):
     """{transport: figures} for TRANSPORTS, one after the other (the round trips are wall
     clock); a transport that fails keeps its None figures and raises at the end. The backlog
     (a 25 s outage) is measured for the transports in `drains`."""
@@ -252,7 +327,7 @@ async def transports(lab, mpy_dir, session_s, reps, drains=TRANSPORTS):
     failed = []
     for name in TRANSPORTS:
         try:
-            out[name].update(await _one(lab, name, session_s, reps, name in drains))
+            out[name].update(await _one(lab, name, session_s, reps, name in drains, boots))
             log("transport %s: %s" % (name, out[name]))
         except Exception as e:  # noqa: BLE001 - the others' figures still count
             failed.append("%s: %s: %s" % (name, type(e).__name__, e))

@@ -3,7 +3,7 @@ Management): the firmware's event log uploaded by the upload runner
 (chargepoint.model.uploads); GetLog (security extensions, chargepoint.model.getlog) goes the
 same way; and the OCPP traffic worth keeping written to that log. Uploads are rare: the
 runner's and GetLog's modules are imported for a request and dropped once the runner has
-nothing left to do (0.8 KB of idle heap on the ESP32).
+nothing left to do (about 1 KB of idle heap on the ESP32, measured on the twin).
 
 A feature, `cp.diagnostics`, with the services "log" (chargepoint.platform.log.Log), "upload"
 (url, path: a blocking HTTP PUT, chargepoint.platform.http.upload) and "run_in_thread" (fn;
