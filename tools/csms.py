@@ -357,9 +357,19 @@ class CentralSystemBase:
         await self.stop()
 
     async def _stop_handlers(self):
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        # Cancelled again until they end: on Python 3.11 asyncio.wait_for (inside aiomqtt's
+        # publish) can swallow a cancellation that comes as its future completes, and the
+        # handler then waits for ever for a connection that will not come (a stop that hung
+        # make bench for good).
+        tasks = list(self._tasks.values())
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1)
+        for task in tasks:  # (retrieved: no "exception was never retrieved" at exit)
+            if not task.cancelled():
+                task.exception()
         self._tasks.clear()
 
     async def wait_for(self, predicate, timeout=10):
