@@ -537,6 +537,13 @@ def _fleet(h, info, images):
     yield "| one twin: CPU | %s %% of a core |" % f.get("twin_cpu_percent")
     yield "| all twins together: CPU | %s %% of a core |" % f.get("twins_cpu_percent_total")
     yield ""
-    yield ("The messages per second are what this fleet produced, not a saturation figure. The "
-           "twin's RSS is the x86 process's (interpreter, the %d-byte heap, libc, mbedTLS), not "
-           "ESP32 memory." % HEAP)
+    total = f.get("twins_cpu_percent_total")
+    cores = info.get("cores") or 1
+    yield ("The messages per second are what this fleet produced, not a saturation figure. What "
+           "limits it is this machine: the twins alone took %s %% of a core, of the %d %% its %d "
+           "cores have, besides the 50 simulators (CPython), Mosquitto and the Central System; "
+           "each twin's own share is its 20 ms loop, its network thread and the simulated "
+           "peripherals, mostly idle. The fleet is sized to end within its phase on 2 cores, "
+           "and a phase that cannot end is reported as such while the others count. The "
+           "twin's RSS is the x86 process's (interpreter, the %d-byte heap, libc, mbedTLS), "
+           "not ESP32 memory." % ("–" if total is None else total, 100 * cores, cores, HEAP))
