@@ -66,6 +66,14 @@ def test_a_credential_missing_from_the_folder_is_named(tmp_path):
         deploy.read_folder(d)
 
 
+def test_a_stock_board_without_psram_is_told_the_heap_the_mpy_files_need():
+    stock = {"chargepoint": None, "aiorepl": None, "mpy": 6, "version": [1, 28, 0]}
+    text = deploy.heap_warning(dict(stock, heap=107456))
+    assert "107 KB heap (no PSRAM)" in text and "about 200 KB" in text and "make flash" in text
+    assert deploy.heap_warning(dict(stock, heap=4000000)) is None  # PSRAM
+    assert deploy.heap_warning(dict(stock, chargepoint="frozen", heap=107456)) is None
+
+
 def test_the_twin_mpy_cross_emits_the_abi_of_micropython_1_28():
     assert deploy.cross_abi(twin.mpy_cross()) == ABI
 

@@ -40,7 +40,7 @@ OUT = os.path.join(ROOT, "build", "deploy")
 CREDENTIALS = (("ca", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem"))  # devconfig defaults
 
 # Runs on the board: one JSON line. A module is frozen when its __file__ is not a file.
-PROBE = """import sys, os, json
+PROBE = """import sys, os, json, gc
 def _where(name):
     try:
         m = __import__(name)
@@ -52,8 +52,25 @@ def _where(name):
     except (OSError, AttributeError):
         return "frozen"
 print(json.dumps({"version": list(sys.implementation.version[:3]), "mpy": sys.implementation._mpy,
-  "platform": sys.platform, "chargepoint": _where("chargepoint"), "aiorepl": _where("aiorepl")}))
+  "platform": sys.platform, "chargepoint": _where("chargepoint"), "aiorepl": _where("aiorepl"),
+  "heap": gc.mem_alloc() + gc.mem_free()}))
 """
+# Heap our code needs as .mpy files on a stock image (its bytecode is loaded into the heap):
+# make bench's smallest passing heap for the deployed placement is about 202 KB. An ESP32
+# without PSRAM has about 110 KB with Wi-Fi up.
+DEPLOYED_HEAP = 200000
+
+
+def heap_warning(board):
+    """What to tell the user when our code would go onto a board as .mpy files without the heap
+    they need (a board without PSRAM); None when it is frozen or the heap is enough."""
+    heap = board.get("heap")
+    if board["chargepoint"] == "frozen" or heap is None or heap >= DEPLOYED_HEAP:
+        return None
+    return ("this board has a %d KB heap (no PSRAM): the firmware as .mpy files needs about "
+            "%d KB, as its bytecode is loaded into the heap, and will run out of memory while "
+            "starting. Flash our image instead (make flash: the firmware frozen in, about 70 KB "
+            "of heap), or use a board with PSRAM" % (heap // 1000, DEPLOYED_HEAP // 1000))
 
 
 class DeployError(Exception):
@@ -208,6 +225,9 @@ def main(argv=None):
             ".".join(map(str, board["version"])), board["platform"],
             {"frozen": "frozen in the image", "fs": "in /lib", None: "not there"}[
                 board["chargepoint"]], board["aiorepl"] or "not there"), flush=True)
+        warning = heap_warning(board)
+        if warning:
+            print("tools.deploy: warning: " + warning, file=sys.stderr, flush=True)
         commands = plan(a.port, files, board, want_repl, lib_dir, cross_abi(cross))
         if board["chargepoint"] != "frozen":
             compile_lib(lib_dir, cross)
