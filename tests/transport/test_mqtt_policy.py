@@ -187,10 +187,14 @@ def test_outbox_is_bounded_and_published_in_order_at_qos1():
     assert t.send("f3") is True
 
 
-def test_publishes_go_in_a_burst_of_10_then_paced_to_50_a_second():
+def call(i):
+    return '[2, "u%d", "Heartbeat", {}]' % i
+
+
+def test_our_calls_go_in_a_burst_of_10_then_paced_to_50_a_second():
     t, net, ticks = online(outbox_len=200, outbox_bytes=100000)
     for i in range(150):
-        assert t.send("f%d" % i)
+        assert t.send(call(i))
     waits = []
     while len(net.published) < 150:
         wait = t.step()
@@ -203,18 +207,30 @@ def test_publishes_go_in_a_burst_of_10_then_paced_to_50_a_second():
     # never more than 60 in any second (AWS IoT allows 100 per connection)
     assert max(sum(1 for u in at if t0 <= u < t0 + 1000) for t0 in at) <= 60
     assert max(waits[:-1]) <= 20  # while frames wait, the thread sleeps until the next slot
-    assert [m for _, m, _ in net.published] == [b"f%d" % i for i in range(150)]
+    assert [m for _, m, _ in net.published] == [call(i).encode() for i in range(150)]
+
+
+def test_answers_keep_to_the_pace():
+    # a flood of inbound CALLs is answered no faster than 50 a second: the heap their
+    # answers take while they wait stays bounded
+    t, net, ticks = online(outbox_len=40, outbox_bytes=100000)
+    for i in range(20):
+        assert t.send('[3, "cs-%d", {}]' % i)
+    while len(net.published) < 20:
+        ticks.advance(t.step() or 1)
+    gaps = [b - a for a, b in zip(net.publish_ticks, net.publish_ticks[1:])]
+    assert min(gaps) >= 19 and max(gaps) <= 21, gaps
 
 
 def test_the_burst_comes_back_after_a_pause():
     t, net, ticks = online(outbox_len=40, outbox_bytes=100000)
     for i in range(20):
-        assert t.send("f%d" % i)
+        assert t.send(call(i))
     while len(net.published) < 20:
         ticks.advance(t.step() or 1)
     ticks.advance(200)  # ten slots of the schedule unused
     for i in range(10):
-        assert t.send("g%d" % i)
+        assert t.send(call(100 + i))
     while len(net.published) < 30:
         ticks.advance(t.step() or 1)
     assert net.publish_ticks[-1] - net.publish_ticks[-10] <= 10, net.publish_ticks[-12:]

@@ -440,7 +440,7 @@ def _transports(h, info, images):
            "the Central System) until %d transaction messages wait on flash; then from the "
            "charger's first frame after the link is back to the Central System's answer to "
            "the last of them, scaled to 100 (a few more queue while the count is read). Over "
-           "MQTT the charger paces its PUBLISHes to 50 a second after a burst of 10 (AWS IoT "
+           "MQTT the charger paces its PUBLISHes to 50 a second after a burst of 10 CALLs (AWS IoT "
            "allows 100 per connection): about 1.8 s is that pacing. %s"
            % (100, "Measured for: %s." % ", ".join(info.get("transport_drains") or ())))
     yield ("- **round trip**: GetConfiguration(HeartbeatInterval) from the Central System "

@@ -26,8 +26,8 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   `can_send()` (a frame already promised is still taken). A frame leaves it only after its
   PUBACK, so a
   link lost mid-publish republishes it after reconnecting (at least once). PUBLISHes are
-  paced to 50 a second (AWS IoT allows 100 per connection), with bursts of up to
-  `_BURST` back to back: never more than 60 in any second.
+  paced to 50 a second (AWS IoT allows 100 per connection); our own CALLs may go in bursts
+  of up to `_BURST` back to back, answers keep to the pace: never more than 60 in any second.
 - Inbox: at most `inbox_len` frames (24) and `inbox_bytes` of them (4 KB; one frame of any
   size is taken when the inbox is empty), so inbound frames never hold more than that. The
   count is above the 20 messages Mosquitto has in flight to a client: a run of small frames
@@ -321,7 +321,12 @@ class MqttTransport:
             if due is None or ticks_diff(now, due) > 0 or \
                     ticks_diff(due, now) > _BURST * _PUBLISH_GAP_MS:  # (ticks wrapped)
                 due = now
-            paced = max(0, ticks_diff(due, now) - (_BURST - 1) * _PUBLISH_GAP_MS)
+            # Our own CALLs may go _BURST back to back (a boot's statuses, a backlog after an
+            # outage); answers keep to the schedule: a flood of inbound CALLs is then answered
+            # no faster than before, which is what keeps the heap its answers take bounded
+            # (measured: with bursts of answers too, a flood of GetConfiguration filled it)
+            slack = (_BURST - 1) * _PUBLISH_GAP_MS if frame[1] == 0x32 else 0  # b"[2"
+            paced = max(0, ticks_diff(due, now) - slack)
             if not paced:
                 self._due = ticks_add(due, _PUBLISH_GAP_MS)
                 if frame is not self._tried:  # sent again: the first may have been answered
