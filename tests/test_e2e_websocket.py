@@ -46,6 +46,19 @@ def ws_world(tmp_path):
         assert s.healthy(), s.bad_log()
 
 
+def profile_flags(pki, profile):
+    """The simulator's flags for a charger on security `profile`: its key for Basic (1, 2),
+    the Central System's CA (2, 3), its certificate (3)."""
+    flags = {"security_profile": profile}
+    if profile in (1, 2):
+        flags["auth_key"] = KEY
+    if profile >= 2:
+        flags["ca"] = pki.ca
+    if profile == 3:
+        flags["cert"], flags["key"] = pki.client("CP001")
+    return flags
+
+
 def url_of(cs, secure=False):
     return "%s://localhost:%d/ocpp" % ("wss" if secure else "ws", cs.port)
 
@@ -100,14 +113,7 @@ def test_each_security_profile_runs_a_session_remote_start_configuration_and_res
         cs = make_csms(secure=secure, keys={"CP001": KEY} if profile in (1, 2) else None,
                        client_ca=profile == 3)
         async with cs:
-            flags = {"security_profile": profile}
-            if profile in (1, 2):
-                flags["auth_key"] = KEY
-            if secure:
-                flags["ca"] = pki.ca
-            if profile == 3:
-                flags["cert"], flags["key"] = pki.client("CP001")
-            sim = make_sim(url_of(cs, secure), **flags)
+            sim = make_sim(url_of(cs, secure), **profile_flags(pki, profile))
             cp = await online(sim, cs)
             assert await session_remote_configuration_and_reset(sim, cs, cp) == str(profile)
             session = cp.sessions[-1]
@@ -431,14 +437,7 @@ def test_a_central_system_with_none_of_our_code(ws_world, profile):
             tls = server_tls_context(*pki.server(), client_ca=pki.ca if profile == 3 else None)
         password = bytes.fromhex(KEY) if profile in (1, 2) else None
         async with BareCentralSystem(tls, password) as cs:
-            flags = {"security_profile": profile}
-            if password:
-                flags["auth_key"] = KEY
-            if secure:
-                flags["ca"] = pki.ca
-            if profile == 3:
-                flags["cert"], flags["key"] = pki.client("CP001")
-            sim = make_sim(url_of(cs, secure), **flags)
+            sim = make_sim(url_of(cs, secure), **profile_flags(pki, profile))
             await sim.start()
             await sim.until(lambda s: s["online"])
             point = cs.points["CP001"]

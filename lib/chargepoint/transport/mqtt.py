@@ -47,25 +47,20 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   CALL the engine gets the head and size, to answer it with a CALLERROR; any other is
   dropped here (status["dropped"]). The link stays up.
 
-Latency: the thread sleeps on the socket (TlsLink.wait: an inbound frame is read at once),
-at most `_POLL_MS`, or `_BRISK_MS` for `_BRISK_WINDOW_MS` after a frame came in (the
-engine's answer or its next CALL is about to be queued); an inbound frame calls `wake()` (the
-asyncio side's ThreadSafeFlag.set: app.py runs the loop at once while a CALL of ours waits
-for its answer). A PUBLISH goes as one TLS record and one segment (TlsLink).
+Latency: the thread sleeps on the socket, at most `_POLL_MS`, and an inbound frame wakes the
+engine (chargepoint.transport.mailbox.NetThread); a PUBLISH goes as one TLS record and one
+segment (TlsLink).
 
 Policy (chargepoint.transport.policy): the thread body only calls `step()` and sleeps; when
 to reconnect, when to ping and which frames are stale is decided by pure classes with an
 injected `ticks_ms` clock. Mechanism (chargepoint.transport.tls): `TlsLink` bounds every
 socket read and counts inbound bytes, which is how a PINGRESP (swallowed by umqtt) is noticed.
 """
-import _thread
-import time
-
 from micropython import const
 
 from chargepoint.ocpp.framing import peek
 from chargepoint.platform.clock import Clock, ticks_add, ticks_diff
-from chargepoint.transport.mailbox import Mailbox
+from chargepoint.transport.mailbox import Mailbox, NetThread
 from chargepoint.transport.policy import KeepAlive, Reconnect, StaleWindow
 from chargepoint.transport.tls import Oversize, TlsLink
 
@@ -74,8 +69,6 @@ _MAX_TOPIC = const(256)
 _MAX_SLASHES = const(7)
 _MAX_CLIENT_ID = const(128)
 _POLL_MS = const(25)  # longest sleep of the thread on the socket: an unprompted send waits
-_BRISK_MS = const(1)  # ... and while the engine is about to queue a frame
-_BRISK_WINDOW_MS = const(100)  # after an inbound frame
 _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
 _PUBLISH_GAP_MS = const(20)  # 50 PUBLISH/s on average: half AWS IoT's 100/s per connection
 _BURST = const(10)  # PUBLISHes that may go back to back (a boot's statuses, a backlog)
@@ -83,12 +76,6 @@ _DRAIN = const(4)  # inbound packets handled per step before looking at the outb
 _ETIMEDOUT = const(110)
 _PUBACK = const(0x40)
 _EPROTO = const(71)
-
-try:
-    _sleep_ms = time.sleep_ms
-except AttributeError:  # CPython
-    def _sleep_ms(ms):
-        time.sleep(ms / 1000)
 
 
 def check_client_id(client_id):
@@ -141,7 +128,7 @@ def _error_text(e):
     return "%s: %s" % (name, " ".join(str(e).split()))
 
 
-class MqttTransport:
+class MqttTransport(NetThread):
     """See the module docstring. `client_factory(client_id, server, port, keepalive, ssl)`
     returns an object with umqtt.simple's API; `ssl` is a `TlsLink` (or None)."""
     replays = True  # the persistent session delivers what came while we were away
@@ -180,7 +167,7 @@ class MqttTransport:
         self._client = None
         self._rx_seen = 0
         self._due = None  # ticks the pacing's schedule has reached (GCRA); None: idle
-        self._brisk_until = 0  # ticks until which the thread sleeps only _BRISK_MS
+        self._brisk_until = 0  # (NetThread)
         self._tried = None  # the frame whose PUBLISH the link broke off, if any
         self._running = False
         self._thread_alive = False
@@ -199,49 +186,7 @@ class MqttTransport:
             raise ValueError("frame of %d bytes exceeds the 128 KB MQTT payload limit" % len(frame))
         return self.outbox.put(frame, len(frame))
 
-    def can_send(self):
-        """Whether a frame sent now would be taken: the engine reads an inbound frame only
-        then, so its answer is never refused."""
-        return self.connected and not self.outbox.full()
-
-    def receive(self):
-        return self.inbox.get()
-
-    def start(self):
-        if self._running or self._thread_alive:
-            self._running = True
-            return
-        self._running = True
-        self._thread_alive = True
-        old = None
-        if self._stack_size:
-            old = _thread.stack_size(self._stack_size)
-        try:
-            _thread.start_new_thread(self._run, ())
-        finally:
-            if old is not None:
-                _thread.stack_size(old)
-
-    def stop(self):
-        """Ask the thread to disconnect and end; returns at once (see `stopped`)."""
-        self._running = False
-
-    @property
-    def stopped(self):
-        return not self._thread_alive
-
     # -- network thread -----------------------------------------------------------------
-
-    def _run(self):
-        try:
-            while self._running:
-                wait = self.step()
-                if wait:
-                    self._sleep(wait)
-        finally:
-            self.close()
-            self.status["state"] = "stopped"
-            self._thread_alive = False
 
     def step(self):
         """One turn of the network loop; returns how long to sleep (ms) before the next."""
@@ -257,14 +202,11 @@ class MqttTransport:
             self._lost(e)
             return 0
 
-    def _sleep(self, ms):
+    def _socket(self):
         client = self._client
-        if client is None or self._refusing or self.inbox.full():  # not reading: a nap
-            _sleep_ms(ms)
-            return
-        if ticks_diff(self._brisk_until, self._ticks()) > 0:
-            ms = min(ms, _BRISK_MS)
-        client.sock.wait(ms)
+        if client is None or self._refusing:  # refusing: the broker keeps what comes
+            return None
+        return client.sock
 
     def close(self):
         """Disconnect politely (the persistent session stays on the broker)."""
@@ -403,9 +345,7 @@ class MqttTransport:
         if self._refusing or not self.inbox.put(item, size):
             self._refuse()
         self.status["received"] += 1
-        self._brisk_until = ticks_add(self._ticks(), _BRISK_WINDOW_MS)
-        if self._wake is not None:
-            self._wake()
+        self.arrived()
 
     def _refuse(self):
         self._refusing = True

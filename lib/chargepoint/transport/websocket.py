@@ -37,27 +37,21 @@ pong timeout or size cap):
   here: there is no broker to keep frames while we are away.
 - `configure(url=..., ssl=..., password=...)` changes what the next connection uses and
   `reconnect()` drops the current one (a security profile or AuthorizationKey change).
-- Latency: the thread sleeps on the socket (TlsLink.wait: a message is read as soon as it
-  comes), at most _POLL_MS, or _BRISK_MS for _BRISK_WINDOW_MS after a message came in (the
-  engine's answer or next CALL is about to be queued); a message in the inbox calls `wake()`
-  (app.py's ThreadSafeFlag.set). TCP_NODELAY: a frame leaves at once.
+- Latency: the thread sleeps on the socket, at most _POLL_MS, and a message in wakes the
+  engine (chargepoint.transport.mailbox.NetThread). TCP_NODELAY: a frame leaves at once.
 """
-import _thread
 import binascii
-import time
 
 from micropython import const
 
 from chargepoint.ocpp.framing import HEAD, MAX_FRAME
-from chargepoint.platform.clock import Clock, ticks_add, ticks_diff
-from chargepoint.transport.mailbox import Mailbox
+from chargepoint.platform.clock import Clock, ticks_diff
+from chargepoint.transport.mailbox import Mailbox, NetThread, sleep_ms
 from chargepoint.transport.policy import Reconnect
 from chargepoint.transport.tls import TlsLink
 
 PONG_MS = const(10000)  # a pong later than this after our ping: the link is dead
 _POLL_MS = const(20)  # longest sleep of the thread on the socket: an unprompted send waits
-_BRISK_MS = const(1)  # ... and while the engine is about to queue a frame
-_BRISK_WINDOW_MS = const(100)  # after an inbound message
 _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
 _DRAIN = const(4)  # inbound frames read per step before looking at the outbox again
 _HEADER_MAX = const(2048)  # bytes of the HTTP answer to the upgrade
@@ -69,12 +63,6 @@ _PING = const(9)
 _PONG = const(10)
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-
-try:
-    _sleep_ms = time.sleep_ms
-except AttributeError:  # CPython
-    def _sleep_ms(ms):
-        time.sleep(ms / 1000)
 
 
 class HandshakeError(OSError):
@@ -185,7 +173,7 @@ def _error_text(e):
     return "%s: %s" % (name, " ".join(str(e).split()))
 
 
-class WebSocketTransport:
+class WebSocketTransport(NetThread):
     """See the module docstring. `ssl`: an SSL context for wss:// (the Central System's roots,
     and our certificate for security profile 3); `password`: bytes for HTTP Basic (profiles 1
     and 2), None for none. `opener(host, port)` returns a connected socket (tests give a
@@ -205,7 +193,8 @@ class WebSocketTransport:
         self.before_connect = before_connect  # NTP first on a board: TLS checks dates
         self._say = say
         self._wake = wake  # called in the network thread when a message is in the inbox
-        self._brisk_until = 0  # ticks until which the thread sleeps only _BRISK_MS
+        self._brisk_until = 0  # (NetThread)
+        self._stack_size = None
         self.reconnect_policy = Reconnect(self._ticks, backoff_first_ms, backoff_cap_ms,
                                           stable_ms, jitter)
         self.outbox = Mailbox(outbox_len, outbox_bytes, strict=False)
@@ -233,12 +222,6 @@ class WebSocketTransport:
         data = text.encode() if isinstance(text, str) else bytes(text)
         return self.outbox.put(data, len(data))
 
-    def can_send(self):
-        return self.connected and not self.outbox.full()
-
-    def receive(self):
-        return self.inbox.get()
-
     def configure(self, url=None, ssl=None, password=None):
         """What the next connection uses (None: as before; ssl False / password False: none).
         A url is checked at once (ValueError)."""
@@ -258,33 +241,7 @@ class WebSocketTransport:
     def set_ping_interval(self, seconds):
         self.ping_interval_ms = seconds * 1000
 
-    def start(self):
-        if self._running or self._thread_alive:
-            self._running = True
-            return
-        self._running = True
-        self._thread_alive = True
-        _thread.start_new_thread(self._run, ())
-
-    def stop(self):
-        self._running = False
-
-    @property
-    def stopped(self):
-        return not self._thread_alive
-
     # -- network thread -------------------------------------------------------------------
-
-    def _run(self):
-        try:
-            while self._running:
-                wait = self.step()
-                if wait:
-                    self._sleep(wait)
-        finally:
-            self.close()
-            self.status["state"] = "stopped"
-            self._thread_alive = False
 
     def step(self):
         """One turn of the network loop; returns how long to sleep (ms) before the next."""
@@ -305,14 +262,8 @@ class WebSocketTransport:
             self._lost(e)
             return 0
 
-    def _sleep(self, ms):
-        sock = self._sock
-        if sock is None or self.inbox.full():  # not reading: a nap
-            _sleep_ms(ms)
-            return
-        if ticks_diff(self._brisk_until, self._ticks()) > 0:
-            ms = min(ms, _BRISK_MS)
-        sock.wait(ms)  # an inbound message wakes it at once
+    def _socket(self):
+        return self._sock
 
     def close(self, code=1000):
         """Close politely (a close frame, then the socket)."""
@@ -517,9 +468,7 @@ class WebSocketTransport:
             raise _Closing(1007, "a text message that is not UTF-8")
         self.inbox.put((text, False), size)
         self.status["received"] += 1
-        self._brisk_until = ticks_add(self._ticks(), _BRISK_WINDOW_MS)
-        if self._wake is not None:
-            self._wake()
+        self.arrived()
         return True
 
     def _wait_header(self, sock):
@@ -531,7 +480,7 @@ class WebSocketTransport:
                 return header
             if ticks_diff(self._ticks(), deadline) >= self._io_timeout_ms:
                 raise OSError(_ETIMEDOUT, "the rest of a message did not come")
-            _sleep_ms(1)
+            sleep_ms(1)
 
     def _control(self, sock, opcode, n):
         if n > 125:
