@@ -37,7 +37,8 @@ called in list order:
                           platform's reboot, which flushes the event log last
   config.listeners        (name, value) after an accepted ChangeConfiguration: security
                           (ReconfigurationOfSecurityParameters)
-The loop, in order: the clock; the features' before() (charging limits); the safety step of
+The loop, in order: the clock; the features' before() (charging limits; the security profile
+a new connection is in); the safety step of
 every connector; the reader; our own next CALL; up to 4 inbound frames (and, when there were
 any, the safety step again: what they changed reaches the relay now); the features' tick()
 (table order); statuses; heartbeat; the engine sends; a reset that is due.

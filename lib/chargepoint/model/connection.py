@@ -113,6 +113,17 @@ class Connection(Feature):
             self._target = value
             self._reconnect = self._apply(value)
 
+    def before(self):
+        # Before the loop takes the first frame of a connection with the new profile (a
+        # GetConfiguration, say): the key says the profile in use from then on.
+        trying = self._trying
+        if trying is not None:
+            transport = self.cp.transport
+            if transport.connected and transport.status["connects"] > trying[2]:
+                self._trying = None
+                self.config.override("SecurityProfile", self._target)  # kept from now on
+                self._log("security profile %d in use" % self._target)
+
     def tick(self):
         trying = self._trying
         cp = self.cp
@@ -120,13 +131,9 @@ class Connection(Feature):
             self._reconnect = False
             cp.transport.reconnect()
         if trying is not None:
-            old, deadline, connects = trying
+            old, deadline, _ = trying
             transport = cp.transport
-            if transport.connected and transport.status["connects"] > connects:
-                self._trying = None
-                self.config.override("SecurityProfile", self._target)  # kept from now on
-                self._log("security profile %d in use" % self._target)
-            elif cp.clock.since(deadline) >= 0:
+            if cp.clock.since(deadline) >= 0:
                 self._trying = None
                 self._fell_back = self._target
                 self._apply(old)
