@@ -176,6 +176,27 @@ def test_send_is_refused_while_offline():
     assert t.send("[2,\"1\",\"Heartbeat\",{}]") is False
 
 
+def test_an_answer_owed_when_the_link_drops_goes_out_after_the_reconnect():
+    # The CALL was acknowledged (so the broker will not send it again) and the link went
+    # while the engine worked on it: its answer is kept for the persistent session.
+    t, net, ticks = online()
+    net.fail_publish = 1
+    assert t.send('[2, "a", "Heartbeat", {}]')
+    t.step()
+    assert not t.connected
+    assert t.send('[3, "cs-1", {"status": "Accepted"}]') is True
+    assert t.send('[4, "cs-2", "InternalError", "out of memory", {}]') is True
+    assert t.send('[2, "b", "Heartbeat", {}]') is False  # ours waits in its queue
+    ticks.advance(2000)
+    t.step()
+    assert t.connected
+    while len(net.published) < 3:
+        ticks.advance(t.step() or 1)
+    assert [m for _, m, _ in net.published] == [
+        b'[2, "a", "Heartbeat", {}]', b'[3, "cs-1", {"status": "Accepted"}]',
+        b'[4, "cs-2", "InternalError", "out of memory", {}]']
+
+
 def test_outbox_is_bounded_and_published_in_order_at_qos1():
     t, net, ticks = online(outbox_len=3)
     assert [t.send("f%d" % i) for i in range(4)] == [True, True, True, False]

@@ -12,7 +12,8 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
                       ssl=tls_context("ca.pem", "cert.pem", "key.pem"))
     t.start()
     t.connected          # MQTT session is up
-    t.send(text)         # queue a frame for <id>/in at QoS 1; False when offline/full
+    t.send(text)         # queue a frame for <id>/in at QoS 1; False when full, or for
+                         # a CALL of ours while offline (an answer is kept for the session)
     t.can_send()         # connected and the outbox has room (for the answer to a frame)
     t.receive()          # None or (text, stale) from <id>/out; (head, stale, size) for
                          # a frame over MAX_FRAME, of which only the head was kept
@@ -75,6 +76,7 @@ _BURST = const(10)  # PUBLISHes that may go back to back (a boot's statuses, a b
 _DRAIN = const(4)  # inbound packets handled per step before looking at the outbox again
 _ETIMEDOUT = const(110)
 _PUBACK = const(0x40)
+_ANSWER_KINDS = (0x33, 0x34)  # "[3" CALLRESULT, "[4" CALLERROR
 _EPROTO = const(71)
 
 
@@ -179,9 +181,12 @@ class MqttTransport(NetThread):
     # -- engine side (asyncio thread): never blocks beyond a lock held for a list op --------
 
     def send(self, text):
-        if not self.connected:
-            return False
         frame = text.encode() if isinstance(text, str) else bytes(text)
+        if not self.connected and (len(frame) < 2 or frame[1] not in _ANSWER_KINDS):
+            # Our own CALL stays in its queue while the link is down. An answer is owed:
+            # the CALL it answers was acknowledged, so the outbox keeps it for the
+            # persistent session and it goes out after the reconnect.
+            return False
         if len(frame) > MAX_PAYLOAD:
             raise ValueError("frame of %d bytes exceeds the 128 KB MQTT payload limit" % len(frame))
         return self.outbox.put(frame, len(frame))
