@@ -44,6 +44,9 @@ def _live():
 
 
 _BEFORE = _live()  # the live heap before the simulation's modules (its share below)
+import simheap  # noqa: E402  (imported already, by the simulated machine)
+
+_BUILTINS = simheap.share()  # the simulated built-ins imported before (machine)
 
 import _thread  # noqa: E402
 import asyncio  # noqa: E402
@@ -210,10 +213,16 @@ class Board:
         machine.wire(5, self.reader.cs)
         machine.wire(22, self.reader.rst)
         before = _live()
-        self.board = esp32.build({"driver": "esp32", "connectors": n,
-                                  "max_amps": options.get("max_amps", 32),
-                                  "connector": pins}, cfg, store)
-        drivers = _live() - before  # the firmware's: what runs on a board
+        made = simheap.objects[0]
+        simheap.counting[0] = True
+        try:
+            self.board = esp32.build({"driver": "esp32", "connectors": n,
+                                      "max_amps": options.get("max_amps", 32),
+                                      "connector": pins}, cfg, store)
+        finally:
+            simheap.counting[0] = False
+        # the firmware's: what runs on a board, less the simulated machine's objects
+        drivers = _live() - before - (simheap.objects[0] - made)
         self.connectors = self.board.connectors
         self.rfid = self.board.rfid
         self.info = dict(self.board.info)
@@ -232,6 +241,7 @@ class Board:
         # the device models, this one), the models, this board, less the drivers built on
         # them; run() adds its bus. What a board would not hold; make bench reports it apart.
         self.simulation = _live() - _BEFORE - drivers
+        self._builtins = simheap.share()  # what of it the built-ins' share holds already
 
     def reboot(self, hard):
         self.rebooting = hard  # the bus task says goodbye and ends the process
@@ -257,7 +267,9 @@ class Board:
             c["register_wh"] = m.meter.register()
         view["heap_free"] = self.free
         view["heap_peak"] = self.peak
-        view["heap_simulation"] = self.simulation
+        # the built-ins imported before this module and after the board was built (network,
+        # ntptime, esp32) besides
+        view["heap_simulation"] = self.simulation + _BUILTINS + simheap.share() - self._builtins
         view["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)
         view["mqtt"] = getattr(cp.transport, "status", None)
         view["reader_failed"] = bool(getattr(self.rfid, "failed", False))

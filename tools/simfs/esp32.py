@@ -10,8 +10,12 @@ when it boots that partition. As with CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE: a "
 boots as "pending"; a reset before `mark_app_valid_cancel_rollback()` makes it "aborted" and
 the other one boots again.
 """
-import json
-import os
+import simheap
+
+_HEAP = simheap.live()
+
+import json  # noqa: E402
+import os  # noqa: E402
 
 _SIZE = 2 * 1024 * 1024  # the twin binary is ~0.8 MB; an ESP32 OTA slot is 1.5 MB
 _BLOCK = 4096
@@ -105,3 +109,5 @@ class Partition:
         data["states"][running] = "valid"
         _save(data)
 
+
+simheap.imported("esp32", _HEAP)

@@ -25,8 +25,12 @@ Timers and IRQs: callbacks are "soft" as on the ESP32: run through `micropython.
 from a ticker thread on the twin (between bytecodes, also while the asyncio loop is blocked in
 Python code or a sleep). Under CPython nothing runs by itself: tests call `fire_timers(ms)`.
 """
-import sys
-import time
+import simheap
+
+_HEAP = simheap.live()
+
+import sys  # noqa: E402
+import time  # noqa: E402
 
 try:
     import micropython
@@ -68,6 +72,7 @@ def _id(pin):
     return pin.id if isinstance(pin, Pin) else pin
 
 
+@simheap.counted
 class Pin:
     IN = 1
     OUT = 3
@@ -129,6 +134,7 @@ class Pin:
                 self._handler(self)
 
 
+@simheap.counted
 class PWM:
     def __init__(self, dest, freq=None, duty_u16=None):
         self.pin = dest if isinstance(dest, Pin) else Pin(dest, Pin.OUT)
@@ -154,6 +160,7 @@ class PWM:
         _call(self.pin.port, "pwm", self._freq, None)
 
 
+@simheap.counted
 class ADC:
     ATTN_0DB = 0
     ATTN_2_5DB = 1
@@ -178,6 +185,7 @@ class ADC:
         return max(0, min(65535, self.read_uv() * 65535 // 3100000))
 
 
+@simheap.counted
 class SPI:
     def __init__(self, id, baudrate=1000000, polarity=0, phase=0, bits=8, firstbit=0,
                  sck=None, mosi=None, miso=None):
@@ -208,6 +216,7 @@ class SPI:
         pass
 
 
+@simheap.counted
 class UART:
     def __init__(self, id, baudrate=9600, bits=8, parity=None, stop=1, tx=None, rx=None,
                  timeout=0, timeout_char=0, rxbuf=256):
@@ -263,6 +272,7 @@ def _ticks():
     return time.ticks_ms() if _ON_TWIN else int(time.monotonic() * 1000)
 
 
+@simheap.counted
 class Timer:
     ONE_SHOT = 0
     PERIODIC = 1
@@ -343,6 +353,7 @@ WDT_RESET = 3  # reset_cause() after a watchdog reset, as machine.WDT_RESET on t
 _cause = [1]  # PWRON_RESET
 
 
+@simheap.counted
 class WDT:
     """Cannot be stopped; if not fed within `timeout` ms the board resets (the process exits
     with RESET_EXIT after a line on stderr saying so)."""
@@ -402,3 +413,6 @@ def freq(hz=None):
 
 def idle():
     time.sleep_ms(1) if _ON_TWIN else None
+
+
+simheap.imported("machine", _HEAP)

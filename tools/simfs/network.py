@@ -1,6 +1,10 @@
 """Simulated `network` for the device twin (host only): a station interface that associates
 with the configured access point shortly after connect(), as an ESP32's does."""
-import time
+import simheap
+
+_HEAP = simheap.live()
+
+import time  # noqa: E402
 
 STA_IF = 0
 AP_IF = 1
@@ -16,8 +20,10 @@ class WLAN:
 
     def __new__(cls, interface=STA_IF):
         if WLAN._sta is None:  # one radio: every WLAN(STA_IF) is the same interface
+            before = simheap.live()  # a static C object on the ESP32
             WLAN._sta = object.__new__(cls)
             WLAN._sta._init()
+            simheap.imported("WLAN", before)
         return WLAN._sta
 
     def __init__(self, interface=STA_IF):
@@ -60,3 +66,6 @@ class WLAN:
 
     def config(self, *args, **kw):
         return "esp32-sim" if args == ("hostname",) else None
+
+
+simheap.imported("network", _HEAP)
