@@ -24,6 +24,7 @@ def test_rfid_session_end_to_end(rig):
     assert rig.conn().status == "SuspendedEV"
     rig.ev("C")
     assert rig.hw().relay.closed and rig.conn().status == "Charging"
+    assert "begin" not in rig.conn().tx  # its Transaction.Begin sample waits on the flash
     rig.hw().meter.wh = 1234
     rig.tap(TAG)
     assert not rig.hw().relay.closed and rig.hw().pilot.amps is None

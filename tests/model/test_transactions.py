@@ -128,6 +128,11 @@ def test_power_loss_during_transaction_stops_with_power_loss():
     assert len(stops) == 1
     assert stops[0]["reason"] == "PowerLoss" and stops[0]["meterStop"] == 800
     assert stops[0]["transactionId"] == 101
+    # the Transaction.Begin sample came back from the flash: the heap never held it
+    assert [d["sampledValue"][0]["context"] for d in stops[0]["transactionData"]] == \
+        ["Transaction.Begin", "Transaction.End"]
+    assert stops[0]["transactionData"][0]["sampledValue"][0]["value"] == "0"
+    assert r.cp.store.read("txb1") is None and r.cp.store.read("tx1") is None
     r.power_cut()
     r.step()
     assert len(r.payloads("StopTransaction")) == 1  # never twice

@@ -219,8 +219,11 @@ class Sessions:
         if reservation is not None:
             tx["resv"] = reservation  # the StartTransaction ends it (§5.13)
         measurands = cp.config.get("StopTxnSampledData")
-        if measurands:
-            tx["begin"] = metering.sample(c, measurands, "Transaction.Begin", stamp)
+        if measurands:  # kept on flash only, until the StopTransaction takes it
+            cp.store.write("txb%d" % c.id, metering.sample(c, measurands, "Transaction.Begin",
+                                                           stamp))
+        else:
+            cp.store.remove("txb%d" % c.id)
         # The record first: after a power cut it is enough to rebuild the StartTransaction.
         cp.store.write("tx%d" % c.id, tx)
         self.queue_start(tx)
@@ -253,8 +256,9 @@ class Sessions:
         if id_tag:
             payload["idTag"] = id_tag
         data = []
-        if "begin" in tx:
-            data.append(tx["begin"])
+        begin = cp.store.read("txb%d" % tx["conn"])
+        if begin is not None:
+            data.append(begin)
         if "Energy.Active.Import.Register" in cp.config.get("StopTxnSampledData"):
             data.append({"timestamp": stamp, "sampledValue": [{
                 "value": str(wh), "context": "Transaction.End",
@@ -265,7 +269,12 @@ class Sessions:
         # The StopTransaction is queued before the record goes: a power cut in between is
         # recognised at boot by the queued stop, and the stop is not made twice.
         cp.txq.push(cp.new_uid(), "StopTransaction", payload, tx["ref"])
-        cp.store.remove("tx%d" % tx["conn"])
+        self._forget(tx["conn"])
+
+    def _forget(self, cid):
+        store = self.cp.store
+        store.remove("tx%d" % cid)
+        store.remove("txb%d" % cid)
 
     def recover(self, c):
         """At boot: a transaction that was running when the power went is stopped (PowerLoss)."""
@@ -278,7 +287,7 @@ class Sessions:
         if ref not in txq.txids and not txq.has("StartTransaction", ref):
             self.queue_start(tx)
         if txq.has("StopTransaction", ref):
-            cp.store.remove("tx%d" % c.id)
+            self._forget(c.id)
             return
         wh, stamp = tx["last"]
         now_wh = c.hw.meter.energy_wh()
