@@ -258,6 +258,41 @@ def test_duplicate_delivery_answered_once_executed_once(rig):
     assert len(rig.payloads("StopTransaction")) == 1
 
 
+def test_redelivery_after_twenty_more_calls_is_still_answered_from_memory(rig):
+    # the remembered answers live in one buffer taken at boot; a small answer stays in it
+    # through about twenty more, then the oldest goes and the CALL is carried out again
+    first = rig.send("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "300"},
+                     uid="mem-0")
+    for i in range(20):
+        rig.send("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "10"},
+                 uid="m%d" % i)
+    assert rig.send("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "400"},
+                    uid="mem-0") == first  # the value is not changed again
+    assert rig.cp.config.get("HeartbeatInterval") == 300
+    for i in range(40):
+        rig.send("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "10"},
+                 uid="n%d" % i)
+    rig.send("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "400"}, uid="mem-0")
+    assert rig.cp.config.get("HeartbeatInterval") == 400
+
+
+def test_recent_answers_push_the_oldest_out_and_keep_the_latest_of_an_id():
+    from chargepoint.ocpp.engine import Recent
+
+    r = Recent(64)
+    r.add("a", '[3, "a", {}]')
+    r.add("bb", "x" * 20)
+    assert (r.find("a"), r.find("bb"), r.find("c")) == ('[3, "a", {}]', "x" * 20, None)
+    r.add("c", "y" * 30)  # 64 bytes hold no more than two of these
+    assert (r.find("a"), r.find("bb"), r.find("c")) == (None, "x" * 20, "y" * 30)
+    r.add("d", "z" * 70)  # larger than the buffer: not kept, nothing pushed out
+    assert (r.find("d"), r.find("c")) == (None, "y" * 30)
+    r.add("c", "w")
+    assert r.find("c") == "w"
+    r.add("\u00e9", "\u00fc")  # ids and answers are UTF-8 in the buffer
+    assert r.find("\u00e9") == "\u00fc"
+
+
 def test_callerror_for_our_call_reaches_its_failure_path():
     r = Rig()
     r.cs.answers["BootNotification"] = None

@@ -12,7 +12,7 @@ from tools import twin
 from tools.bench.rig import HEAP, T, PhaseError, heap_total, log
 
 SEND_MAX = 24  # SendLocalListMaxLength the firmware declares
-RECENT = 16  # inbound CALLs the engine remembers (chargepoint.ocpp.engine._RECENT)
+RECENT = 24  # inbound CALLs that fill the engine's memory of answers (engine._RECENT_BYTES)
 ATTEMPTS = 5  # UpdateFirmware sent again when the firmware gave up before asking
 ANSWER_S = 10  # a CALL unanswered this long is sent again (the firmware dropped it), twice
 RATE = 4096  # bytes per second the firmware server trickles

@@ -14,7 +14,7 @@ from chargepoint.ocpp.framing import HEAD, MAX_FRAME, peek
 _CALL = const(2)
 _RESULT = const(3)
 _ERROR = const(4)
-_RECENT = const(16)  # inbound CALL ids remembered for duplicate deliveries
+_RECENT_BYTES = const(1024)  # the answers to the latest inbound CALLs, for redeliveries
 _RECENT_TEXT = const(512)  # answers up to this long are kept to be sent again as they were
 
 
@@ -54,7 +54,9 @@ class Engine:
         self.frame_listeners = []
         self.inflight = None
         self.sent_at = 0
-        self._recent = []  # [(uid, response text)]
+        # The answers to the latest inbound CALLs, in one buffer taken at boot, oldest first:
+        # records of [length (2 bytes), uid length, uid, answer] (Recent below).
+        self._recent = Recent(_RECENT_BYTES)
         self.stats = {"in": 0, "out": 0, "bad": 0, "timeouts": 0, "oversize": 0}
 
     def route(self, action, handler):
@@ -164,12 +166,12 @@ class Engine:
         uid = msg[1]
         if not self.answer_calls:
             return
-        for seen, response in self._recent:
-            # QoS 1 redelivery: answer again, do not act again. Long answers are not kept;
-            # only reads give them (GetConfiguration), and a read may run again.
-            if seen == uid and response is not None:
-                self._send(response, "out")
-                return
+        # QoS 1 redelivery: answer again, do not act again. Long answers are not kept; only
+        # reads give them (GetConfiguration), and a read may run again.
+        response = self._recent.find(uid)
+        if response is not None:
+            self._send(response, "out")
+            return
         if len(msg) != 4:
             response = frame_error(uid, "ProtocolError", "CALL needs 4 elements")
         elif not isinstance(msg[2], str):
@@ -181,9 +183,8 @@ class Engine:
                 response = json.dumps([_RESULT, uid, self._dispatch(msg[2], msg[3], stale)])
             except CallError as e:
                 response = frame_error(uid, e.code, e.description, e.details)
-        self._recent.append((uid, response if len(response) <= _RECENT_TEXT else None))
-        if len(self._recent) > _RECENT:
-            self._recent.pop(0)
+        if len(response) <= _RECENT_TEXT:
+            self._recent.add(uid, response)
         self._send(response, "out")
 
     def _dispatch(self, action, payload, stale):
@@ -224,3 +225,50 @@ class Engine:
             desc = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
             if c.fail:
                 c.fail(code, desc)
+
+
+class Recent:
+    """The latest (uid, answer) pairs in a buffer of `size` bytes allocated once: a new pair
+    pushes the oldest out (a memmove), so remembering answers never takes heap, and the
+    number kept follows their length (about 20 of a RemoteStartTransaction's)."""
+
+    def __init__(self, size):
+        self._buf = bytearray(size)
+        self._mv = memoryview(self._buf)
+        self._used = 0
+
+    def add(self, uid, answer):
+        uid = uid.encode()
+        answer = answer.encode()
+        n = 3 + len(uid) + len(answer)
+        mv = self._mv
+        if len(uid) > 255 or n > len(mv):
+            return
+        used = self._used
+        while used + n > len(mv):  # push the oldest out
+            first = mv[0] << 8 | mv[1]
+            mv[0:used - first] = mv[first:used]
+            used -= first
+        mv[used] = n >> 8
+        mv[used + 1] = n & 0xFF
+        mv[used + 2] = len(uid)
+        mv[used + 3:used + 3 + len(uid)] = uid
+        mv[used + 3 + len(uid):used + n] = answer
+        self._used = used + n
+
+    def find(self, uid):
+        """The answer kept for `uid` (str), or None."""
+        uid = uid.encode()
+        buf = self._buf
+        at = 0
+        found = None
+        while at < self._used:
+            n = buf[at] << 8 | buf[at + 1]
+            k = buf[at + 2]
+            if k == len(uid) and buf[at + 3:at + 3 + k] == uid:
+                found = at  # the latest, should one id have been answered twice
+            at += n
+        if found is None:
+            return None
+        k = buf[found + 2]
+        return str(self._mv[found + 3 + k:found + (buf[found] << 8 | buf[found + 1])], "utf-8")
