@@ -95,6 +95,21 @@ def test_reboot_required_key_applies_after_reboot():
     assert c2.get("WebSocketPingInterval") == 30
 
 
+def test_a_key_declared_again_takes_its_new_kind_flags_and_validator():
+    from chargepoint.ocpp.config import INT, RO, SECRET, STR, Config
+    from tools.fakes import MemoryStore
+    c = Config(MemoryStore())
+    c.declare("K", INT, 5, 0, lambda v: v < 10)
+    assert c.change("K", "12") == "Rejected" and c.change("K", "7") == "Accepted"
+    c.declare("K", INT, 5)  # no validator now
+    assert c.change("K", "12") == "Accepted" and c.get("K") == 12
+    c.declare("K", STR, "x", RO)
+    assert c.change("K", "y") == "Rejected"
+    assert c.wire("K") == {"key": "K", "readonly": True, "value": "x"}
+    c.declare("S", STR, "", SECRET)
+    assert not c.has("S") and "S" not in c.names() and c.change("S", "z") == "Accepted"
+
+
 def test_heartbeat_interval_from_boot_and_heartbeat_sent_on_time():
     r = Rig()
     r.cs.answers["BootNotification"] = {"status": "Accepted",

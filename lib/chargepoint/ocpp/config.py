@@ -16,9 +16,14 @@ SECRET = const(4)  # write-only: never in GetConfiguration, never logged (Author
 
 
 class Config:
+    """Per key three small entries, no list or tuple of its own: its value, its kind and
+    flags in one small int (kind | flags << 2), and its validator where it has one."""
+
     def __init__(self, store):
         self._store = store
-        self._keys = {}  # name -> [kind, value, flags, validator]
+        self._values = {}  # name -> value
+        self._specs = {}  # name -> kind | flags << 2
+        self._checks = {}  # name -> validator(value) -> bool, for the keys that have one
         self._saved = store.read("config", {})
         self.listeners = []  # f(name, value) after an accepted change
 
@@ -28,50 +33,57 @@ class Config:
             saved = _parse(kind, self._saved[name])
             if saved is not None and (validator is None or validator(saved)):
                 value = saved
-        self._keys[name] = [kind, value, flags, validator]
+        self._values[name] = value
+        self._specs[name] = kind | flags << 2
+        if validator is not None:
+            self._checks[name] = validator
+        elif name in self._checks:  # declared again, without one now
+            del self._checks[name]
 
     def get(self, name):
-        return self._keys[name][1]
+        return self._values[name]
 
     def has(self, name):
         """Whether GetConfiguration knows `name` (a write-only key it does not)."""
-        entry = self._keys.get(name)
-        return entry is not None and not entry[2] & SECRET
+        spec = self._specs.get(name)
+        return spec is not None and not spec >> 2 & SECRET
 
     def names(self):
         """The keys GetConfiguration shows (a write-only one is not among them)."""
-        return [n for n, entry in self._keys.items() if not entry[2] & SECRET]
+        return [n for n, spec in self._specs.items() if not spec >> 2 & SECRET]
 
     def override(self, name, value):
         """Set a value from inside the firmware (e.g. HeartbeatInterval from boot)."""
-        self._keys[name][1] = value
+        self._values[name] = value
         self._persist(name, value)
 
     def change(self, name, text):
         """ChangeConfiguration: Accepted, Rejected, RebootRequired or NotSupported."""
-        entry = self._keys.get(name)
-        if entry is None:
+        spec = self._specs.get(name)
+        if spec is None:
             return "NotSupported"
-        kind, _, flags, validator = entry
+        flags = spec >> 2
         if flags & RO:
             return "Rejected"
-        value = _parse(kind, text)
+        value = _parse(spec & 3, text)
+        validator = self._checks.get(name)
         if value is None or (validator is not None and not validator(value)):
             return "Rejected"
         self._persist(name, value)
         if flags & REBOOT:
             return "RebootRequired"
-        entry[1] = value
+        self._values[name] = value
         for f in self.listeners:
             f(name, value)
         return "Accepted"
 
     def wire(self, name):
-        kind, value, flags, _ = self._keys[name]
-        return {"key": name, "readonly": bool(flags & RO), "value": _text(kind, value)}
+        spec = self._specs[name]
+        return {"key": name, "readonly": bool(spec >> 2 & RO),
+                "value": _text(spec & 3, self._values[name])}
 
     def _persist(self, name, value):
-        self._saved[name] = _text(self._keys[name][0], value)
+        self._saved[name] = _text(self._specs[name] & 3, value)
         self._store.write("config", self._saved)
 
 
