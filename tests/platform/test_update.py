@@ -1,4 +1,4 @@
-"""The update package as the device reads it (chargepoint.platform.update) against what
+"""The update package as the device reads it (chargepoint.platform.package) against what
 tools.fwpack writes, and the updater with a package for another board; installs and rollbacks
 run on the twin (tests/test_e2e_update.py)."""
 import os
@@ -7,13 +7,13 @@ import types
 
 import pytest
 
-from chargepoint.platform import http, update
+from chargepoint.platform import http, package, update
 from chargepoint.platform.store import FileStore
 from tools import fwpack
 
 
 def fed(data, kind="mpy", target="twin", room=1 << 20, step=7):
-    sink = update._Sink(kind, target, room)
+    sink = package.Sink(kind, target, room)
     out = bytearray()
     sink.out = out.extend
     for i in range(0, len(data), step):  # in pieces, as the network gives them
@@ -194,3 +194,25 @@ def test_a_good_package_after_a_refused_one_is_not_refused(updater):
     assert updater.new_version == "0.9.1"
     with open("data/fw.part", "rb") as f:
         assert f.read() == PAYLOAD
+
+
+def test_the_package_code_is_in_the_heap_only_for_a_download_or_an_install(updater,
+                                                                           monkeypatch):
+    updater.served = fwpack.package("mpy", "twin", "0.9.0", PAYLOAD)
+    seen = []
+    real = http.download
+
+    def download(url, sink):  # the package's code is there while the work runs
+        seen.append(sorted(m for m in sys.modules if m.endswith("package")))
+        real(url, sink)
+    monkeypatch.setattr(http, "download", download)
+    monkeypatch.setattr(os, "ilistdir", lambda path: [  # MicroPython's, for rmtree
+        (e.name, 0x4000 if e.is_dir() else 0x8000, 0) for e in os.scandir(path)], raising=False)
+    updater.download("http://fw.example/p")
+    assert updater.error is None and seen == [["chargepoint.platform.package"]]
+    assert "chargepoint.platform.package" not in sys.modules
+    updater.install()
+    assert updater.error is None and os.path.isdir("lib.new")
+    assert "chargepoint.platform.package" not in sys.modules
+    import chargepoint.platform
+    assert not hasattr(chargepoint.platform, "package")

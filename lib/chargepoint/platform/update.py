@@ -26,18 +26,13 @@ The record "fwupdate" (the store's data/fwupdate, which boot.py reads) follows a
 "failed" (rolled back)}.
 
 Downloads and unpacking block: they run in a thread (`spawn`, _thread.start_new_thread on a
-board), and `busy` / `error` tell the model how it went.
+board), and `busy` / `error` tell the model how it went. Their code (reading, checking and
+writing a package: chargepoint.platform.package) is imported for that work and dropped after.
 """
-import json
 import os
 import sys
 
-from micropython import const
-
 RECORD = "fwupdate"
-_HEADER_MAX = const(512)
-_BLOCK = const(4096)  # the flash's erase block: what Partition.writeblocks takes
-_COPY = const(512)  # bytes moved at a time while unpacking
 
 
 class UpdateError(ValueError):
@@ -51,129 +46,6 @@ def frozen():
         return False
     except OSError:
         return True
-
-
-class _Sink:
-    """What http.download writes into: the header line first, then the payload, hashed and
-    passed to `out(chunk)`; the payload of a package not for this board is only hashed, and
-    `wrong` says what it is."""
-
-    def __init__(self, kind, target, room):
-        self.kind = kind
-        self.target = target
-        self.room = room  # bytes the payload may have
-        self.head = b""
-        self.header = None
-        self.size = 0
-        self.out = None
-        self.wrong = None  # "a <kind> package for <target>: this board takes ...", or None
-        import hashlib
-
-        self.hash = hashlib.sha256()
-
-    def write(self, chunk):
-        if self.header is None:
-            self.head += bytes(chunk)
-            end = self.head.find(b"\n")
-            if end < 0:
-                if len(self.head) > _HEADER_MAX:
-                    raise UpdateError("not a firmware package")
-                return
-            self._check(self.head[:end])
-            chunk = memoryview(self.head)[end + 1:]
-        if len(chunk):
-            self.size += len(chunk)
-            if self.size > self.header["size"]:
-                raise UpdateError("longer than its header says")
-            self.hash.update(chunk)
-            if self.wrong is None:
-                self.out(chunk)
-
-    def _check(self, line):
-        try:
-            h = json.loads(line)
-            ok = (h["format"] == 1 and isinstance(h["size"], int) and len(h["sha256"]) == 64
-                  and isinstance(h["kind"], str) and isinstance(h["target"], str)
-                  and isinstance(h["version"], str))
-        except (ValueError, KeyError, TypeError):
-            ok = False
-        if not ok:
-            raise UpdateError("not a firmware package")
-        if h["kind"] != self.kind or h["target"] != self.target:
-            # checked to its end all the same (never written, so its size does not matter):
-            # a sound package for another board is not a failed download
-            self.wrong = "a %s package for %s: this board takes %s for %s" % (
-                h["kind"], h["target"], self.kind, self.target)
-        elif h["size"] > self.room:
-            raise UpdateError("%d bytes do not fit in %d" % (h["size"], self.room))
-        self.header = h
-
-    def verify(self):
-        if self.header is None or self.size != self.header["size"]:
-            raise UpdateError("incomplete package")
-        from chargepoint.platform.http import hexdigest
-
-        if hexdigest(self.hash) != self.header["sha256"]:
-            raise UpdateError("SHA-256 mismatch")
-        return self.header
-
-
-class _FileWriter:
-    """Payload bytes into a file, created at the first of them: a package whose payload is
-    not written leaves no file."""
-
-    def __init__(self, path):
-        self.path = path
-        self.f = None
-
-    def __call__(self, chunk):
-        if self.f is None:
-            self.f = open(self.path, "wb")
-        self.f.write(chunk)
-
-    def close(self):
-        if self.f is not None:
-            self.f.close()
-            self.f = None
-
-
-class _PartitionWriter:
-    """Payload bytes straight into a partition, each erase block erased as it is reached: no
-    buffer of a block's size (after hours of running the heap may have no 4 KB in one
-    piece)."""
-
-    def __init__(self, part):
-        self.part = part
-        self.at = 0  # bytes written
-
-    def __call__(self, chunk):
-        i = 0
-        n = len(chunk)
-        while i < n:
-            block, offset = divmod(self.at, _BLOCK)
-            if not offset:
-                self.part.ioctl(6, block)  # MP_BLOCKDEV_IOCTL_BLOCK_ERASE
-            k = min(n - i, _BLOCK - offset)
-            self.part.writeblocks(block, chunk[i:i + k], offset)
-            self.at += k
-            i += k
-
-
-def _makedirs(path):
-    at = ""
-    for part in path.split("/")[:-1]:
-        at = at + "/" + part if at else part
-        try:
-            os.mkdir(at)
-        except OSError:
-            pass  # there already
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass  # not there
 
 
 def rmtree(path):
@@ -211,42 +83,27 @@ class Updater:
         self.busy = True
         self.error = None
         self.refused = None
-        self.spawn(lambda: self._work(self._download, url))
+        self.spawn(lambda: self._work("download", url))
 
     def _work(self, job, arg):
-        # (UpdateError and http's HttpError are ValueErrors)
+        # The package's module is imported for the work and dropped after it: an update is
+        # rare, and its code would hold heap all the time (UpdateError and http's HttpError
+        # are ValueErrors).
         try:
-            job(arg)
+            from chargepoint.platform import package
+
+            getattr(package, job)(self, arg)
         except (OSError, ValueError) as e:
             self.error = str(e) or type(e).__name__
         except MemoryError:
             self.error = "out of memory"
-        self.busy = False
-
-    def _download(self, url):
-        from chargepoint.platform import http  # the first download brings it into the heap
-
-        if self.kind == "image":
-            import esp32
-
-            part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
-            sink = _Sink("image", self.target, part.info()[3])
-            sink.out = _PartitionWriter(part)
-            http.download(url, sink)
-            self.new_version = sink.verify()["version"]
-            self._part = part
-            self.refused = sink.wrong
-            return
-        path = self.store.folder + "/fw.part"
-        _remove(path)  # an earlier package's: this one replaces it
-        sink = _Sink("mpy", self.target, 1 << 20)
-        sink.out = _FileWriter(path)
-        try:
-            http.download(url, sink)
         finally:
-            sink.out.close()
-        self.new_version = sink.verify()["version"]
-        self.refused = sink.wrong
+            package = None
+            sys.modules.pop("chargepoint.platform.package", None)
+            parent = sys.modules.get("chargepoint.platform")
+            if parent is not None and hasattr(parent, "package"):
+                delattr(parent, "package")
+        self.busy = False
 
     # -- install --------------------------------------------------------------------------
 
@@ -259,39 +116,7 @@ class Updater:
             return
         self.busy = True
         self.error = None
-        self.spawn(lambda: self._work(self._install, None))
-
-    def _install(self, _):
-        if self.kind == "image":
-            self._part.set_boot()
-            self.store.write(RECORD, {"kind": "image", "version": self.new_version,
-                                      "state": "trying"})
-            return
-        rmtree("lib.new")
-        rmtree("lib.old")
-        path = self.store.folder + "/fw.part"
-        view = memoryview(bytearray(_COPY))
-        with open(path, "rb") as f:
-            while True:
-                line = f.readline()
-                if not line:
-                    break
-                name, _, size = line.decode().rstrip("\n").rpartition(" ")
-                if not name or name.startswith("/") or ".." in name.split("/"):
-                    raise UpdateError("bad path in package: %s" % name)
-                dest = "lib.new/" + name
-                _makedirs(dest)
-                left = int(size)
-                with open(dest, "wb") as out:
-                    while left:
-                        k = f.readinto(view[:min(left, _COPY)])
-                        if not k:
-                            raise UpdateError("package cut short")
-                        out.write(view[:k])
-                        left -= k
-        os.remove(path)
-        self.store.write(RECORD, {"kind": "mpy", "version": self.new_version,
-                                  "state": "ready"})
+        self.spawn(lambda: self._work("install", None))
 
     # -- after the boot -------------------------------------------------------------------
 
