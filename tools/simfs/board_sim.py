@@ -237,9 +237,11 @@ class Board:
         self.rebooting = None
         self.writer = None
         self.cp = None
+        self._reader = self._open_bus()
         # The simulation's own share of the live heap: its modules (the simulated machine,
-        # the device models, this one), the models, this board, less the drivers built on
-        # them; run() adds its bus. What a board would not hold; make bench reports it apart.
+        # the device models, this one), the models, this board and its bus, less the drivers
+        # built on the models. Measured here, before the firmware's network thread runs and
+        # allocates beside it. What a board would not hold; make bench reports it apart.
         self.simulation = _live() - _BEFORE - drivers
         self._builtins = simheap.share()  # what of it the built-ins' share holds already
 
@@ -340,9 +342,24 @@ class Board:
         opened = -1 if m.open_ms is None else m.open_ms
         return {"loop_ms": time.ticks_diff(time.ticks_ms(), start), "open_ms": opened}
 
+    def _open_bus(self):
+        """The two connections to the simulator, opened (blocking) as the board is built: the
+        world's, read by a thread, and the bus (an asyncio stream); returns its reader."""
+        world = socket.socket()
+        world.connect(socket.getaddrinfo(self.bus[0], self.bus[1])[0][-1])
+        world.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        world.write(b'{"t":"physics"}\n')
+        _thread.start_new_thread(self._world, (world,))
+        bus = socket.socket()
+        bus.connect(socket.getaddrinfo(self.bus[0], self.bus[1])[0][-1])
+        # answers must not wait behind the 50 ms state reports for a TCP acknowledgement
+        bus.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        bus.setblocking(False)
+        self.writer = asyncio.StreamWriter(bus, {})
+        return self.writer  # MicroPython's Stream reads and writes
+
     async def run(self, cp):
         self.cp = cp
-        before = _live()
         frames = []
 
         def on_frame(direction, text):
@@ -353,18 +370,10 @@ class Board:
             else:
                 self.unlogged += 1
         cp.engine.frame_listeners.append(on_frame)  # after the event log's journal
-        world = socket.socket()
-        world.connect(socket.getaddrinfo(self.bus[0], self.bus[1])[0][-1])
-        world.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
-        world.write(b'{"t":"physics"}\n')
-        _thread.start_new_thread(self._world, (world,))
-        reader, self.writer = await asyncio.open_connection(*self.bus)
-        # answers must not wait behind the 50 ms state reports for a TCP acknowledgement
-        self.writer.s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        reader = self._reader
         await self._send({"t": "hello", "state": self.state(True)})
         asyncio.create_task(self._report(frames))
         asyncio.create_task(self._physics())
-        self.simulation += _live() - before  # the bus: its sockets, streams, tasks
         asyncio.create_task(self.board.run(cp))  # meters, RCD recovery, registers
         while True:
             line = await reader.readline()
