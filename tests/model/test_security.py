@@ -551,7 +551,7 @@ def test_security_actions_not_done_here_are_not_supported(rig):
     for action, payload in (("SignedUpdateFirmware", {}), ("CertificateSigned", {}),
                             ("GetLog", {})):
         msg = rig.send(action, payload)
-        if rig.cp.engine.handlers.get(action) is None:  # another module may route it
+        if rig.cp._route(action) is None:  # another module may route it
             assert msg[0] == 4 and msg[2] == "NotSupported", action
 
 

@@ -117,7 +117,7 @@ class ChargePoint:
         self.config = Config(store)
         self._declare_config()
         self.cache = AuthCache(store, self.clock)
-        self.engine = Engine(transport, self.clock, self._next_call)
+        self.engine = Engine(transport, self.clock, self._next_call, resolve=self._route)
         self.sessions = Sessions(self)
         self.txq = TxQueue(store, self.clock, self.config, self.sessions.on_tx_answer)
         self.outbox = []
@@ -154,8 +154,6 @@ class ChargePoint:
                 for key in kind.keys:
                     config.declare(*key)
                 feature = kind(self, services)
-                for action in kind.routes:
-                    self.engine.route(action, getattr(feature, handler(action)))
                 self.features.append(feature)
                 if kind.profile is not None and kind.profile not in profiles:
                     profiles.append(kind.profile)
@@ -166,6 +164,14 @@ class ChargePoint:
             setattr(self, kind.name, feature)
         config.declare("SupportedFeatureProfiles", CSL, ",".join(profiles), RO)
         config.declare("SupportedFeatureProfilesMaxLength", INT, len(profiles), RO)
+
+    def _route(self, action):
+        """The handler of an inbound CALL: the method of the feature whose routes name it
+        (looked up when the CALL comes: no bound method per route is kept)."""
+        for feature in self.features:
+            if action in feature.routes:
+                return getattr(feature, handler(action))
+        return None
 
     # -- identity of messages and transactions --------------------------------------------
 

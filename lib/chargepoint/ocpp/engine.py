@@ -44,11 +44,14 @@ class Engine:
     `frame_listeners`: each is called (direction "in"/"out", text) for every frame, in the
     order they were registered (the charge point documents who listens)."""
 
-    def __init__(self, transport, clock, next_call, timeout_ms=30000):
+    def __init__(self, transport, clock, next_call, timeout_ms=30000, resolve=None):
         self.transport = transport
         self.clock = clock
         self.timeout_ms = timeout_ms
         self.handlers = {}  # action -> handler(payload, stale) -> response payload
+        # resolve(action): the handler of an action not in `handlers`, or None (the charge
+        # point finds it in its features' route tuples when a CALL comes: no table in the heap)
+        self.resolve = resolve
         self.next_call = next_call
         self.answer_calls = True  # False while the Central System has rejected our boot
         self.frame_listeners = []
@@ -189,6 +192,8 @@ class Engine:
 
     def _dispatch(self, action, payload, stale):
         handler = self.handlers.get(action)
+        if handler is None and self.resolve is not None:
+            handler = self.resolve(action)
         if handler is None:
             if action in schema.KNOWN_ACTIONS:
                 raise CallError("NotSupported", "%s is not supported" % action)
