@@ -344,12 +344,13 @@ class Board:
 
     def _open_bus(self):
         """The two connections to the simulator, opened (blocking) as the board is built: the
-        world's, read by a thread, and the bus (an asyncio stream); returns its reader."""
+        world's (read by a thread from run() on) and the bus (an asyncio stream); returns its
+        reader."""
         world = socket.socket()
         world.connect(socket.getaddrinfo(self.bus[0], self.bus[1])[0][-1])
         world.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         world.write(b'{"t":"physics"}\n')
-        _thread.start_new_thread(self._world, (world,))
+        self._world_sock = world  # read by a thread run() starts, once the charge point is
         bus = socket.socket()
         bus.connect(socket.getaddrinfo(self.bus[0], self.bus[1])[0][-1])
         # answers must not wait behind the 50 ms state reports for a TCP acknowledgement
@@ -371,6 +372,7 @@ class Board:
                 self.unlogged += 1
         cp.engine.frame_listeners.append(on_frame)  # after the event log's journal
         reader = self._reader
+        _thread.start_new_thread(self._world, (self._world_sock,))
         await self._send({"t": "hello", "state": self.state(True)})
         asyncio.create_task(self._report(frames))
         asyncio.create_task(self._physics())
