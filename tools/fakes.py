@@ -32,14 +32,25 @@ class MemoryStore:
     def __init__(self, files=None):
         self.files = {} if files is None else files
         self.writes = 0
+        self.damaged = []  # as FileStore's: (name, why) for the charge point to report
+        self.failed = None
+        self.full = False  # every write refused, as by a full flash (ENOSPC)
+        self._ok = True
 
     def read(self, name, default=None):
         text = self.files.get(name)
         return default if text is None else json.loads(text)
 
     def write(self, name, value):
+        if self.full:
+            if self._ok:  # the first refusal after a write that went through
+                self.failed = (name, "OSError: 28")
+            self._ok = False
+            return False
         self.files[name] = json.dumps(value)
         self.writes += 1
+        self._ok = True
+        return True
 
     def remove(self, name):
         self.files.pop(name, None)

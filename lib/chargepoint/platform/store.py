@@ -1,56 +1,156 @@
-"""Persistent JSON records on the device filesystem, each written atomically (tmp + rename)."""
+"""Persistent JSON records on the device filesystem: each written atomically, each carrying
+its length and CRC32, checked on every read.
+
+A record is one file: a header line `#R1 <length> <crc32, 8 hex digits>` and the record's
+JSON (UTF-8) of that length. It is written to `name.tmp`, closed, then renamed over `name`,
+the copy it replaces kept as `name.old`, so a power cut leaves the old or the new copy,
+never half of one (LittleFS renames atomically). A file without the header is a record of
+the firmware before checksums: read as it is (JSON), and written with one from then on.
+
+A record that does not check out (a header that does not match its body: truncated, bits
+flipped; not JSON; not of the type its reader expects, e.g. a list where a dict must be) is
+damaged: moved aside as `name.bad` (the latest kept, for diagnostics), and the read gives
+the previous copy (`name.old`) if that checks out, else the reader's default. Never an
+exception. `damaged` lists (name, why) for the charge point to report (Security).
+
+A write that fails (flash full: ENOSPC; any OSError) leaves the record as it was, removes
+what it wrote and returns False; `errors` counts them and `failed` holds (name, error) of
+the first one after a write that succeeded, for the charge point to report once. At start,
+a `.tmp` is removed, unless it is the only copy of its record and checks out (a power cut
+between the two renames of a write): then it becomes the record.
+"""
+import binascii
 import json
 import os
 
+_MAGIC = b"#R1 "
+_DAMAGED_MAX = 8  # reports waiting; more are counted in `damaged_total` only
+_SUFFIXES = (".tmp", ".old", ".bad")
+
 
 class FileStore:
-    """`read(name, default)`, `write(name, value)`, `remove(name)`, `names(prefix)`.
-
-    A record is one file; it is written to `name.tmp`, closed, then renamed over `name`, so a
-    power cut leaves either the old or the new copy, never half of one (LittleFS renames
-    atomically).
-    """
+    """`read(name, default)`, `write(name, value) -> bool`, `remove(name)`, `names(prefix)`."""
 
     def __init__(self, folder):
         self.folder = folder
+        self.damaged = []  # (name, why), oldest first, until reported
+        self.damaged_total = 0
+        self.errors = 0  # writes the flash refused
+        self.failed = None  # (name, error text) of the first refusal since a good write
+        self._ok = True  # the last write went through
         try:
             os.mkdir(folder)
         except OSError:
             pass  # already there
-        for name in os.listdir(folder):
-            if name.endswith(".tmp"):
-                os.remove(self._path(name))
+        names = os.listdir(folder)
+        for name in names:
+            if not name.endswith(".tmp"):
+                continue
+            base = name[:-4]
+            tmp = self._path(name)
+            if base not in names and _check(_load(tmp), None) is None:
+                os.rename(tmp, self._path(base))
+            else:
+                _remove(tmp)
 
     def _path(self, name):
         return self.folder + "/" + name
 
-    # Whole records in one read or write: json.load/json.dump on a file go a token or a byte
-    # per call to the filesystem (measured: ~1,200 system calls a second while charging).
-
     def read(self, name, default=None):
-        try:
-            with open(self._path(name)) as f:
-                text = f.read()
-        except OSError:
-            return default
-        try:
-            return json.loads(text)
-        except ValueError:  # only possible if the medium itself corrupted the file
-            return default
+        path = self._path(name)
+        got = _load(path)
+        why = _check(got, default)
+        if why is None:
+            return got[1]
+        if got is not None:  # there, but damaged: aside, and the copy before it
+            self._damaged(name, why)
+            try:
+                os.rename(path, path + ".bad")
+            except OSError:
+                pass
+        old = _load(path + ".old")  # (also a write cut between its two renames)
+        if old is not None and _check(old, default) is None:
+            return old[1]
+        return default
 
     def write(self, name, value):
         path = self._path(name)
-        text = json.dumps(value)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.rename(path + ".tmp", path)
+        body = json.dumps(value).encode()
+        try:
+            with open(path + ".tmp", "wb") as f:
+                f.write(b"%s%d %08x\n" % (_MAGIC, len(body), binascii.crc32(body) & 0xFFFFFFFF))
+                f.write(body)
+            try:
+                os.rename(path, path + ".old")
+            except OSError:
+                pass  # its first copy
+            os.rename(path + ".tmp", path)
+        except OSError as e:
+            _remove(path + ".tmp")
+            self.errors += 1
+            if self._ok:
+                self.failed = (name, "%s: %s" % (type(e).__name__, e))
+            self._ok = False
+            return False
+        self._ok = True
+        return True
 
     def remove(self, name):
-        try:
-            os.remove(self._path(name))
-        except OSError:
-            pass
+        path = self._path(name)
+        _remove(path)
+        _remove(path + ".old")
 
     def names(self, prefix=""):
         return sorted(n for n in os.listdir(self.folder)
-                      if n.startswith(prefix) and not n.endswith(".tmp"))
+                      if n.startswith(prefix) and n[-4:] not in _SUFFIXES)
+
+    def _damaged(self, name, why):
+        self.damaged_total += 1
+        if len(self.damaged) < _DAMAGED_MAX:
+            self.damaged.append((name, why))
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _load(path):
+    """None (no such file), or (why it is damaged or None, value)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.readline()
+            body = f.read()
+    except OSError:
+        return None
+    if head.startswith(_MAGIC):
+        try:
+            size, crc = head[len(_MAGIC):].split()
+            size = int(size)
+            crc = int(crc, 16)
+        except ValueError:
+            return "bad header", None
+        if len(body) != size:
+            return "%d bytes of %d" % (len(body), size), None
+        if binascii.crc32(body) & 0xFFFFFFFF != crc:
+            return "checksum mismatch", None
+    else:
+        body = head + body  # before checksums
+    try:
+        return None, json.loads(body)
+    except (ValueError, RuntimeError):  # not JSON (or not UTF-8); nested past the stack
+        return "not JSON", None
+
+
+def _check(got, default):
+    """Why `got` (from _load) is no good as a record read with `default`, or None if it is."""
+    if got is None:
+        return "missing"
+    why, value = got
+    if why is not None:
+        return why
+    if isinstance(default, (dict, list)) and not isinstance(value, type(default)):
+        return "a %s, not a %s" % (type(value).__name__, type(default).__name__)
+    return None
