@@ -70,6 +70,59 @@ def test_offline_transaction_messages_in_order_with_fixed_up_id():
     assert len(r.cp.txq) == 0
 
 
+def test_a_full_flash_sheds_meter_values_never_a_start_or_stop_and_says_so_once():
+    r = Rig()
+    r.step()
+    r.cp.config.change("AllowOfflineTxForUnknownId", "true")
+    r.transport.connected = False
+    r.store.full = True  # every write refused (ENOSPC)
+    r.tap(TAG)
+    r.ev("C")
+    for wh in (50, 90, 130):
+        r.hw().meter.wh = wh
+        r.run(60)
+    r.tap(TAG)  # stop
+    # the Start and the Stop wait in the RAM; no MeterValues found room on the flash
+    assert [rec["a"] for _, rec in r.cp.txq.records()] == ["StartTransaction",
+                                                          "StopTransaction"]
+    assert r.cp.txq.dropped == 3 and not r.store.names("q.")
+    r.store.full = False
+    n = len(r.calls())
+    r.transport.connected = True
+    r.run(2)
+    sent = [(a, p) for a, p in r.calls()[n:] if a not in ("StatusNotification", "Heartbeat")]
+    events = [p["type"] for a, p in sent if a == "SecurityEventNotification"]
+    assert events.count("StorageWriteFailed") == 1  # once for the whole spell
+    assert [a for a, _ in sent if a != "SecurityEventNotification"] == [
+        "StartTransaction", "StopTransaction"]
+    assert [p for a, p in sent if a == "StopTransaction"][0]["transactionId"] == 101
+    assert len(r.cp.txq) == 0
+
+
+def test_a_full_flash_sheds_the_oldest_meter_values_to_keep_a_stop():
+    from chargepoint.model.txqueue import TxQueue
+    from tools.fakes import FakeTicks, MemoryStore
+    from chargepoint.platform.clock import Clock
+
+    store = MemoryStore()
+    q = TxQueue(store, Clock(ticks_ms=FakeTicks()), None, lambda *a: None)
+    q.push("1", "StartTransaction", {"timestamp": "t"}, "1.1")
+    for i in range(3):
+        q.push("m%d" % i, "MeterValues", {"meterValue": []}, "1.1")
+    limit = len(store.files)
+
+    def write(name, value, real=store.write):  # a flash with room for `limit` records
+        if name not in store.files and len(store.files) >= limit:
+            return False
+        return real(name, value)
+    store.write = write
+    q.push("2", "StopTransaction", {"timestamp": "t"}, "1.1")
+    assert [r["a"] for _, r in q.records()] == ["StartTransaction", "MeterValues",
+                                                "MeterValues", "StopTransaction"]
+    assert q.dropped == 1 and "q.00000002" not in store.files  # the oldest MeterValues went
+    assert len(store.files) == limit  # the Stop is on the flash, not held in the RAM
+
+
 def test_callerror_retried_then_dropped_after_attempts():
     r = Rig()
     r.step()

@@ -253,15 +253,29 @@ def test_a_flash_that_refuses_writes_is_counted_never_raised(tmp_path, clock, ti
     log = Log(str(tmp_path), clock)
     (tmp_path / "log.txt").mkdir()  # whatever the filesystem says, open fails
     assert log.write("t", "lost") and log.errors == 0  # buffered: the flash not asked yet
-    log.flush()
-    assert log.errors == 1 and log.written == 0
+    log.flush()  # refused, the log made smaller, refused again
+    assert log.errors == 2 and log.written == 0 and log.max_bytes == logmod.MAX_BYTES // 2
     log.write("t", "lost too")
     ticks.advance(logmod._FLUSH_MS)
     log.poll()  # the loop's flush, neither
-    assert log.errors == 2
+    assert log.errors == 4 and log.max_bytes == logmod.MAX_BYTES // 4
     for i in range(5):  # nor the one a full buffer makes inside write(): 4 lines fill it
         assert log.write("t", "x" * logmod._LINE)
-    assert log.errors == 3 and log.written == 0
+    assert log.errors == 6 and log.written == 0 and log.max_bytes == logmod._MIN_BYTES
+    log.write("t", "at the floor")
+    log.flush()  # no smaller: tried once
+    assert log.errors == 7 and log.max_bytes == logmod._MIN_BYTES
+
+
+def test_a_full_flash_makes_the_log_smaller_its_oldest_file_first(tmp_path, clock):
+    log = Log(str(tmp_path), clock, files=3)
+    for n in (1, 2):
+        (tmp_path / ("log.%d.txt" % n)).write_bytes(b"old lines\n")
+    (tmp_path / "log.txt").mkdir()  # the flash refuses the append
+    log.write("t", "lost")
+    log.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.1.txt", "log.txt"]
+    assert log.max_bytes == logmod.MAX_BYTES // 2
 
 
 def test_said_lines_show_on_the_console_and_go_to_the_log(tmp_path, clock, capsys):

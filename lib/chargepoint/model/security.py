@@ -23,13 +23,19 @@ Security events (SecurityEventNotification), recorded where the firmware sees th
   InvalidFirmwarePackage             not in the whitepaper's list: a package that checked out
                                      but is of another kind or target than this board's;
                                      techInfo the reason (chargepoint.model.firmware says why)
+  StoredRecordDamaged                not in the whitepaper's list: a record on flash that did
+                                     not check out (chargepoint.platform.store), set aside as
+                                     <name>.bad; techInfo its name and why
+  StorageWriteFailed                 not in the list either: the flash refused a write (full);
+                                     once until a write succeeds again; techInfo the error
   anything else                      `cp.security.record(kind, tech_info)`
                                      (InvalidFirmwareSignature, ... should signed updates come)
 Each is also a "security" line of the event log (the "log" service): "<type>: <techInfo>",
 what GetLog's SecurityLog uploads (chargepoint.model.getlog).
 
 Delivery: one small store record per event ("sev.<seq>": the payload, its timestamp a clock
-marker until sent), so a power cut keeps them; at most 20, past that the oldest goes. They
+marker until sent), so a power cut keeps them; at most 20, past that the oldest goes. One
+the flash will not take (full) goes from the RAM through the outbox instead. They
 leave one at a time through the charge point's outbox, so only once BootNotification is
 Accepted. A CALLERROR (a Central System without the extension says NotImplemented) or a bad
 answer drops the event; no answer (offline, timeout) hands it over again 10 s later. Not the
@@ -48,6 +54,10 @@ _RETRY_MS = const(10000)
 _JUMP_S = const(10)  # a clock moved by less is drift being corrected, not an event
 _STORE_MAX = const(4)  # CertificateStoreMaxLength: certificates installed over OCPP
 _EVENT = "sev.%d"
+# Security events of our own (the whitepaper's list is not closed; type is a CiString50):
+# a record on flash found damaged, and a write the flash refused (full, or failing)
+DAMAGED_EVENT = "StoredRecordDamaged"
+WRITE_FAILED_EVENT = "StorageWriteFailed"
 
 # ChangeConfiguration of one of these is ReconfigurationOfSecurityParameters (whoever declares
 # them: none is declared today). The value is never put in techInfo: it may be a secret.
@@ -127,7 +137,9 @@ class Security(Feature):
         seqs = self.seqs
         seq = seqs[-1] + 1 if seqs else 1
         store = self.cp.store
-        store.write(_EVENT % seq, payload)
+        if not store.write(_EVENT % seq, payload):  # the flash is full: from the RAM, once
+            self.cp.call("SecurityEventNotification", payload)
+            return
         seqs.append(seq)
         while len(seqs) > _MAX_EVENTS:  # the one in flight stays: its answer is due
             store.remove(_EVENT % seqs.pop(1 if seqs[0] == self.sending else 0))
@@ -184,6 +196,15 @@ class Security(Feature):
         posted = self.posted
         while posted:
             self.record(*posted.pop(0))
+        store = self.cp.store
+        damaged = store.damaged
+        while damaged:  # records the store found damaged and set aside
+            name, why = damaged.pop(0)
+            self.record(DAMAGED_EVENT, "%s: %s; set aside as %s.bad" % (name, why, name))
+        if store.failed is not None:  # the flash refused a write (once per spell)
+            name, error = store.failed
+            store.failed = None
+            self.record(WRITE_FAILED_EVENT, "%s not written: %s" % (name, error))
         self._watch_link(self.cp.transport.status)
         if self.retry_at is not None and self.cp.clock.since(self.retry_at) >= 0:
             self.retry_at = None

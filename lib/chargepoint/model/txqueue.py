@@ -1,7 +1,10 @@
 """Persistent, ordered queue of transaction-related messages (Start/Stop/MeterValues).
 
 One record per message ("q.<seq>"), so a push or a pop is one atomic file operation and only
-the front message is held in RAM. A StartTransaction queued offline gets its transactionId
+the front message is held in RAM. When the flash is full, the oldest MeterValues (not the
+one in flight) make room; a MeterValues that still finds none is dropped, and a Start- or
+StopTransaction is never dropped: it waits in the RAM (lost only if the power goes before
+there is room on the flash for it again, which every message sent makes). A StartTransaction queued offline gets its transactionId
 from the Central System later: messages behind it carry the local transaction reference and
 take the real id from the "txids" record when they are sent.
 
@@ -33,20 +36,33 @@ class TxQueue:
         self._timeouts = 0
         self.on_answer = on_answer
         self.dropped = 0
+        self._held = {}  # seq -> record the full flash did not take (lost to a power cut only)
 
     def __len__(self):
         return len(self.seqs)
 
     def push(self, uid, action, payload, ref):
         seq = self.seqs[-1] + 1 if self.seqs else 1
-        self.store.write("q.%08d" % seq, {"u": uid, "a": action, "p": payload, "r": ref, "n": 0})
+        r = {"u": uid, "a": action, "p": payload, "r": ref, "n": 0}
+        while not self.store.write("q.%08d" % seq, r):  # the flash is full
+            if self._shed():  # a periodic MeterValues made room: again
+                continue
+            if action == "MeterValues":
+                self.dropped += 1
+                return
+            self._held[seq] = r  # a Start or Stop: kept in the RAM, written once there is room
+            break
         self.seqs.append(seq)
         if len(self.seqs) > _MAX:
             self._shed()
 
+    def _read(self, seq):
+        r = self._held.get(seq)
+        return r if r is not None else self.store.read("q.%08d" % seq)
+
     def records(self):
         for seq in self.seqs:
-            r = self.store.read("q.%08d" % seq)
+            r = self._read(seq)
             if r is not None:
                 yield seq, r
 
@@ -57,22 +73,30 @@ class TxQueue:
         return False
 
     def _shed(self):
+        """Drop the oldest MeterValues but the one in flight; False if there is none."""
         for seq, r in self.records():
             if r["a"] == "MeterValues" and seq != self.seqs[0]:
                 self._remove(seq)
                 self.dropped += 1
-                return
+                return True
+        return False
 
     def _remove(self, seq):
         self.store.remove("q.%08d" % seq)
         self.seqs.remove(seq)
         if self._front is not None and self._front[0] == seq:
             self._front = None
+        if self._held:
+            self._held.pop(seq, None)
+            for seq in sorted(self._held):  # room again on the flash: to it, in order
+                if not self.store.write("q.%08d" % seq, self._held[seq]):
+                    break
+                del self._held[seq]
 
     def _peek(self):
         while self.seqs:
             if self._front is None or self._front[0] != self.seqs[0]:
-                r = self.store.read("q.%08d" % self.seqs[0])
+                r = self._read(self.seqs[0])
                 if r is None:
                     self.seqs.pop(0)
                     continue
@@ -146,7 +170,8 @@ class TxQueue:
                     self.dropped += 1
                     self.on_answer(r["a"], r, None)
                     return
-                self.store.write("q.%08d" % seq, r)
+                if seq not in self._held:
+                    self.store.write("q.%08d" % seq, r)
                 wait = interval * r["n"]
             self._not_before = self.clock.after(wait) if wait else None
         return fail

@@ -24,7 +24,9 @@ block on every append). At most `_BURST` lines are taken in a burst, then one pe
 the lines held back are counted in the next line taken.
 Thread-safe: the MQTT network thread writes through hooked prints, and `snapshot()` (for a
 diagnostics upload) runs in a network thread; one lock guards the buffer and the files. A
-failing flash (full, worn) counts in `errors` and never raises into the firmware.
+failing flash (full, worn) counts in `errors` and never raises into the firmware; a refused
+write makes the log smaller (each file's bound halved, down to 2 KB, the oldest file
+removed) and is tried once more.
 """
 import _thread
 import os
@@ -39,6 +41,7 @@ _BURST = const(30)  # lines written back to back before the rate limit applies
 _REFILL_MS = const(20000)  # then one line per this long: at most 180 lines an hour
 _SNAPSHOT = "diagnostics.tmp"
 _BUF = const(1024)  # lines waiting for the flash
+_MIN_BYTES = const(2048)  # a file's bound, shrunk by a full flash, never goes below this
 _FLUSH_MS = const(10000)  # the oldest of them waits at most this long (poll())
 
 
@@ -131,16 +134,32 @@ class Log:
             return
         self._fill = 0
         self._first = None
-        try:
-            if self.size and self.size + fill > self.max_bytes and not self._held:
-                self._rotate()
-            with open(self.path(0), "ab") as f:
-                f.write(memoryview(self._buf)[:fill])  # closing commits it
-        except OSError:
-            self.errors += 1
+        for retry in (False, True):
+            try:
+                if self.size and self.size + fill > self.max_bytes and not self._held:
+                    self._rotate()
+                with open(self.path(0), "ab") as f:
+                    f.write(memoryview(self._buf)[:fill])  # closing commits it
+            except OSError:
+                self.errors += 1
+                if retry or not self._shrink():
+                    return  # these lines are lost; the firmware goes on
+                continue
+            self.size += fill
+            self.written += fill
             return
-        self.size += fill
-        self.written += fill
+
+    def _shrink(self):
+        """The flash refused a write (full): from now on the log keeps half the bytes per
+        file, down to _MIN_BYTES, and its oldest file goes now. False when at the floor."""
+        if self.max_bytes <= _MIN_BYTES:
+            return False
+        self.max_bytes = max(_MIN_BYTES, self.max_bytes // 2)
+        for n in range(self.files - 1, 0, -1):
+            if _exists(self.path(n)):
+                self._remove(self.path(n))
+                break
+        return True
 
     def _allow(self):
         clock = self.clock
