@@ -13,7 +13,8 @@ sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tests", "shim"),
 import jsonschema  # noqa: E402
 import ocpp.v16  # noqa: E402
 
-from chargepoint.model.chargepoint import FEATURES, ChargePoint  # noqa: E402
+from chargepoint.model.chargepoint import ChargePoint  # noqa: E402
+from chargepoint.model.features import FEATURES  # noqa: E402
 from chargepoint.ocpp.timestamps import iso  # noqa: E402
 from chargepoint.platform.clock import Clock  # noqa: E402
 from chargepoint.platform.log import Log  # noqa: E402
@@ -87,8 +88,9 @@ class Rig:
     """A charge point on fake hardware, a loopback transport and a fake clock."""
 
     def __init__(self, connectors=1, files=None, lock=False, board=None, online=True,
-                 services=None, features=FEATURES, transport=None):
+                 services=None, features=FEATURES, transport=None, safe_mode=None):
         self.features = features
+        self.safe_mode = safe_mode
         self.ticks = FakeTicks()
         # the platform's services by name, or a function of the boot's clock giving them
         self.services = {} if services is None else services
@@ -111,7 +113,7 @@ class Rig:
         services = self.services(clock) if callable(self.services) else self.services
         self.cp = ChargePoint(self.board, self.transport, self.store, clock,
                               reboot=self.reboots.append, services=services,
-                              features=self.features)
+                              features=self.features, safe_mode=self.safe_mode)
         return self.cp
 
     def attach(self, **made):

@@ -61,11 +61,14 @@ world's thread in the firmware process reads the charge point's view and the mod
 asyncio loop need not run, it may be blocked) while the firmware runs, from what the simulator
 knows otherwise. Every answer carries "firmware": "running" (it said hello on the bus),
 "starting" (the first start, or after a reset, before hello) or "crashed" (the last run ended
-with an exit code other than 75, the reboot, and no hello since: the simulator restarts it
-after a second, again and again); "last_line": the last non-empty line the firmware printed
+with an exit code other than 75, the reboot, or with 75 right after a traceback: main.py
+resets the board after an exception; and no hello since: the simulator restarts it after a
+second, again and again); "last_line": the last non-empty line the firmware printed
 (of the run that crashed when "crashed", of the run going on when "starting", null when
 running), e.g. "MemoryError: memory allocation failed, allocating 338 bytes"; "restarts": how
-many times the firmware was restarted after a crash (0 if never). While it is not running,
+many times the firmware was restarted after a crash (0 if never); "safe_mode": whether the
+firmware runs in safe mode (main.py: after 5 boots in a row that failed). While it is not
+running,
 "online" is false, "uptime_ms", "heap_free" and "mqtt" are null, "heap_peak" is the last
 run's, and the connectors are as the firmware last reported them (their fields null if it
 never did). Every other command waits for a starting firmware (up to 15 s) and is answered
@@ -448,6 +451,7 @@ class Simulator:
         self.changed = asyncio.Event()  # set (and replaced) when firmware_state changes
         self.output = None  # the last non-empty line the run going on printed
         self.partial = b""  # ... and what it printed after its last newline
+        self.traced = False
         self.crash_line = None  # the last line of the run that crashed
         self.exit_code = None
         self.restarts = 0
@@ -474,6 +478,8 @@ class Simulator:
 
     def _line(self, raw):
         line = raw.decode("utf-8", "replace").strip()
+        if line.startswith("Traceback (most recent call last)"):
+            self.traced = True
         if line and not line.startswith(_TWIN_REPL):
             self.output = line[:_LINE_MAX]
 
@@ -488,6 +494,7 @@ class Simulator:
         os.makedirs(flash, exist_ok=True)
         while True:
             self.boots += 1
+            self.traced = False  # a traceback seen in this run's output
             label = bootloader(flash)
             image = os.path.join(flash, label)
             run = binary
@@ -527,7 +534,8 @@ class Simulator:
                     fut.set_exception(ConnectionError("the firmware has restarted"))
             self.waiting.clear()
             self.world.save()  # the next boot reads it
-            if code == REBOOT_EXIT or self.hard_reset:
+            # a reset right after a traceback is main.py's after an exception: a crash
+            if (code == REBOOT_EXIT and not self.traced) or self.hard_reset:
                 self.hard_reset = False
                 self._become("starting")
                 self.log("* firmware reset: booting again")
@@ -830,7 +838,7 @@ class Simulator:
                 "firmware": self.firmware_state,
                 "last_line": (None if running else self.crash_line
                               if self.firmware_state == "crashed" else self.output),
-                "restarts": self.restarts,
+                "restarts": self.restarts, "safe_mode": state.get("safe_mode", False),
                 "connectors": connectors}
 
     def warn_heap(self):

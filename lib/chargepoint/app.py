@@ -2,22 +2,57 @@
 board, network, transport, uploader, updater) and the charge point with its features, and
 runs them in one asyncio loop. The only module that knows which pieces are real.
 
-The features are chargepoint.model.chargepoint.FEATURES; a build that adds one (a vendor's
-DataTransfer, say) lists it in FEATURES here. The services they may ask for are built in
-run() (chargepoint.model names them)."""
+The features are chargepoint.model.features.FEATURES; a build that adds one (a vendor's
+DataTransfer, say) adds it in features() here. The services they may ask for are built in
+run() (chargepoint.model names them).
+
+Safe mode (main.py decides it, after boots that failed in a row): run(safe=why) builds the
+charge point from safe_features() only, none of the others imported, so that a module that
+breaks the normal start (or a record that does) is not touched: every connector Faulted
+(InternalError, `info` why), relays open, the transport and a minimal OCPP set
+(chargepoint.model.chargepoint.SAFE_ACTIONS). The boot guard (data/bootguard, main.py) is
+cleared after a stable minute of a normal run, and before every reboot the firmware asks for
+itself: a Reset from the Central System leaves safe mode."""
 import asyncio
 import gc
 
 from chargepoint.model import unload
-from chargepoint.model.chargepoint import FEATURES as _STANDARD
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.platform.clock import Clock
 from chargepoint.platform.store import FileStore
 
 VERSION = "0.1.0"
 LOOP_MS = 20  # the safety path (relay) runs at least this often
+STABLE_MS = 60000  # a normal run this long clears the boot guard: this boot did not fail
 _GC_EVERY = 8192  # bytes allocated between collections
-FEATURES = _STANDARD  # + (acme.AcmeData,) for a feature of one's own
+GUARD = "bootguard"  # main.py's record in the data folder (plain JSON)
+
+
+def features():
+    """The charge point's features: the standard table, + (acme.AcmeData,) for one's own."""
+    from chargepoint.model.features import FEATURES
+
+    return FEATURES
+
+
+def safe_features():
+    """Safe mode's: events, the Core operations it answers, diagnostics, firmware update."""
+    from chargepoint.model import diagnostics, firmware, remote, security
+
+    return (security.Security, remote.Remote, diagnostics.Diagnostics, firmware.Firmware)
+
+
+def clear_guard(data_dir):
+    """This boot did not fail (a stable minute, or a reboot the firmware asked for)."""
+    import os
+
+    path = data_dir + "/" + GUARD
+    try:
+        with open(path + ".tmp", "w") as f:
+            f.write('{"n": 0, "cause": null}')
+        os.rename(path + ".tmp", path)
+    except OSError:
+        pass
 
 
 def build_board(cfg, store):
@@ -95,12 +130,13 @@ def _ca_certificates(cfg):
     return read
 
 
-def _reboot(board, transport, log):
+def _reboot(board, transport, log, data_dir):
     """The platform's reset. The log's buffered lines go to the flash first: a hard reset
     loses what is only in RAM, and the lines of the reboot itself (ResetOrReboot, written
-    by whoever asked for it) must survive it."""
+    by whoever asked for it) must survive it. A reboot asked for is no failed boot."""
     def reboot(hard):
         log.flush()
+        clear_guard(data_dir)
         transport.stop()
         if hasattr(board, "reboot"):
             board.reboot(hard)
@@ -149,8 +185,17 @@ async def _watch_wifi(wifi):
         await asyncio.sleep_ms(500)
 
 
-async def main(cp, board, transport, repl=False, wifi=None, wdt=None, frames=None):
+async def _stable(data_dir):
+    await asyncio.sleep_ms(STABLE_MS)
+    clear_guard(data_dir)
+
+
+async def main(cp, board, transport, repl=False, wifi=None, wdt=None, frames=None,
+               guard=None):
+    """`guard`: the data folder whose boot guard a stable minute clears (None: safe mode)."""
     tasks = [asyncio.create_task(_run_loop(cp, wdt, frames))]
+    if guard is not None:
+        asyncio.create_task(_stable(guard))
     if wifi is not None:
         tasks.append(asyncio.create_task(_watch_wifi(wifi)))
     if hasattr(board, "run"):
@@ -180,7 +225,7 @@ def load_config(path):
         unload("chargepoint", "devconfig")
 
 
-def run(config_path="config.json", data_dir="data"):
+def run(config_path="config.json", data_dir="data", safe=None):
     cfg = load_config(config_path)
     if cfg is None:
         return None
@@ -196,7 +241,7 @@ def run(config_path="config.json", data_dir="data"):
         return None
     wifi, timesync = build_network(cfg, clock, log.say)
     ntp = timesync.ensure if timesync else None
-    features = FEATURES
+    table = features() if safe is None else safe_features()
     links = None
     frames = asyncio.ThreadSafeFlag()  # set by the network thread for every frame in
     try:
@@ -206,7 +251,7 @@ def run(config_path="config.json", data_dir="data"):
 
             transport, links = build_websocket(cfg, lambda: installed_roots(store), ntp,
                                                log.say, frames.set)
-            features = features + (Connection,)
+            table = table + (Connection,)
         else:
             transport = build_transport(cfg, ntp, installed_roots(store), log.say, frames.set)
     except (OSError, ValueError) as e:
@@ -219,9 +264,11 @@ def run(config_path="config.json", data_dir="data"):
     services = {"log": log, "upload": _upload, "updater": Updater(store, VERSION),
                 "folder": data_dir, "timesync": timesync, "ca_certificates": _ca_certificates(cfg),
                 "links": links}
-    cp = ChargePoint(board, transport, store, clock, _reboot(board, transport, log), info,
-                     services, features)
+    cp = ChargePoint(board, transport, store, clock, _reboot(board, transport, log, data_dir),
+                     info, services, table, safe)
     log.write("boot", "boot %d, firmware %s" % (cp.boot, VERSION))
+    if safe is not None:
+        log.say("safe mode: " + safe)
     wdt = None
     watchdog_ms = cfg["hardware"].get("watchdog_ms", 0)
     if watchdog_ms:
@@ -236,7 +283,8 @@ def run(config_path="config.json", data_dir="data"):
     gc.threshold(_GC_EVERY)
     stopped = None
     try:
-        asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt, frames))
+        asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt, frames,
+                         data_dir if safe is None else None))
     except BaseException as e:
         stopped = e
         raise

@@ -2,7 +2,7 @@
 profile keys, a profile change and its fall-back (whitepaper A05), the AuthorizationKey."""
 import pytest
 
-from chargepoint.model.chargepoint import FEATURES
+from chargepoint.model.features import FEATURES
 from chargepoint.model.connection import Connection, valid_key
 from conftest import Rig
 from tools.fakes import LoopbackTransport

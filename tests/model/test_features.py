@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from chargepoint.model import chargepoint as cpmod
+from chargepoint.model.features import FEATURES
 from chargepoint.model import Feature, handler
 from conftest import ROOT, Rig
 
@@ -29,7 +29,7 @@ class AcmeParking(Feature):
 
 
 def test_a_vendor_data_transfer_is_one_feature_and_one_line_in_the_table():
-    rig = Rig(features=cpmod.FEATURES + (AcmeParking,))  # the one line
+    rig = Rig(features=FEATURES + (AcmeParking,))  # the one line
     rig.step()
     assert rig.send("DataTransfer", {"vendorId": "com.acme", "messageId": "occupancy",
                                      "data": "bay 3"})[2] == {"status": "Accepted",
@@ -46,8 +46,8 @@ def test_supported_feature_profiles_come_from_the_table():
     key = rig.send("GetConfiguration", {"key": ["SupportedFeatureProfiles"]})[2]
     assert key["configurationKey"][0]["value"] == "Core,RemoteTrigger,SmartCharging,Reservation"
     # the Core profile's own features, and none of the others
-    bare = Rig(features=cpmod.FEATURES[:4])
-    assert [kind.name for kind in cpmod.FEATURES[:4]] == ["security", "availability", "remote",
+    bare = Rig(features=FEATURES[:4])
+    assert [kind.name for kind in FEATURES[:4]] == ["security", "availability", "remote",
                                                           "metering"]
     bare.step()
     key = bare.send("GetConfiguration", {"key": ["SupportedFeatureProfiles"]})[2]
@@ -86,7 +86,7 @@ def test_no_callable_of_the_charge_point_or_its_features_is_reassigned_at_run_ti
     log, up = attach(rig, tmp_path)
     cp = rig.cp
     owners = [cp, cp.engine, cp.config, cp.txq, cp.sessions] + [
-        getattr(cp, kind.name) for kind in cpmod.FEATURES if getattr(cp, kind.name) is not None]
+        getattr(cp, kind.name) for kind in FEATURES if getattr(cp, kind.name) is not None]
     before = [_callables(o) for o in owners]
     listeners = (list(cp.engine.frame_listeners), list(cp.reboot_listeners),
                  list(cp.clock_listeners), list(cp.config.listeners))
@@ -133,7 +133,7 @@ def test_no_module_of_the_firmware_assigns_a_callable_to_another_object():
     assert found == []
 
 
-@pytest.mark.parametrize("kind", cpmod.FEATURES)
+@pytest.mark.parametrize("kind", FEATURES)
 def test_every_feature_declares_itself_in_one_place(kind):
     assert issubclass(kind, Feature) and kind.name
     for key in kind.keys:

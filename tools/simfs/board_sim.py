@@ -272,6 +272,7 @@ class Board:
         # the built-ins imported before this module and after the board was built (network,
         # ntptime, esp32) besides
         view["heap_simulation"] = self.simulation + _BUILTINS + simheap.share() - self._builtins
+        view["safe_mode"] = cp.safe_mode is not None
         view["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)
         view["mqtt"] = getattr(cp.transport, "status", None)
         view["reader_failed"] = bool(getattr(self.rfid, "failed", False))

@@ -13,7 +13,11 @@ does I/O except through what is handed in:
   clock      chargepoint.platform.clock.Clock (tests give it fake ticks)
   reboot     reboot(hard): the platform's reset (app.py's flushes the event log first)
   services   the platform's services by name, for the features (chargepoint.model)
-  features   (Feature class, ...) installed in this order: FEATURES by default
+  features   (Feature class, ...) installed in this order: chargepoint.model.features.
+             FEATURES by default
+  safe_mode  None, or why the firmware runs in safe mode (chargepoint.app, main.py): every
+             connector Faulted (InternalError, `info` the reason), no session starts, only
+             SAFE_ACTIONS are answered
 
 The features (chargepoint.model says what one declares). Each is `cp.<name>`, None
 when it needs a service the platform does not give or is not in the table. The first four
@@ -45,8 +49,7 @@ any, the safety step again: what they changed reaches the relay now); the featur
 """
 from micropython import const
 
-from chargepoint.model import (availability, diagnostics, firmware, handler, localauth,
-                              metering, remote, reservation, security, smartcharging)
+from chargepoint.model import handler, metering
 from chargepoint.model.authcache import AuthCache
 from chargepoint.model.connector import Connector
 from chargepoint.model.sessions import Sessions
@@ -61,17 +64,14 @@ _BOOT_LOST_S = const(10)  # after an unanswered BootNotification
 _FRAMES_PER_LOOP = const(4)
 _RESET_GRACE_MS = const(3000)  # lets the Reset answer and the stops leave before rebooting
 
-FEATURES = (
-    security.Security,
-    availability.Availability,
-    remote.Remote,
-    metering.Metering,
-    smartcharging.SmartCharging,
-    reservation.Reservations,
-    localauth.LocalList,
-    diagnostics.Diagnostics,
-    firmware.Firmware,
-)
+# The standard features' names (chargepoint.model.features.FEATURES): cp.<name> is there,
+# None, whatever the table holds
+_NAMES = ("security", "availability", "remote", "metering", "smartcharging", "reservations",
+          "local_list", "diagnostics", "firmware")
+# What a charge point in safe mode answers (chargepoint.app): enough to be reached, looked at
+# and repaired; any other CALL of OCPP 1.6 is NotSupported
+SAFE_ACTIONS = ("ChangeConfiguration", "GetConfiguration", "Reset", "TriggerMessage",
+                "ExtendedTriggerMessage", "UpdateFirmware", "GetDiagnostics", "GetLog")
 _OWN_TRIGGERS = ("BootNotification", "Heartbeat", "StatusNotification")
 
 
@@ -97,7 +97,10 @@ _ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TS
 
 class ChargePoint:
     def __init__(self, board, transport, store, clock, reboot=None, boot_info=None,
-                 services=None, features=FEATURES):
+                 services=None, features=None, safe_mode=None):
+        if features is None:
+            from chargepoint.model.features import FEATURES as features
+        self.safe_mode = safe_mode  # why the charge point is in safe mode, or None
         self.board = board
         self.transport = transport
         self.store = store
@@ -141,8 +144,8 @@ class ChargePoint:
         looked up in `features` when asked. The standard names are there (None) whatever the
         table holds: a table without reservations, say, is a charge point without the
         Reservation profile."""
-        for kind in FEATURES:
-            setattr(self, kind.name, None)
+        for name in _NAMES:
+            setattr(self, name, None)
         self._before = []
         self._ticks = []
         self.features = []  # installed, in table order (trigger_request, vendor look here)
@@ -168,6 +171,8 @@ class ChargePoint:
     def _route(self, action):
         """The handler of an inbound CALL: the method of the feature whose routes name it
         (looked up when the CALL comes: no bound method per route is kept)."""
+        if self.safe_mode is not None and action not in SAFE_ACTIONS:
+            return None
         for feature in self.features:
             if action in feature.routes:
                 return getattr(feature, handler(action))
@@ -354,9 +359,14 @@ class ChargePoint:
             reported = c.reported  # (compared field by field: no tuple every loop)
             c.notify = ((reported is None or c.status != reported[0] or c.error != reported[1])
                         and self.clock.since(c.changed_at) >= min_ms)
-        status0 = "Available" if self.availability.operative0 else "Unavailable"
+        availability = self.availability
+        status0 = ("Available" if availability is None or availability.operative0
+                   else "Unavailable")
         rfid = self.board.rfid
         error0 = "ReaderFailure" if getattr(rfid, "failed", False) else "NoError"
+        if self.safe_mode is not None:
+            status0 = "Faulted"
+            error0 = "InternalError"
         if status0 != self.status0 or error0 != self.error0:
             self.status0 = status0
             self.error0 = error0
@@ -380,6 +390,8 @@ class ChargePoint:
             payload = {"connectorId": cid, "errorCode": c.error, "status": c.status,
                        "timestamp": self.clock.resolve(c.stamp)}
             c.reported = (c.status, c.error)  # in flight counts as told; undone on failure
+        if self.safe_mode is not None:
+            payload["info"] = self.safe_mode[:50]
 
         def fail(code, _):
             if code in ("Timeout", "Offline", "Dropped"):
@@ -456,7 +468,7 @@ class ChargePoint:
         rfid = self.board.rfid
         if rfid is not None:
             uid = rfid.poll()
-            if uid:
+            if uid and self.safe_mode is None:
                 sessions.tap(uid)
         transport = self.transport
         # our own next call first: a flood of inbound CALLs fills the outbox with answers,

@@ -41,6 +41,8 @@ class Sessions:
         if not plugged:
             c.start_fault = None
         c.fault = c.start_fault or fault_code(hw, state)
+        if cp.safe_mode is not None:  # (no session starts, the relay stays open)
+            c.fault = "InternalError"
         if c.plugged and not plugged:
             c.plugged = False
             c.finishing = False
@@ -248,7 +250,8 @@ class Sessions:
         if hw.lock is not None and reason != "EVDisconnected":
             hw.lock.unlock()  # the relay is open: release the cable (unplug has its own rule)
         self.queue_stop(tx, hw.meter.energy_wh(), self.cp.clock.stamp(), reason, id_tag)
-        self.cp.availability.transaction_ended(c)
+        if self.cp.availability is not None:
+            self.cp.availability.transaction_ended(c)
 
     def queue_stop(self, tx, wh, stamp, reason, id_tag=None):
         cp = self.cp
