@@ -3,7 +3,7 @@ imports only the protocol core (chargepoint.ocpp). What it is handed (board, tra
 clock) is documented in chargepoint.model.chargepoint and chargepoint.model.board.
 
 What a feature is: one class that says in one place what it needs and what it offers. The
-charge point installs the features of its table in order (chargepoint.model.chargepoint.
+charge point installs the features of its table in order (chargepoint.model.features.
 FEATURES, or the list app.py hands it) and derives the rest from them: routes, configuration keys,
 SupportedFeatureProfiles, what TriggerMessage and ExtendedTriggerMessage may ask for, the
 DataTransfer vendors, the per-loop work.
