@@ -60,7 +60,13 @@ message is one line naming the file, the field and what was expected: the caller
 there is never a stack trace for a configuration mistake.
 """
 class ConfigError(Exception):
-    pass
+    """One line, whatever the file holds: control characters of a key or value it names are
+    shown escaped (\\x0a), so the console and the log get one line per mistake."""
+
+    def __init__(self, message):
+        if any(ch < " " for ch in message):
+            message = "".join(ch if ch >= " " else "\\x%02x" % ord(ch) for ch in message)
+        super().__init__(message)
 
 
 # section -> {key: (type name, default)}; a default of None means "required".
@@ -268,12 +274,12 @@ def load(path="config.json"):
     import json
 
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError:
         raise ConfigError("%s: configuration file not found" % path)
     try:
-        cfg = json.loads(text)
-    except ValueError as e:
+        cfg = json.loads(data)
+    except (ValueError, RuntimeError) as e:  # not JSON, not UTF-8; nested past the stack
         raise ConfigError("%s: not valid JSON (%s)" % (path, " ".join(str(e).split())))
     return check(cfg, path)
