@@ -55,6 +55,10 @@ class MemoryStore:
     def remove(self, name):
         self.files.pop(name, None)
 
+    def discard(self, name, why):
+        if self.files.pop(name, None) is not None:
+            self.damaged.append((name, why))
+
     def names(self, prefix=""):
         return sorted(n for n in self.files if n.startswith(prefix))
 

@@ -105,7 +105,8 @@ class ChargePoint:
         self.transport = transport
         self.store = store
         state = store.read("boot", {"n": 0})
-        state["n"] += 1
+        n = state.get("n")
+        state = {"n": n + 1 if isinstance(n, int) and n >= 0 else 1}
         store.write("boot", state)
         self.boot = state["n"]
         self.clock = clock

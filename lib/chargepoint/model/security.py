@@ -155,8 +155,9 @@ class Security(Feature):
         store = self.cp.store
         while self.seqs:
             seq = self.seqs[0]
-            payload = store.read(_EVENT % seq)
-            if payload is not None:
+            payload = store.read(_EVENT % seq, {})
+            if isinstance(payload.get("type"), str) and isinstance(payload.get("timestamp"),
+                                                                     str):
                 self.sending = seq
                 self.cp.call("SecurityEventNotification", payload, self._done(seq),
                              self._fail(seq))

@@ -280,10 +280,18 @@ class Sessions:
         store.remove("txb%d" % cid)
 
     def recover(self, c):
-        """At boot: a transaction that was running when the power went is stopped (PowerLoss)."""
+        """At boot: a transaction that was running when the power went is stopped (PowerLoss).
+        A record it cannot use (of another firmware, say) is set aside and reported."""
+        name = "tx%d" % c.id
+        try:
+            self._recover(c, name)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            self.cp.store.discard(name, "not a transaction: %s" % type(e).__name__)
+
+    def _recover(self, c, name):
         cp = self.cp
-        tx = cp.store.read("tx%d" % c.id)
-        if tx is None:
+        tx = cp.store.read(name, {})
+        if not tx:
             return
         txq = cp.txq
         ref = tx["ref"]

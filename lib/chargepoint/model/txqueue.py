@@ -58,7 +58,14 @@ class TxQueue:
 
     def _read(self, seq):
         r = self._held.get(seq)
-        return r if r is not None else self.store.read("q.%08d" % seq)
+        if r is not None:
+            return r
+        name = "q.%08d" % seq
+        r = self.store.read(name)
+        if r is None or _usable(r):
+            return r
+        self.store.discard(name, "not a queued message")
+        return None
 
     def records(self):
         for seq in self.seqs:
@@ -175,6 +182,22 @@ class TxQueue:
                 wait = interval * r["n"]
             self._not_before = self.clock.after(wait) if wait else None
         return fail
+
+
+_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues")
+
+
+def _usable(r):
+    """A queue record this firmware can send (a record of another firmware may not be)."""
+    try:
+        return (r["a"] in _ACTIONS and isinstance(r["u"], str) and isinstance(r["p"], dict)
+                and isinstance(r["n"], int) and (r["r"] is None or isinstance(r["r"], str))
+                and isinstance(r["p"].get("timestamp", ""), str)
+                and all(isinstance(mv, dict) and isinstance(mv.get("timestamp"), str)
+                        for key in ("meterValue", "transactionData")
+                        for mv in r["p"].get(key, ())))
+    except (KeyError, TypeError):
+        return False
 
 
 def resolve_stamps(clock, payload):

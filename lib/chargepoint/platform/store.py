@@ -95,6 +95,17 @@ class FileStore:
         self._ok = True
         return True
 
+    def discard(self, name, why):
+        """A record that checked out but its reader cannot use (a record of an older firmware,
+        say): set aside and reported as a damaged one."""
+        path = self._path(name)
+        self._damaged(name, why)
+        try:
+            os.rename(path, path + ".bad")
+        except OSError:
+            pass
+        _remove(path + ".old")
+
     def remove(self, name):
         path = self._path(name)
         _remove(path)
