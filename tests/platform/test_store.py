@@ -86,14 +86,24 @@ def test_a_record_of_another_type_than_its_reader_expects_is_damaged(tmp_path):
     assert s.damaged == [("config", "a list, not a dict")]
 
 
-def test_records_of_the_firmware_before_checksums_are_read(tmp_path):
+def test_records_of_the_firmware_before_checksums_are_taken_once(tmp_path):
     (tmp_path / "config").write_text('{"HeartbeatInterval": "300"}')
     (tmp_path / "meter1").write_text("1234")
     (tmp_path / "boot").write_text("{not json")
-    s = FileStore(str(tmp_path))
+    (tmp_path / "bootguard").write_text('{"n": 1, "cause": null}')  # main.py's, not ours
+    (tmp_path / "log.txt").write_text("@1:0 boot boot 1\n")
+    s = FileStore(str(tmp_path))  # the first start of this firmware on that flash
     assert s.read("config", {}) == {"HeartbeatInterval": "300"}
     assert s.read("meter1") == 1234
-    assert s.read("boot", {"n": 0}) == {"n": 0} and s.damaged == [("boot", "not JSON")]
+    assert (tmp_path / "config").read_bytes().startswith(b"#R1 ")  # written with one now
+    assert s.read("boot", {"n": 0}) == {"n": 0} and s.damaged == [("boot", "no checksum")]
+    assert (tmp_path / "bootguard").read_text() == '{"n": 1, "cause": null}'
+    assert (tmp_path / "log.txt").read_text() == "@1:0 boot boot 1\n"
+    # from then on a file without its checksum is a damaged record
+    (tmp_path / "txids").write_text('{"1.1": 5}')
+    s = FileStore(str(tmp_path))
+    assert s.read("txids", {}) == {} and s.damaged == [("txids", "no checksum")]
+    assert s.read("meter1") == 1234
 
 
 def test_a_tmp_beside_a_good_copy_goes_and_a_whole_one_alone_is_taken(tmp_path):

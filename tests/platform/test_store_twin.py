@@ -33,7 +33,7 @@ def test_a_byte_flipped_on_the_flash_sets_the_record_aside(cases):
     c = cases["flipped"]
     assert c["config"] == {"HeartbeatInterval": "300"}  # the copy before it
     assert c["damaged"] == [["config", "checksum mismatch"]]
-    assert c["files"] == ["config.bad", "config.old"]
+    assert c["files"] == ["config.bad", "config.old", "store.r1"]
 
 
 def test_a_flash_failing_part_way_through_a_write_never_loses_the_record(cases):

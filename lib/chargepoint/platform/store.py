@@ -4,14 +4,15 @@ its length and CRC32, checked on every read.
 A record is one file: a header line `#R1 <length> <crc32, 8 hex digits>` and the record's
 JSON (UTF-8) of that length. It is written to `name.tmp`, closed, then renamed over `name`,
 the copy it replaces kept as `name.old`, so a power cut leaves the old or the new copy,
-never half of one (LittleFS renames atomically). A file without the header is a record of
-the firmware before checksums: read as it is (JSON), and written with one from then on.
+never half of one (LittleFS renames atomically).
 
 A record that does not check out (a header that does not match its body: truncated, bits
 flipped; not JSON; not of the type its reader expects, e.g. a list where a dict must be) is
 damaged: moved aside as `name.bad` (the latest kept, for diagnostics), and the read gives
 the previous copy (`name.old`) if that checks out, else the reader's default. Never an
-exception. `damaged` lists (name, why) for the charge point to report (Security).
+exception. A file without the header is damaged too, but at the first start of this firmware
+on a flash of the one before it (no `store.r1` yet): its records are taken as they are (JSON)
+and written again with their header then. `damaged` lists (name, why) for the charge point to report (Security).
 
 A write that fails (flash full: ENOSPC; any OSError) leaves the record as it was, removes
 what it wrote and returns False; `errors` counts them and `failed` holds (name, error) of
@@ -24,6 +25,9 @@ import json
 import os
 
 _MAGIC = b"#R1 "
+_MARK = "store.r1"  # there once the records of the firmware before checksums were taken
+_NOT_RECORDS = (_MARK, "bootguard", "locallist", "fw.part")  # files of the folder kept apart
+_LEGACY_MAX = 12288  # a file larger than this is no record of ours
 _DAMAGED_MAX = 8  # reports waiting; more are counted in `damaged_total` only
 _SUFFIXES = (".tmp", ".old", ".bad")
 
@@ -48,17 +52,30 @@ class FileStore:
                 continue
             base = name[:-4]
             tmp = self._path(name)
-            if base not in names and _check(_load(tmp), None) is None:
+            if base not in names and _check(_load(tmp, True), None) is None:
                 os.rename(tmp, self._path(base))
             else:
                 _remove(tmp)
+        # Records of the firmware before checksums are taken once, at the first start of this
+        # one, and written again with theirs; from then on a record without is damaged.
+        self._legacy = _MARK not in names
+        if self._legacy:
+            for name in self.names():
+                if (name in _NOT_RECORDS or name.startswith("log")
+                        or os.stat(self._path(name))[6] > _LEGACY_MAX):
+                    continue  # (the event log, a firmware package: files of their own)
+                got = _load(self._path(name), True)
+                if got is not None and got[0] is None:
+                    self.write(name, got[1])
+            self._legacy = False
+            self.write(_MARK, 1)
 
     def _path(self, name):
         return self.folder + "/" + name
 
     def read(self, name, default=None):
         path = self._path(name)
-        got = _load(path)
+        got = _load(path, self._legacy)
         why = _check(got, default)
         if why is None:
             return got[1]
@@ -68,7 +85,7 @@ class FileStore:
                 os.rename(path, path + ".bad")
             except OSError:
                 pass
-        old = _load(path + ".old")  # (also a write cut between its two renames)
+        old = _load(path + ".old", self._legacy)  # (also a write cut between two renames)
         if old is not None and _check(old, default) is None:
             return old[1]
         return default
@@ -113,7 +130,7 @@ class FileStore:
 
     def names(self, prefix=""):
         return sorted(n for n in os.listdir(self.folder)
-                      if n.startswith(prefix) and n[-4:] not in _SUFFIXES)
+                      if n.startswith(prefix) and n[-4:] not in _SUFFIXES and n != _MARK)
 
     def _damaged(self, name, why):
         self.damaged_total += 1
@@ -128,8 +145,9 @@ def _remove(path):
         pass
 
 
-def _load(path):
-    """None (no such file), or (why it is damaged or None, value)."""
+def _load(path, legacy=False):
+    """None (no such file), or (why it is damaged or None, value). `legacy`: a file without
+    the header is a record of the firmware before checksums, else a damaged one."""
     try:
         with open(path, "rb") as f:
             head = f.readline()
@@ -147,8 +165,10 @@ def _load(path):
             return "%d bytes of %d" % (len(body), size), None
         if binascii.crc32(body) & 0xFFFFFFFF != crc:
             return "checksum mismatch", None
-    else:
+    elif legacy:
         body = head + body  # before checksums
+    else:
+        return "no checksum", None
     try:
         return None, json.loads(body)
     except (ValueError, RuntimeError):  # not JSON (or not UTF-8); nested past the stack
