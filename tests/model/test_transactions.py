@@ -280,3 +280,41 @@ def test_status_notifications_after_reconnect_show_latest(rig):
     rig.transport.connected = True
     rig.step()
     assert rig.statuses()[n:] == ["Preparing"]
+
+
+def test_offline_sessions_across_power_cuts_carry_when_they_started_not_when_sent():
+    """The clock is unknown after each power cut (no Central System): each boot stamps from
+    the wall time last kept on flash, never the delivery time, in order."""
+    from chargepoint.ocpp.timestamps import parse_iso
+
+    r = Rig()
+    r.step()
+    assert r.cp.clock.is_set()
+    r.cp.config.change("AllowOfflineTxForUnknownId", "true")
+    r.transport.connected = False
+    r.run(600)  # ten minutes offline: the wall time is kept every minute
+    cut_at = r.cp.clock.wall()
+    for session in range(3):
+        r.power_cut()
+        r.step()
+        assert not r.cp.clock.is_set()
+        r.run(120)
+        r.tap(TAG)
+        r.ev("C")
+        r.run(300)
+        r.tap(TAG)
+        r.ev("A")
+        r.run(120)
+    r.run(600)
+    r.transport.connected = True
+    r.run(5)
+    sent = [(a, parse_iso(p["timestamp"])) for a, p in r.calls()
+            if a in ("StartTransaction", "StopTransaction")]
+    assert [a for a, _ in sent] == ["StartTransaction", "StopTransaction"] * 3
+    stamps = [t for _, t in sent]
+    now = r.cp.clock.wall()
+    assert stamps == sorted(stamps) and stamps[0] > cut_at and stamps[-1] < now - 300
+    # each start an estimate, at most a minute per boot without the time ahead of when it
+    # really was (session i started 120 + 540 i s after the first cut)
+    for i, (_, t) in enumerate(sent[::2]):
+        assert 0 <= t - (cut_at + 120 + 540 * i) <= 60 * (i + 1) + 5, (i, t - cut_at)

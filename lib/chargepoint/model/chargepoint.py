@@ -59,6 +59,9 @@ from chargepoint.ocpp.engine import Call, Engine
 from chargepoint.ocpp.timestamps import parse_iso
 
 _OUTBOX = const(16)  # volatile calls waiting; the oldest goes when full
+_WALL = "wall"  # the wall time as last known, and the boots' bases (Clock.boots)
+_WALL_EVERY_MS = const(60000)
+_BOOTS_KEPT = const(32)  # boots whose markers can still be resolved from their base
 _BOOT_RETRY_S = const(60)  # after Pending/Rejected with interval 0
 _BOOT_LOST_S = const(10)  # after an unanswered BootNotification
 _FRAMES_PER_LOOP = const(4)
@@ -111,6 +114,8 @@ class ChargePoint:
         self.boot = state["n"]
         self.clock = clock
         clock.boot = self.boot
+        self._wall_at = clock.ticks_ms()
+        self._load_wall()
         self._uid = 0
         self._ref = 0
         self._reboot = reboot
@@ -178,6 +183,37 @@ class ChargePoint:
             if action in feature.routes:
                 return getattr(feature, handler(action))
         return None
+
+    # -- the wall time across boots --------------------------------------------------------
+
+    def _load_wall(self):
+        """The boots' entries (Clock.boots) and this one's estimate: the wall time last saved
+        plus the longest the boot before can have run since (a save is due every minute), so
+        that nothing stamped before this boot is later than what this one stamps. Saved now."""
+        clock = self.clock
+        rec = self.store.read(_WALL, {})
+        boots = rec.get("boots")
+        if isinstance(boots, dict):
+            for k, v in boots.items():
+                if (isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)
+                        and k.isdigit() and int(k) > self.boot - _BOOTS_KEPT):
+                    clock.boots[int(k)] = v
+        last = rec.get("t")
+        if isinstance(last, int):
+            clock.boots[self.boot] = [last * 1000 + _WALL_EVERY_MS - clock.ticks_ms(), False]
+        self._save_wall()
+
+    def _save_wall(self):
+        clock = self.clock
+        self._wall_at = clock.ticks_ms()
+        now = clock.wall()
+        if now is None:
+            known = clock.boots.get(self.boot)
+            if known is None:
+                return  # never known on this charger: nothing to estimate from
+            now = (known[0] + clock.ticks_ms()) // 1000
+        self.store.write(_WALL, {"t": now, "boots": dict(
+            (str(k), v) for k, v in clock.boots.items() if k > self.boot - _BOOTS_KEPT)})
 
     # -- identity of messages and transactions --------------------------------------------
 
@@ -423,6 +459,8 @@ class ChargePoint:
         was = self.clock.wall()
         self.clock.set_wall(*parse_iso(text, True))
         now = self.clock.wall()
+        if was is None:  # this boot's markers now have an exact base: keep it
+            self._save_wall()
         for listener in self.clock_listeners:
             listener(source, was, now)
 
@@ -461,6 +499,8 @@ class ChargePoint:
 
     def loop(self):
         self.clock.keep()
+        if self.clock.since(self._wall_at) >= _WALL_EVERY_MS:
+            self._save_wall()
         for work in self._before:  # the charging limits, before the step offers current
             work()
         sessions = self.sessions

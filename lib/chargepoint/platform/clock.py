@@ -39,7 +39,12 @@ class Clock:
 
     Before the wall clock is set, `stamp()` returns a boot-relative marker ("@<boot>:<ms>")
     that `resolve()` rewrites into a real timestamp once the time is known, so the firmware
-    never sends a 1970 or 2000 date.
+    never sends a 1970 or 2000 date. `boots` holds, for this boot and the ones before it
+    (the charge point keeps them on flash), [unix time in ms at ticks 0 of that boot, exact]: a
+    marker of this boot is resolved exactly once the clock is set; one of another boot from
+    its entry: exact when the clock was set in that boot, else an estimate (the last wall
+    time known before the boot, never less than anything stamped before it; see
+    chargepoint.model.chargepoint); of a boot without one, the time it is resolved.
     """
 
     def __init__(self, boot=0, ticks_ms=None):
@@ -49,6 +54,7 @@ class Clock:
         # Integers only: the ESP32's floats are single precision (a unix time as a float is
         # only good to 128 s). Re-based hourly by keep(), so ticks never wrap under it.
         self._base = None
+        self.boots = {}  # boot number -> [unix ms at its ticks 0, exact (True/False)]
 
     def ticks_ms(self):
         return self._ticks()
@@ -65,6 +71,14 @@ class Clock:
 
     def set_wall(self, unix, ms=0):
         self._base = [self._ticks(), int(unix), ms]
+        known = self.boots.get(self.boot)
+        if known is None or not known[1]:  # the first time in this boot: its markers' base
+            self.boots[self.boot] = [self.zero(), True]
+
+    def zero(self):
+        """The unix time (ms) of this boot's ticks 0, once the clock is set."""
+        b = self._base
+        return b[1] * 1000 + b[2] - b[0]
 
     def keep(self):
         """Call often (every loop): moves the base forward once an hour, long before the
@@ -95,13 +109,15 @@ class Clock:
         return iso(w)
 
     def resolve(self, stamp):
-        """Turn a marker from `stamp()` into ISO 8601. Markers from an earlier boot, whose
-        offset can no longer be known, take the current time: late but never 1970."""
+        """Turn a marker from `stamp()` into ISO 8601 (see the class). A marker is kept as it
+        is while the clock is not set."""
         if not isinstance(stamp, str) or stamp[:1] != "@":
             return stamp
         if self._base is None:
             return stamp
         boot, _, t = stamp[1:].partition(":")
-        if int(boot) == self.boot:
-            return iso(self._at(int(t)))
-        return iso(self.wall())
+        known = self.boots.get(int(boot))
+        if known is None:  # no entry left for that boot: late, but never 1970
+            return iso(self.wall())
+        return iso((known[0] + int(t)) // 1000)  # (as the clock was when first set: a step
+        # of the clock later on does not move what was taken before it)
