@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv check-device sim mosquitto clean twin bench flash provision deploy repl
+.PHONY: test venv check-device sim mosquitto clean twin bench soak flash provision deploy repl
 
 venv: $(STAMP)
 
@@ -47,6 +47,12 @@ twin:
 # docs/BENCHMARKS.md and plots, prints one JSON object last. BENCH_ARGS=--quick or --smoke.
 bench: $(STAMP) twin mosquitto
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m tools.bench $(BENCH_ARGS)
+
+# The fault campaign (tools/soak.py): 500 power cuts at random moments of random sessions with
+# broker restarts and hangs, Central System outages and bursts; prints its figures (JSON last).
+# SOAK_ARGS="--cuts 50" for a shorter one.
+soak: $(STAMP) twin mosquitto
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin $(PY) -m tools.soak $(SOAK_ARGS)
 
 # Write MicroPython's firmware.bin to a board (tools/flash.py checks the image first).
 # make flash PORT=/dev/ttyUSB0 IMAGE=firmware.bin [CHIP=esp32] [ERASE=1] [BAUD=460800] [DRY_RUN=1]

@@ -3,8 +3,8 @@
 # data/bootguard ({"n": boots in a row not yet known good, "cause": the last exception}) is
 # counted up here at every boot and cleared by the firmware once it has run a stable minute
 # (chargepoint.app), and before a reboot it asks for itself. So a boot that fails (an
-# exception at import or in run(), a MemoryError, a watchdog or power reset before the minute
-# is up) stays counted. After SAFE_AFTER of them in a row the firmware starts in safe mode
+# exception at import or in run(), a MemoryError, a watchdog reset before the minute is up)
+# stays counted; a power-on reset (the power cut, or a brownout) starts the count again. After SAFE_AFTER of them in a row the firmware starts in safe mode
 # (chargepoint.app.run(safe=...)): every relay open, the transport and a minimal OCPP set, to
 # be repaired remotely; a Reset from the Central System leaves it. Only os and json here.
 import json
@@ -39,6 +39,10 @@ def _save(g):
 
 
 _g = _guard()
+import machine  # noqa: E402
+
+if machine.reset_cause() == machine.PWRON_RESET:
+    _g = {"n": 0, "cause": None}  # the power went (or sagged): the boot before did not fail
 _safe = None
 if _g["n"] >= SAFE_AFTER:
     _safe = "%d boots failed: %s" % (_g["n"], _g.get("cause") or "reset before a stable minute")
@@ -58,6 +62,4 @@ except Exception as e:
     sys.print_exception(e)
     _g["cause"] = ("%s: %s" % (type(e).__name__, e))[:80]
     _save(_g)
-    import machine
-
     machine.reset()

@@ -114,6 +114,7 @@ from tools import deploy, twin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REBOOT_EXIT = 75
+_PWRON_RESET, _HARD_RESET, _WDT_RESET, _SOFT_RESET = 1, 2, 3, 5  # machine.reset_cause()
 BOOT = os.path.join(ROOT, "tools", "simboot.py")
 ANSWER_TIMEOUT = 15.0  # a firmware (re)starting answers within this
 STATUS_TIMEOUT = 2.0  # the world's thread answers a status within this, or it is not there
@@ -452,6 +453,8 @@ class Simulator:
         self.output = None  # the last non-empty line the run going on printed
         self.partial = b""  # ... and what it printed after its last newline
         self.traced = False
+        self.reset_line = None
+        self.reset_cause = _PWRON_RESET  # the power comes on: the simulator's first start
         self.crash_line = None  # the last line of the run that crashed
         self.exit_code = None
         self.restarts = 0
@@ -480,6 +483,8 @@ class Simulator:
         line = raw.decode("utf-8", "replace").strip()
         if line.startswith("Traceback (most recent call last)"):
             self.traced = True
+        elif line in ("machine: watchdog reset", "MPY: soft reboot"):
+            self.reset_line = line
         if line and not line.startswith(_TWIN_REPL):
             self.output = line[:_LINE_MAX]
 
@@ -495,6 +500,7 @@ class Simulator:
         while True:
             self.boots += 1
             self.traced = False  # a traceback seen in this run's output
+            self.reset_line = None  # the watchdog's or the REPL's last words in it
             label = bootloader(flash)
             image = os.path.join(flash, label)
             run = binary
@@ -502,7 +508,8 @@ class Simulator:
                 os.chmod(image, 0o755)
                 run = image
                 self.log("* bootloader: %s" % label)
-            env.update(CP_TWIN_FLASH=flash, CP_TWIN_RUNNING=label)
+            env.update(CP_TWIN_FLASH=flash, CP_TWIN_RUNNING=label,
+                       CP_TWIN_RESET_CAUSE=str(self.reset_cause))
             # one stream for stdout and stderr, as a board's console; read here for last_line
             stdin = subprocess.DEVNULL if console is None else subprocess.PIPE
             self.output, self.partial = None, b""
@@ -534,6 +541,11 @@ class Simulator:
                     fut.set_exception(ConnectionError("the firmware has restarted"))
             self.waiting.clear()
             self.world.save()  # the next boot reads it
+            # machine.reset_cause() of the next boot, as an ESP32 would say it: the watchdog,
+            # a soft reboot at the REPL, else a reset (machine.reset(), a crash: a panic)
+            self.reset_cause = (_WDT_RESET if self.reset_line == "machine: watchdog reset" else
+                                _SOFT_RESET if self.reset_line == "MPY: soft reboot" else
+                                _HARD_RESET)
             # a reset right after a traceback is main.py's after an exception: a crash
             if (code == REBOOT_EXIT and not self.traced) or self.hard_reset:
                 self.hard_reset = False

@@ -349,8 +349,21 @@ def _start_ticker():
 
 
 RESET_EXIT = 75  # the simulator boots the firmware again on this exit code
-WDT_RESET = 3  # reset_cause() after a watchdog reset, as machine.WDT_RESET on the ESP32
-_cause = [1]  # PWRON_RESET
+# reset_cause() values as the ESP32 port's: power on (and brownout), machine.reset() or a
+# panic, the watchdog, Ctrl-D at the REPL. The simulator says which for each boot
+# ($CP_TWIN_RESET_CAUSE): power on for its first start, after a power cut too.
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+_cause = [PWRON_RESET]
+try:
+    import os as _os
+
+    _cause[0] = int(_os.getenv("CP_TWIN_RESET_CAUSE") or PWRON_RESET)
+except (ImportError, AttributeError, ValueError):
+    pass
 
 
 @simheap.counted

@@ -1,0 +1,265 @@
+"""A fault campaign with figures (`make soak`; a short run is in the tests): simulated chargers
+on the device twin at -X heapsize=110000, Mosquitto and the development Central System, and
+faults at random moments of random sessions:
+
+- power cuts: kill -9 of a charger's simulator, started again on the same flash (mid-session,
+  idle, right after a card);
+- the broker restarted, the broker hung (SIGSTOP for seconds, then SIGCONT), the Central
+  System gone for a while (its MQTT client stopped: the broker keeps what comes), and long
+  outages (the broker down while sessions go on, so that chargers queue transactions);
+- Central System bursts: hostile frames (garbage, wrong types, huge, deep, unknown actions)
+  and real requests, published straight to the charger's topic.
+
+At the end every fault is lifted and the chargers drain their queues; then the Central
+System's record is compared with what the campaign did, and it reports (one JSON object,
+last line): cuts, sessions, transactions_started (the relay seen closed), delivered (at the
+Central System, once each), lost (started, never delivered: must be 0), duplicated (one
+session delivered as two transactions: must be 0), unfinished (delivered without their stop),
+register_backwards (a meterStart below the meterStop before it on that connector, or a stop
+below its start: must be never), safe_mode_entries, hostile_frames, memory_errors (in the
+firmware logs: must be 0), restarts (a firmware that crashed), seconds.
+
+    python3 -m tools.soak [--cuts 500] [--chargers 3] [--seed 1] [--outage-sessions 40]
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+
+from tools.bench.rig import TAG, Lab
+
+HEAP = 110000
+T = 30  # seconds any single expectation may take
+
+HOSTILE = (
+    "", "garbage", "[", "[2]", "[2, 5, 6, 7]", '[2, "h1", "Reset"]', '[3, "nobody", {}]',
+    '[2, "h2", "NoSuchAction", {}]', '[2, "h3", "ChangeConfiguration", {"key": 5}]',
+    '[2, "h4", "GetConfiguration", {"key": "HeartbeatInterval"}]',
+    '[2, "h5", "RemoteStopTransaction", {"transactionId": "x"}]',
+    '[2, "h6", "DataTransfer", ' + "[" * 2000 + "]" * 2000 + "]",
+    '[2, "h7", "DataTransfer", {"vendorId": "' + "v" * 6000 + '"}]',
+    '[2, "' + "i" * 60 + '", "ClearCache", {}]', "\u00ff\u00fe" * 10, "null", "[4]",
+)
+
+
+class Campaign:
+    def __init__(self, args):
+        self.a = args
+        self.rnd = random.Random(args.seed)
+        self.fig = {"cuts": 0, "sessions": 0, "transactions_started": 0, "hostile_frames": 0,
+                    "broker_restarts": 0, "broker_hangs": 0, "csms_outages": 0,
+                    "long_outages": 0, "safe_mode_entries": 0}
+        self.safe_seen = set()
+        self.cuts_left = args.cuts
+        self.online_needed = True  # sessions wait for the link only outside a long outage
+
+    def log(self, *parts):
+        if not self.a.quiet:
+            print("soak:", *parts, file=sys.stderr, flush=True)
+
+    # -- a charger's life ---------------------------------------------------------------
+
+    async def cut(self, sim):
+        self.fig["cuts"] += 1
+        self.cuts_left -= 1
+        sim.power_cut()
+        await asyncio.sleep(self.rnd.uniform(0, 0.5))
+        await sim.start()
+        s = await sim.until(lambda s: s["firmware"] == "running", T, running=False)
+        if s.get("safe_mode") and sim.cp_id not in self.safe_seen:
+            self.safe_seen.add(sim.cp_id)
+            self.fig["safe_mode_entries"] += 1
+
+    async def session(self, sim):
+        """A card, a plug, some charging; it ends by the card, by the unplug, or by a power
+        cut at a random moment (cut before the relay closed now and then)."""
+        self.fig["sessions"] += 1
+        await sim.ask(cmd="load", connector=1, amps=16.0)
+        await sim.ask(cmd="rfid", uid=TAG)
+        if self.cuts_left > 0 and self.rnd.random() < 0.08:
+            await asyncio.sleep(self.rnd.uniform(0, 0.3))
+            await self.cut(sim)  # right after the card
+            await sim.ask(cmd="ev", connector=1, state="A")
+            return
+        await sim.ask(cmd="ev", connector=1, state="C")
+        try:
+            await sim.until(lambda s: s["connectors"]["1"]["relay"], 10)
+        except Exception:  # noqa: BLE001 - refused (a card offline, a fault): no session
+            await sim.ask(cmd="ev", connector=1, state="A")
+            return
+        self.fig["transactions_started"] += 1
+        await asyncio.sleep(self.rnd.uniform(0.5, 4))
+        end = self.rnd.random()
+        if self.cuts_left > 0 and end < 0.35:
+            await self.cut(sim)  # mid-session
+            await sim.ask(cmd="ev", connector=1, state="A")
+        elif end < 0.7:
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.until(lambda s: not s["connectors"]["1"]["relay"], T)
+            await sim.ask(cmd="ev", connector=1, state="A")
+        else:
+            await sim.ask(cmd="ev", connector=1, state="A")
+        await sim.until(lambda s: s["connectors"]["1"]["id_tag"] is None, T)
+
+    async def charger(self, sim, stop):
+        while not stop.is_set():
+            r = self.rnd.random()
+            if self.cuts_left > 0 and r < 0.15:
+                await self.cut(sim)  # idle
+            else:
+                await self.session(sim)
+            await asyncio.sleep(self.rnd.uniform(0.1, 1.0))
+            if self.cuts_left <= 0:
+                stop.set()
+
+    # -- the network's life ----------------------------------------------------------------
+
+    async def chaos(self, stage, sims, stop):
+        broker, cs = stage.broker, stage.cs
+        outages = self.a.long_outages
+        while not stop.is_set():
+            await asyncio.sleep(self.rnd.uniform(3, 8))
+            if stop.is_set():
+                break
+            r = self.rnd.random()
+            if outages and r < 0.12:
+                # a long outage: sessions go on, transactions queue on the chargers
+                outages -= 1
+                self.fig["long_outages"] += 1
+                broker.stop()
+                self.log("long outage: broker down")
+                await asyncio.sleep(self.a.outage_s)
+                broker.start()
+            elif r < 0.35:
+                self.fig["broker_restarts"] += 1
+                broker.stop()
+                await asyncio.sleep(self.rnd.uniform(0.5, 3))
+                broker.start()
+            elif r < 0.5:
+                self.fig["broker_hangs"] += 1
+                pid = broker._proc.pid
+                os.kill(pid, signal.SIGSTOP)
+                await asyncio.sleep(self.rnd.uniform(1, 6))
+                os.kill(pid, signal.SIGCONT)
+            elif r < 0.65:
+                self.fig["csms_outages"] += 1
+                await cs.stop()
+                await asyncio.sleep(self.rnd.uniform(2, 10))
+                await cs.start()
+            else:
+                sim = self.rnd.choice(sims)
+                for _ in range(self.rnd.randrange(5, 30)):
+                    text = self.rnd.choice(HOSTILE)
+                    if cs.connected:
+                        try:
+                            await asyncio.wait_for(cs._transmit(sim.cp_id, text), 5)
+                            self.fig["hostile_frames"] += 1
+                        except Exception:  # noqa: BLE001 - the broker went meanwhile
+                            break
+
+    # -- the count ---------------------------------------------------------------------------
+
+    async def drain(self, stage, sims):
+        """Every fault lifted; every charger online with nothing queued, its sessions ended."""
+        if not stage.broker.running:
+            stage.broker.start()
+        if not stage.cs.connected:
+            await stage.cs.start()
+        for sim in sims:
+            await sim.ask(cmd="ev", connector=1, state="A")
+        deadline = time.monotonic() + self.a.drain_s
+        for sim in sims:
+            await sim.until(lambda s: s["online"] and s["queued"] == 0
+                            and s["connectors"]["1"]["id_tag"] is None,
+                            max(10, deadline - time.monotonic()))
+        await asyncio.sleep(2)
+
+    def count(self, stage, sims):
+        fig = self.fig
+        delivered = duplicated = unfinished = backwards = 0
+        seen = set()
+        for sim in sims:
+            cp = stage.cs.chargers.get(sim.cp_id)
+            txs = sorted(cp.transactions.values(), key=lambda t: t.id) if cp else []
+            last_stop = None
+            for t in txs:
+                key = (t.connector_id, t.id_tag, t.meter_start, t.started_at)
+                if (sim.cp_id,) + key in seen:
+                    duplicated += 1
+                    continue
+                seen.add((sim.cp_id,) + key)
+                delivered += 1
+                if not t.stopped:
+                    unfinished += 1
+                elif t.meter_stop < t.meter_start:
+                    backwards += 1
+                if last_stop is not None and t.meter_start < last_stop:
+                    backwards += 1
+                if t.stopped:
+                    last_stop = t.meter_stop
+        fig.update(delivered=delivered, duplicated=duplicated, unfinished=unfinished,
+                   register_backwards=backwards,
+                   lost=max(0, fig["transactions_started"] - delivered),
+                   memory_errors=sum(s.firmware_log().count("MemoryError") for s in sims))
+        return fig
+
+    async def run(self):
+        t0 = time.monotonic()
+        root = tempfile.mkdtemp(prefix="soak-")
+        lab = Lab(root)
+        try:
+            async with lab.stage() as stage:
+                sims = [stage.sim(cp_id="SOAK%02d" % (i + 1), heap=HEAP)
+                        for i in range(self.a.chargers)]
+                for sim in sims:
+                    await stage.online(sim)
+                    await stage.cs.change_configuration(sim.cp_id, "AllowOfflineTxForUnknownId",
+                                                        "true")
+                    await stage.cs.change_configuration(sim.cp_id, "MeterValueSampleInterval",
+                                                        "2")
+                stop = asyncio.Event()
+                tasks = [asyncio.ensure_future(self.charger(sim, stop)) for sim in sims]
+                chaos = asyncio.ensure_future(self.chaos(stage, sims, stop))
+                try:
+                    await asyncio.gather(*tasks)
+                finally:
+                    stop.set()
+                    await asyncio.gather(chaos, return_exceptions=True)
+                await self.drain(stage, sims)
+                restarts = 0
+                for sim in sims:
+                    restarts += (await sim.ask(cmd="status"))["restarts"]
+                fig = self.count(stage, sims)
+                fig["restarts"] = restarts
+                stage.sims = []  # their logs show what the campaign did to them on purpose
+        finally:
+            lab.close()
+        fig["seconds"] = round(time.monotonic() - t0, 1)
+        fig["state"] = root
+        return fig
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cuts", type=int, default=500, help="power cuts in all")
+    p.add_argument("--chargers", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--long-outages", type=int, default=2,
+                   help="times the broker stays down for --outage-s while sessions go on")
+    p.add_argument("--outage-s", type=float, default=120.0)
+    p.add_argument("--drain-s", type=float, default=600.0)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    fig = asyncio.run(Campaign(args).run())
+    print(json.dumps(fig))
+    bad = fig["lost"] or fig["duplicated"] or fig["register_backwards"] or fig["memory_errors"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
