@@ -8,7 +8,9 @@ faults at random moments of random sessions:
   System gone for a while (its MQTT client stopped: the broker keeps what comes), and long
   outages (the broker down while sessions go on, so that chargers queue transactions);
 - Central System bursts: hostile frames (garbage, wrong types, huge, deep, unknown actions)
-  and real requests, published straight to the charger's topic.
+  and real requests, published straight to the charger's topic; and first, during a session,
+  a stream of --hostile of them (10 000): the session must complete without a restart, and
+  the heap's peak over it is reported (hostile_stream).
 
 At the end every fault is lifted and the chargers drain their queues; then the Central
 System's record is compared with what the campaign did, and it reports (one JSON object,
@@ -162,6 +164,41 @@ class Campaign:
                         except Exception:  # noqa: BLE001 - the broker went meanwhile
                             break
 
+    # -- a hostile stream during a session ----------------------------------------------------
+
+    async def hostile_stream(self, stage, sim):
+        """`--hostile` frames from the Central System's side while a session runs, as fast as
+        the broker takes them: the session completes, the firmware never restarts; the
+        figures: frames sent, the heap's peak (live, after collections) during the stream."""
+        cs = stage.cs
+        await sim.ask(cmd="load", connector=1, amps=16.0)
+        await sim.ask(cmd="rfid", uid=TAG)
+        await sim.ask(cmd="ev", connector=1, state="C")
+        await sim.until(lambda s: s["connectors"]["1"]["relay"], T)
+        self.fig["transactions_started"] += 1
+        self.fig["sessions"] += 1
+        before = await sim.ask(cmd="status")
+        peak = 0
+        for i in range(self.a.hostile):
+            text = self.rnd.choice(HOSTILE)
+            if text.startswith("[2, \"h"):  # a CALL: an id of its own each time
+                text = text.replace('"h', '"s%d-' % i, 1)
+            await cs._transmit(sim.cp_id, text)
+            self.fig["hostile_frames"] += 1
+            if i % 500 == 0:
+                s = await sim.ask(cmd="status")
+                peak = max(peak, s["heap_peak"] or 0)
+        s = await sim.until(lambda s: s["mqtt"]["received"] >= before["mqtt"]["received"]
+                            + self.a.hostile * 0.9, 600)
+        peak = max(peak, s["heap_peak"] or 0)
+        await sim.ask(cmd="rfid", uid=TAG)
+        await sim.until(lambda s: not s["connectors"]["1"]["relay"], T)
+        await sim.ask(cmd="ev", connector=1, state="A")
+        s = await sim.until(lambda s: s["connectors"]["1"]["id_tag"] is None, T)
+        self.fig["hostile_stream"] = {
+            "frames": self.a.hostile, "heap_peak_bytes": peak,
+            "restarts": s["restarts"], "boots": s["boots"]}
+
     # -- the count ---------------------------------------------------------------------------
 
     async def drain(self, stage, sims):
@@ -222,6 +259,8 @@ class Campaign:
                                                         "true")
                     await stage.cs.change_configuration(sim.cp_id, "MeterValueSampleInterval",
                                                         "2")
+                if self.a.hostile:
+                    await self.hostile_stream(stage, sims[0])
                 stop = asyncio.Event()
                 tasks = [asyncio.ensure_future(self.charger(sim, stop)) for sim in sims]
                 chaos = asyncio.ensure_future(self.chaos(stage, sims, stop))
@@ -253,6 +292,8 @@ def main(argv=None):
                    help="times the broker stays down for --outage-s while sessions go on")
     p.add_argument("--outage-s", type=float, default=120.0)
     p.add_argument("--drain-s", type=float, default=600.0)
+    p.add_argument("--hostile", type=int, default=10000,
+                   help="hostile frames streamed during a session before the campaign")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     fig = asyncio.run(Campaign(args).run())

@@ -318,3 +318,14 @@ def test_offline_sessions_across_power_cuts_carry_when_they_started_not_when_sen
     # really was (session i started 120 + 540 i s after the first cut)
     for i, (_, t) in enumerate(sent[::2]):
         assert 0 <= t - (cut_at + 120 + 540 * i) <= 60 * (i + 1) + 5, (i, t - cut_at)
+
+
+def test_a_damaged_boot_record_never_brings_back_a_boot_number_used_before():
+    r = Rig()
+    r.step()
+    r.power_cut()
+    r.step()
+    assert r.cp.boot == 2
+    r.files.pop("boot")  # damaged, set aside, no copy before it
+    r.power_cut()
+    assert r.cp.boot == 3  # the wall record knows boot 2

@@ -107,9 +107,16 @@ class ChargePoint:
         self.board = board
         self.transport = transport
         self.store = store
-        state = store.read("boot", {"n": 0})
-        n = state.get("n")
-        state = {"n": n + 1 if isinstance(n, int) and n >= 0 else 1}
+        n = store.read("boot", {"n": 0}).get("n")
+        n = n if isinstance(n, int) and n >= 0 else 0
+        # never a number used before (message ids are "<boot>.<n>"), also when that record
+        # was damaged and its copy before read: the boots the wall record knows count too
+        seen = store.read(_WALL, {}).get("boots")
+        if isinstance(seen, dict):
+            for k in seen:
+                if isinstance(k, str) and k.isdigit() and int(k) > n:
+                    n = int(k)
+        state = {"n": n + 1}
         store.write("boot", state)
         self.boot = state["n"]
         self.clock = clock
