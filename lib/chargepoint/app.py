@@ -10,12 +10,13 @@ Safe mode (main.py decides it, after boots that failed in a row): run(safe=why) 
 charge point from safe_features() only, none of the others imported, so that a module that
 breaks the normal start (or a record that does) is not touched: every connector Faulted
 (InternalError, `info` why), relays open, the transport and a minimal OCPP set
-(chargepoint.model.chargepoint.SAFE_ACTIONS). The boot guard (data/bootguard, main.py) is
+(chargepoint.model.chargepoint.SAFE_ACTIONS). The boot guard (chargepoint.bootguard) is
 cleared after a stable minute of a normal run, and before every reboot the firmware asks for
 itself: a Reset from the Central System leaves safe mode."""
 import asyncio
 import gc
 
+from chargepoint import bootguard
 from chargepoint.model import unload
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.platform.clock import Clock
@@ -25,7 +26,6 @@ VERSION = "0.1.0"
 LOOP_MS = 20  # the safety path (relay) runs at least this often
 STABLE_MS = 60000  # a normal run this long clears the boot guard: this boot did not fail
 _GC_EVERY = 8192  # bytes allocated between collections
-GUARD = "bootguard"  # main.py's record in the data folder (plain JSON)
 
 
 def features():
@@ -40,19 +40,6 @@ def safe_features():
     from chargepoint.model import diagnostics, firmware, remote, security
 
     return (security.Security, remote.Remote, diagnostics.Diagnostics, firmware.Firmware)
-
-
-def clear_guard(data_dir):
-    """This boot did not fail (a stable minute, or a reboot the firmware asked for)."""
-    import os
-
-    path = data_dir + "/" + GUARD
-    try:
-        with open(path + ".tmp", "w") as f:
-            f.write('{"n": 0, "cause": null}')
-        os.rename(path + ".tmp", path)
-    except OSError:
-        pass
 
 
 def build_board(cfg, store):
@@ -136,7 +123,7 @@ def _reboot(board, transport, log, data_dir):
     by whoever asked for it) must survive it. A reboot asked for is no failed boot."""
     def reboot(hard):
         log.flush()
-        clear_guard(data_dir)
+        bootguard.clear(data_dir)
         transport.stop()
         if hasattr(board, "reboot"):
             board.reboot(hard)
@@ -187,7 +174,7 @@ async def _watch_wifi(wifi):
 
 async def _stable(data_dir):
     await asyncio.sleep_ms(STABLE_MS)
-    clear_guard(data_dir)
+    bootguard.clear(data_dir)
 
 
 async def main(cp, board, transport, repl=False, wifi=None, wdt=None, frames=None,

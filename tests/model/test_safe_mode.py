@@ -76,18 +76,44 @@ asyncio.run(app._stable("data"))
 print(open("data/bootguard").read())
 """
 
+COUNT = """
+import json, machine
+from chargepoint import bootguard
+machine._cause[0] = machine.HARD_RESET  # (the simulated machine: as after a reset)
+got = [bootguard.begin() for _ in range(7)]
+print(json.dumps(got))
+machine._cause[0] = machine.PWRON_RESET
+print(json.dumps([bootguard.begin(), open("data/bootguard").read()]))
+"""
 
-def test_a_stable_run_clears_the_boot_guard_on_the_twin(tmp_path):
-    import json
+
+def twin_probe(tmp_path, source):
     import os
     import subprocess
 
     from conftest import ROOT
     from tools import twin
 
-    (tmp_path / "data").mkdir()
-    (tmp_path / "probe.py").write_text(STABLE)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "probe.py").write_text(source)
     r = subprocess.run([twin.ensure(), "probe.py"], cwd=str(tmp_path), capture_output=True,
                        text=True, timeout=60, env=dict(os.environ, MICROPYPATH=".frozen:" + ROOT))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"n": 0, "cause": None}
+    return r.stdout.strip().splitlines()
+
+
+def test_a_stable_run_clears_the_boot_guard_on_the_twin(tmp_path):
+    import json
+
+    assert json.loads(twin_probe(tmp_path, STABLE)[-1]) == {"n": 0, "cause": None}
+
+
+def test_boots_are_counted_until_safe_mode_and_a_power_on_starts_again_on_the_twin(tmp_path):
+    import json
+
+    lines = twin_probe(tmp_path, COUNT)
+    reasons = json.loads(lines[0])
+    assert reasons[:5] == [None] * 5
+    assert reasons[5] == "5 boots failed: reset before a stable minute" and reasons[6]
+    after_power_on, record = json.loads(lines[1])
+    assert after_power_on is None and json.loads(record) == {"n": 1, "cause": None}
