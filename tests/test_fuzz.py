@@ -224,12 +224,14 @@ def well_framed_call(text):
     """The id of a CALL the charge point must answer, or None: a JSON array [2, "<id>", ...];
     past MAX_FRAME, one whose head reads as a CALL with an action (the engine's rule: it is
     answered FormationViolation without being parsed)."""
+    head = peek(text[:HEAD])
     if len(text.encode()) > MAX_FRAME:
-        kind, uid, action = peek(text[:HEAD])
-        return uid if kind == 2 and action is not None else None
+        return head[1] if head[0] == 2 and head[2] is not None else None
     try:
         msg = json.loads(text)
-    except (ValueError, RecursionError):  # nested deeper than the parser goes: no id known
+    except RecursionError:  # nested past any parser: refused by its head (the engine's rule)
+        return head[1] if head[0] == 2 and head[2] is not None else None
+    except ValueError:
         return None
     if isinstance(msg, list) and len(msg) >= 2 and msg[0] == 2 and isinstance(msg[1], str):
         return msg[1]

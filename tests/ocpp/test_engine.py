@@ -293,6 +293,29 @@ def test_recent_answers_push_the_oldest_out_and_keep_the_latest_of_an_id():
     assert r.find("\u00e9") == "\u00fc"
 
 
+def test_a_frame_nested_too_deep_is_refused_unparsed(rig, monkeypatch):
+    import chargepoint.ocpp.engine as engine_mod
+
+    parsed = []
+    real = engine_mod.json.loads
+    monkeypatch.setattr(engine_mod.json, "loads", lambda t: parsed.append(t) or real(t))
+    deep = '[2, "d1", "DataTransfer", {"vendorId": "x", "data": ' + "[" * 2000 + "]" * 2000 + "}]"
+    rig.transport.deliver(deep)
+    rig.step()
+    msg = rig.frames[-1]
+    assert msg[:3] == [4, "d1", "FormationViolation"] and "nested deeper than 16" in msg[3]
+    assert deep not in parsed  # refused before the parser built 2000 levels
+    flat = '[2, "d3", "DataTransfer", {"vendorId": "x", "data": [' + ",".join(["[]"] * 1300) + "]}]"
+    rig.transport.deliver(flat)
+    rig.step()
+    assert rig.frames[-1][:3] == [4, "d3", "FormationViolation"] and flat not in parsed
+    # a string full of brackets is not nesting; 16 levels are taken
+    ok = '[2, "d2", "DataTransfer", {"vendorId": "x", "data": "' + "[" * 100 + '"}]'
+    rig.transport.deliver(ok)
+    rig.step()
+    assert rig.frames[-1][:2] == [3, "d2"] or rig.frames[-1][2] != "FormationViolation"
+
+
 def test_callerror_for_our_call_reaches_its_failure_path():
     r = Rig()
     r.cs.answers["BootNotification"] = None

@@ -16,6 +16,8 @@ _RESULT = const(3)
 _ERROR = const(4)
 _RECENT_BYTES = const(1024)  # the answers to the latest inbound CALLs, for redeliveries
 _RECENT_TEXT = const(512)  # answers up to this long are kept to be sent again as they were
+_MAX_DEPTH = const(16)  # arrays and objects in arrays and objects: deeper is refused unparsed
+_MAX_CONTAINERS = const(128)  # arrays and objects in one frame: more are refused unparsed
 
 
 class Call:
@@ -126,6 +128,9 @@ class Engine:
             self._too_large(text, size)
             return
         self._show("in", text)
+        if _nested(text):
+            self._too_deep(text)
+            return
         try:
             msg = json.loads(text)
         except (ValueError, RuntimeError, MemoryError):  # not JSON; nested past the heap
@@ -164,6 +169,14 @@ class Engine:
                                    "message of %d bytes: this charge point takes at most %d"
                                    % (size, MAX_FRAME), {"size": size, "limit": MAX_FRAME}),
                        "out")
+
+    def _too_deep(self, text):
+        self.stats["bad"] += 1
+        kind, uid, action = peek(text[:HEAD])
+        if kind == _CALL and action is not None and self.answer_calls:
+            self._send(frame_error(uid, "FormationViolation",
+                                   "nested deeper than %d, or more than %d arrays and objects"
+                                   % (_MAX_DEPTH, _MAX_CONTAINERS)), "out")
 
     def _on_call(self, msg, stale):
         uid = msg[1]
@@ -230,6 +243,41 @@ class Engine:
             desc = msg[3] if len(msg) > 3 and isinstance(msg[3], str) else ""
             if c.fail:
                 c.fail(code, desc)
+
+
+def _nested(text):
+    """Whether `text` nests arrays and objects deeper than _MAX_DEPTH, or holds more than
+    _MAX_CONTAINERS of them (outside strings). The parser would build them all before it
+    failed: 2000 levels in a 4 KB frame take about 54 KB of heap, 1300 empty arrays side by
+    side 50 KB, and their MemoryError hit the network thread as well (measured on the twin).
+    OCPP 1.6's deepest payload (SetChargingProfile) is 6 deep in its frame; the one with most
+    (SendLocalList of SendLocalListMaxLength 24 entries) holds about 50."""
+    if text.count("[") + text.count("{") <= _MAX_DEPTH:
+        return False
+    try:
+        data = memoryview(text)  # MicroPython: the str's bytes, not a copy
+    except TypeError:  # CPython
+        data = text.encode()
+    depth = containers = 0
+    quoted = escaped = False
+    for b in data:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:  # closing quote
+                quoted = False
+        elif b == 0x22:
+            quoted = True
+        elif b == 0x5B or b == 0x7B:  # [ {
+            depth += 1
+            containers += 1
+            if depth > _MAX_DEPTH or containers > _MAX_CONTAINERS:
+                return True
+        elif b == 0x5D or b == 0x7D:
+            depth -= 1
+    return False
 
 
 class Recent:
