@@ -1,0 +1,214 @@
+"""One charger's WebSocket to the Central System: opened when the charger is present or has
+frames for it, kept while it is present, closed soon after it goes; its frames written in
+order, each acknowledged to the broker only once written; the Central System's text messages
+published back to the charger.
+
+Choices where the issue leaves room:
+- Held frames: a frame stays unacknowledged (held) until written, so the broker's in-flight
+  window for the bridge's connection (Mosquitto max_inflight_messages, 20 by default; AWS IoT
+  100) bounds what is held, and the broker keeps the rest in the bridge's persistent session:
+  the push-back. A link that cannot connect holds its frames and retries with back-off
+  (BACKOFF_FIRST_S doubling to BACKOFF_MAX_S, with jitter).
+- A refusal is an answer, not an outage: a handshake answered 4xx (unknown charger, wrong
+  credentials) or without `ocpp1.6` declares the charger unwelcome for the back-off period.
+  Its frames are then acknowledged and dropped (counted, logged): a charger connected
+  directly would have been refused too, and holding them would stall every other charger on
+  the connection behind the broker's window.
+- Gone: once the broker says the charger left and its held frames are written, the link
+  waits LINGER_S for more (frames may trail the presence news) and closes with 1001.
+- The Central System's binary messages are not OCPP-J: closed with 1003, as the firmware does.
+"""
+import asyncio
+import collections
+import logging
+import random
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from tools.bridge.logs import ChargerLog
+
+LOG = logging.getLogger("bridge.link")
+SUBPROTOCOL = "ocpp1.6"
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+LINGER_S = 1.0
+OPEN_TIMEOUT_S = 10
+CLOSE_TIMEOUT_S = 5
+MAX_MESSAGE = 131072  # AWS IoT's payload limit: a larger message could not be published
+
+
+class Refused(Exception):
+    """The Central System answered the handshake, and it was no."""
+
+
+class ChargerLink:
+    """`frame(payload, token)` and `presence(online)` feed it; `run()` is its task, which
+    ends when the charger is gone and nothing is held. `bridge` gives the MQTT connection,
+    the metrics and the connection settings (tools.bridge.core.Bridge)."""
+
+    def __init__(self, cp_id, bridge):
+        self.cp_id = cp_id
+        self.bridge = bridge
+        self.held = collections.deque()  # (payload bytes, token), oldest first
+        self.online = False
+        self.ws = None
+        self.refused_until = None
+        self._wake = asyncio.Event()
+        self._log = ChargerLog(LOG, {"charger": cp_id})
+
+    @property
+    def wanted(self):
+        return self.online or bool(self.held)
+
+    def frame(self, payload, token):
+        metrics = self.bridge.metrics
+        loop_time = asyncio.get_running_loop().time()
+        if self.refused_until is not None and loop_time < self.refused_until:
+            self.bridge.mqtt.ack(token)
+            metrics.dropped += 1
+            self._log.warning("frame dropped: the Central System refused this charger",
+                              extra={"event": "dropped"})
+            return
+        self.held.append((payload, token))
+        metrics.held += 1
+        self._wake.set()
+
+    def presence(self, online):
+        self.online = online
+        self._wake.set()
+
+    async def run(self):
+        delay = BACKOFF_FIRST_S
+        opened = 0
+        try:
+            while self.wanted:
+                try:
+                    ws = await self._connect()
+                except Refused as e:
+                    self._refused(str(e), delay)
+                except (OSError, asyncio.TimeoutError, InvalidHandshake) as e:
+                    self._log.warning("Central System unreachable: %s: %s", type(e).__name__, e,
+                                      extra={"event": "unreachable"})
+                else:
+                    delay = BACKOFF_FIRST_S
+                    self.refused_until = None
+                    opened += 1
+                    if opened > 1:
+                        self.bridge.metrics.reconnects += 1
+                    if await self._connected(ws):
+                        return  # the charger is gone: closed on purpose
+                    continue  # the Central System closed it: again at once, backing off after
+                await self._sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, BACKOFF_MAX_S)
+        finally:
+            self._forget_stale()
+
+    async def _connect(self):
+        bridge = self.bridge
+        try:
+            ws = await connect(
+                bridge.url_of(self.cp_id), subprotocols=[SUBPROTOCOL], ssl=bridge.ssl_of(self.cp_id),
+                additional_headers=bridge.headers_of(self.cp_id), compression=None,
+                open_timeout=OPEN_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S, ping_interval=None,
+                max_size=MAX_MESSAGE, user_agent_header=None, proxy=None)
+        except InvalidStatus as e:
+            status = e.response.status_code
+            if 400 <= status < 500:
+                raise Refused("HTTP %d" % status) from None
+            raise
+        if ws.subprotocol != SUBPROTOCOL:
+            await ws.close(1002, "the ocpp1.6 subprotocol is required")
+            raise Refused("no ocpp1.6 subprotocol agreed (%r)" % ws.subprotocol)
+        return ws
+
+    def _refused(self, why, delay):
+        loop_time = asyncio.get_running_loop().time()
+        self.refused_until = loop_time + delay
+        dropped = len(self.held)
+        self._log.error("Central System refused the charger (%s); %d held frames dropped", why,
+                        dropped, extra={"event": "refused"})
+        while self.held:
+            _, token = self.held.popleft()
+            self.bridge.mqtt.ack(token)
+        self.bridge.metrics.held -= dropped
+        self.bridge.metrics.dropped += dropped
+
+    async def _sleep(self, seconds):
+        """Wait `seconds`, or less if the charger stops being wanted."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while self.wanted and loop.time() < end:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), end - loop.time())
+            except asyncio.TimeoutError:
+                pass
+
+    async def _connected(self, ws):
+        """Frames both ways until the charger is gone (True) or the link fails (False)."""
+        metrics = self.bridge.metrics
+        self.ws = ws
+        metrics.websockets += 1
+        self._log.info("WebSocket open", extra={"event": "open"})
+        reader = asyncio.ensure_future(self._read(ws))
+        reader.add_done_callback(lambda _: self._wake.set())
+        try:
+            return await self._write(ws, reader)
+        except ConnectionClosed:
+            return False
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            self.ws = None
+            metrics.websockets -= 1
+            await ws.close(1001, "the charger left the broker")
+            self._log.info("WebSocket closed (%s)", ws.close_code, extra={"event": "close"})
+
+    async def _write(self, ws, reader):
+        mqtt, metrics = self.bridge.mqtt, self.bridge.metrics
+        loop = asyncio.get_running_loop()
+        gone_at = None
+        while not reader.done():
+            self._wake.clear()
+            while self.held:
+                payload, token = self.held[0]
+                if mqtt.current(token):
+                    await ws.send(payload, text=True)  # the bytes as they came
+                    metrics.to_csms += 1
+                    mqtt.ack(token)
+                self.held.popleft()
+                metrics.held -= 1
+            if self.online:
+                gone_at = None
+                await self._wake.wait()
+                continue
+            gone_at = gone_at or loop.time()
+            remaining = gone_at + LINGER_S - loop.time()
+            if remaining <= 0:
+                return True
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        return False
+
+    async def _read(self, ws):
+        topic = self.bridge.out_topic(self.cp_id)
+        while True:
+            message = await ws.recv()
+            if not isinstance(message, str):
+                self.bridge.metrics.dropped += 1
+                self._log.warning("binary message from the Central System: closing (1003)",
+                                  extra={"event": "binary"})
+                await ws.close(1003, "OCPP-J is text")
+                return
+            await self.bridge.mqtt.publish(topic, message.encode("utf-8"))
+            self.bridge.metrics.to_charger += 1
+
+    def _forget_stale(self):
+        """Frames of an older MQTT connection: the broker sends them again, not ours to keep."""
+        mqtt = self.bridge.mqtt
+        kept = collections.deque(f for f in self.held if mqtt.current(f[1]))
+        self.bridge.metrics.held -= len(self.held) - len(kept)
+        self.held = kept
