@@ -1,0 +1,121 @@
+"""The fleet bridge end to end: the unmodified firmware on the twin over MQTT -> Mosquitto ->
+`python3 -m tools.bridge` -> the Central System on mobilityhouse ocpp + websockets; the frames
+on the wire (the broker's spy) and at the Central System compared byte for byte. Presence,
+refusals and the subprotocol check with light MQTT chargers."""
+import asyncio
+
+import pytest
+from websockets.asyncio.server import serve
+
+from bridge_world import KEY, T, bridge_world, cs_frames, open_sessions, wire_matches  # noqa: F401
+from test_e2e import TAG, online
+from tools.csms_websocket import WebSocketCentralSystem
+
+pytestmark = pytest.mark.usefixtures("twins")
+
+CLOSE_BOUND_S = 3.0  # README: the broker's notice + LINGER_S (1 s) + the closing handshake
+
+
+def test_a_session_remote_start_configuration_and_reset_pass_through_unchanged(bridge_world):
+    world = bridge_world
+
+    async def scenario():
+        async with WebSocketCentralSystem(keys={"CP001": KEY}) as cs:
+            await world.bridge(cs.url, auth=world.auth_file({"CP001": KEY})).start()
+            sim = world.sim()
+            cp = await online(sim, cs)
+            assert cp.sessions[-1].basic_user == "CP001"  # Basic with the charger's key
+            assert cp.sessions[-1].subprotocol == "ocpp1.6"
+            await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
+            await sim.ask(cmd="load", connector=1, amps=16.0)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await sim.ask(cmd="ev", connector=1, state="C")
+            await cs.wait_for(lambda: cp.transactions and len(
+                list(cp.transactions.values())[0].meter_values) >= 2, T)
+            await sim.ask(cmd="rfid", uid=TAG)
+            await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
+            assert (await cs.remote_start("CP001", TAG, connector_id=1))["status"] == "Accepted"
+            s = await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] is not None)
+            txid = s["connectors"]["1"]["transaction_id"]
+            assert (await cs.remote_stop("CP001", txid))["status"] == "Accepted"
+            await cs.wait_for(lambda: cp.transactions[txid].stopped, T)
+            conf = await cs.get_configuration("CP001", ["MeterValueSampleInterval"])
+            assert conf["configurationKey"][0]["value"] == "1"
+            assert (await cs.reset("CP001", "Soft"))["status"] == "Accepted"
+            await cs.wait_for(lambda: len(cp.boots) == 2, T)
+            await sim.until(lambda s: s["boots"] == 2 and s["online"])
+            (wire_in, cs_in), (wire_out, cs_out) = await wire_matches(world, cs, "CP001")
+            assert wire_in == cs_in  # every frame the charger published, as it published it
+            assert wire_out == cs_out  # every frame the Central System sent, as it sent it
+            actions = [m[2] for m in (f.message() for f in cp.frames if f.direction == "in")
+                       if m[0] == 2]
+            for action in ("BootNotification", "Authorize", "StartTransaction", "MeterValues",
+                           "StopTransaction"):
+                assert action in actions
+    world.run(scenario)
+
+
+def test_a_charger_that_leaves_the_broker_has_its_websocket_closed_and_reopened(bridge_world):
+    world = bridge_world
+
+    async def scenario():
+        async with WebSocketCentralSystem() as cs:
+            await world.bridge(cs.url).start()
+            charger = await world.light("CP-P1").connect()
+            await charger.publish('[2,"p1","Heartbeat",{}]')
+            await cs.wait_for(lambda: open_sessions(cs, "CP-P1"), T)
+            for leave in (charger.close, charger.abort):  # DISCONNECT, then the TCP link cut
+                left = asyncio.get_running_loop().time()
+                await leave()
+                await cs.wait_for(lambda: not open_sessions(cs, "CP-P1"), T)
+                took = asyncio.get_running_loop().time() - left
+                assert took < CLOSE_BOUND_S, took
+                assert cs.chargers["CP-P1"].sessions[-1].close_code == 1001
+                # back on the broker: open again, with no frame needed (a known charger)
+                await charger.connect()
+                await cs.wait_for(lambda: open_sessions(cs, "CP-P1"), CLOSE_BOUND_S)
+            assert len(cs.chargers["CP-P1"].sessions) == 3
+    world.run(scenario)
+
+
+def test_a_refused_charger_is_dropped_and_does_not_stall_the_others(bridge_world):
+    world = bridge_world
+
+    async def scenario():
+        async with WebSocketCentralSystem(keys={"CP-R1": KEY}, chargers=["CP-R2"]) as cs:
+            bridge = await world.bridge(cs.url, auth=world.auth_file({"CP-R1": "FF" * 16})).start()
+            refused, welcome = [await world.light(i).connect() for i in ("CP-R1", "CP-R2")]
+            for n in range(30):  # more than the broker's in-flight window (20)
+                await refused.publish('[2,"r%d","Heartbeat",{}]' % n)
+            await welcome.publish('[2,"w1","Heartbeat",{}]')
+            await cs.wait_for(lambda: cs_frames(cs, "CP-R2", "in"), T)
+            await cs.wait_for(lambda: len(cs_frames(cs, "CP-R2", "out")) == 1, T)
+            assert any(r.status == 401 and r.charger_id == "CP-R1" for r in cs.refusals)
+            assert not cs_frames(cs, "CP-R1", "in")
+            while (await bridge.metrics())["bridge_frames_dropped_total"] < 30:
+                await asyncio.sleep(0.05)
+            assert (await bridge.metrics())["bridge_frames_held"] == 0
+    world.run(scenario)
+
+
+def test_a_central_system_that_does_not_agree_ocpp16_is_refused(bridge_world):
+    world = bridge_world
+
+    async def scenario():
+        heard = []
+
+        async def handler(connection):
+            async for message in connection:
+                heard.append(message)
+
+        # a WebSocket server that offers no subprotocol: the handshake completes without one
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            bridge = await world.bridge("ws://127.0.0.1:%d/ocpp" % port).start()
+            charger = await world.light("CP-S1").connect()
+            await charger.publish('[2,"s1","Heartbeat",{}]')
+            while (await bridge.metrics())["bridge_frames_dropped_total"] < 1:
+                await asyncio.sleep(0.05)
+            assert heard == []
+            assert '"event": "refused"' in bridge.log_tail()
+    world.run(scenario)
