@@ -86,7 +86,7 @@ class Bridge:
         self.certs = certs
         self.metrics = Metrics()
         self.links = {}  # charger id -> ChargerLink, while it has a task
-        self.online = set()  # charger ids the broker says are connected, ours only
+        self.news = {}  # charger id (ours) -> the broker's latest: True connected, False gone
         self.known = set(self.auth)  # charger ids: sent a frame, or have credentials
         self._tasks = {}
         self._csms_ca = csms_ca
@@ -144,11 +144,8 @@ class Bridge:
     def _presence(self, cp_id, online):
         if not self.ours(cp_id):
             return
-        if online:
-            self.online.add(cp_id)
-        else:
-            self.online.discard(cp_id)
-        self.metrics.online = len(self.online & self.known)
+        self.news[cp_id] = online
+        self._count_online()
         link = self.links.get(cp_id)
         if link is None and online and cp_id in self.known:
             link = self._link(cp_id)
@@ -160,13 +157,17 @@ class Bridge:
         link = self.links.get(cp_id)
         if link is None:
             link = self.links[cp_id] = ChargerLink(cp_id, self)
-            link.online = cp_id in self.online
-            self.metrics.online = len(self.online & self.known)
+            link.online = self.news.get(cp_id)
+            self._count_online()
         if cp_id not in self._tasks:
             task = asyncio.ensure_future(link.run())
             self._tasks[cp_id] = task
             task.add_done_callback(lambda t, cp_id=cp_id: self._ended(cp_id, t))
         return link
+
+    def _count_online(self):
+        self.metrics.online = sum(1 for cp_id, online in self.news.items()
+                                  if online and cp_id in self.known)
 
     def _ended(self, cp_id, task):
         self._tasks.pop(cp_id, None)

@@ -16,6 +16,11 @@ Choices where the issue leaves room:
   the connection behind the broker's window.
 - Gone: once the broker says the charger left and its held frames are written, the link
   waits LINGER_S for more (frames may trail the presence news) and closes with 1001.
+- Present without news: a bridge that starts (or restarts) has missed the connects of the
+  chargers already there. A frame is taken as evidence that its charger is connected until
+  the broker says otherwise, or until UNCONFIRMED_S pass without a frame (a frame
+  redelivered from the session of a charger that left while the bridge was down: its
+  disconnect news is lost for good; longer than two Heartbeat intervals of 300 s).
 - The Central System's binary messages are not OCPP-J: closed with 1003, as the firmware does.
 """
 import asyncio
@@ -33,6 +38,7 @@ SUBPROTOCOL = "ocpp1.6"
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 LINGER_S = 1.0
+UNCONFIRMED_S = 660.0
 OPEN_TIMEOUT_S = 10
 CLOSE_TIMEOUT_S = 5
 MAX_MESSAGE = 131072  # AWS IoT's payload limit: a larger message could not be published
@@ -51,15 +57,25 @@ class ChargerLink:
         self.cp_id = cp_id
         self.bridge = bridge
         self.held = collections.deque()  # (payload bytes, token), oldest first
-        self.online = False
+        self.online = None  # the broker's latest news: True, False, or None (none heard)
+        self.last_frame = None  # loop time of the latest frame
         self.ws = None
         self.refused_until = None
         self._wake = asyncio.Event()
         self._log = ChargerLog(LOG, {"charger": cp_id})
 
+    def present(self):
+        """Connected to the broker, as far as we know; else the loop time it counts as gone."""
+        if self.online is not None:
+            return self.online
+        if self.last_frame is None:
+            return False
+        gone_at = self.last_frame + UNCONFIRMED_S
+        return True if asyncio.get_running_loop().time() < gone_at else gone_at
+
     @property
     def wanted(self):
-        return self.online or bool(self.held)
+        return self.present() is True or bool(self.held)
 
     def frame(self, payload, token):
         metrics = self.bridge.metrics
@@ -70,6 +86,7 @@ class ChargerLink:
             self._log.warning("frame dropped: the Central System refused this charger",
                               extra={"event": "dropped"})
             return
+        self.last_frame = loop_time
         self.held.append((payload, token))
         metrics.held += 1
         self._wake.set()
@@ -179,16 +196,20 @@ class ChargerLink:
                     mqtt.ack(token)
                 self.held.popleft()
                 metrics.held -= 1
-            if self.online:
+            present = self.present()
+            if present is True and self.online:
                 gone_at = None
                 await self._wake.wait()
                 continue
-            gone_at = gone_at or loop.time()
-            remaining = gone_at + LINGER_S - loop.time()
-            if remaining <= 0:
-                return True
+            if present is True:  # on a frame's word: until UNCONFIRMED_S without one
+                timeout = self.last_frame + UNCONFIRMED_S - loop.time()
+            else:
+                gone_at = gone_at or loop.time()
+                timeout = gone_at + LINGER_S - loop.time()
+                if timeout <= 0:
+                    return True
             try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
+                await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
         return False
