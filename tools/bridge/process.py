@@ -27,7 +27,9 @@ class BridgeProcess:
     """`await bridge.start()`; `bridge.kill()` (SIGKILL); `await bridge.stop()` (SIGTERM).
     Its JSON log lines go to `log_path` (appended over restarts)."""
 
-    def __init__(self, log_path, broker, ca, cert, key, csms, **options):
+    def __init__(self, log_path, broker, ca, cert, key, csms, spawn=subprocess.Popen,
+                 **options):
+        self.spawn = spawn  # subprocess.Popen, or the bench's (stopped with it)
         self.http_port = free_port()
         self.args = bridge_args(broker, ca, cert, key, csms,
                                 http="127.0.0.1:%d" % self.http_port, **options)
@@ -36,8 +38,8 @@ class BridgeProcess:
 
     async def start(self, timeout=20):
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.args, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log)
+            self.proc = self.spawn(self.args, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=log)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while await self.get("/healthz") != 200:
@@ -48,7 +50,7 @@ class BridgeProcess:
         return self
 
     async def get(self, path):
-        """The HTTP status of GET `path` (with_body=False), None if not listening."""
+        """The HTTP status of GET `path`, None if not listening."""
         status, _ = await self.fetch(path)
         return status
 
