@@ -588,6 +588,12 @@ def _bridge(h, info, images):
                   _ms(latency.get("p99")), _v(r.get("cpu_percent")),
                   _mb(r.get("rss_bytes")), _mb(r.get("rss_peak_bytes"))))
     yield ""
+    drops = [(b.get(k) or {}).get("broker_drop_notices") for k in ("x1", "x2")]
+    yield ("Mosquitto's \"Outgoing messages are being dropped\" notices (its per-session queue, "
+           "`max_queued_messages` 1000 by default, overflowing when a bridge falls that far "
+           "behind; the bridge itself never drops an acknowledged frame): %s (one instance), "
+           "%s (two)." % tuple(_v(d) for d in drops))
+    yield ""
     yield "Every step (the first one not sustained ends the run):"
     yield ""
     yield "| instances | offered/s | achieved/s | lost to CS / to chargers | p50 / p99 | CPU |"

@@ -1,7 +1,6 @@
 """The bridge: one MQTT connection in, one ChargerLink per charger of its shard out, the
 presence news routed to the links, the figures /metrics shows."""
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -11,7 +10,7 @@ import urllib.parse
 from tools.bridge import presence, shard
 from tools.bridge.link import ChargerLink
 from tools.bridge.mqtt import MqttConnection
-from tools.csms_websocket import authorization_password
+from tools.basic_auth import basic_authorization
 
 LOG = logging.getLogger("bridge")
 IN_SUFFIX = "/in"
@@ -64,11 +63,7 @@ def load_auth(path):
         keys = json.load(f)
     if not isinstance(keys, dict):
         raise ValueError("%s: a JSON object {charger id: AuthorizationKey} expected" % path)
-    headers = {}
-    for cp_id, key in keys.items():
-        token = cp_id.encode("utf-8") + b":" + authorization_password(key)
-        headers[cp_id] = "Basic " + base64.b64encode(token).decode("ascii")
-    return headers
+    return {cp_id: basic_authorization(cp_id, key) for cp_id, key in keys.items()}
 
 
 class Bridge:
