@@ -27,7 +27,7 @@ MODES = {
                  local_list=1000, charging_profiles=10, download_s=10, phase_s=600,
                  transport_reps=100, transport_drains=transports.TRANSPORTS,
                  soak_sessions=2000, transport_boots=5, bridge_chargers=1000,
-                 bridge_rates=(250, 500, 1000, 2000, 4000), bridge_step_s=5),
+                 bridge_rates=(250, 500, 1000, 1500, 2000, 3000, 4000), bridge_step_s=5),
     "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
                   bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
                   fleet_mv_s=2, valgrind_n=10, inproc_n=200, local_list=100,

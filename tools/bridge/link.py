@@ -38,6 +38,7 @@ SUBPROTOCOL = "ocpp1.6"
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 LINGER_S = 1.0
+STABLE_S = 10.0  # a link that lasted this long resets the back-off
 UNCONFIRMED_S = 660.0
 OPEN_TIMEOUT_S = 10
 CLOSE_TIMEOUT_S = 5
@@ -59,23 +60,20 @@ class ChargerLink:
         self.held = collections.deque()  # (payload bytes, token), oldest first
         self.online = None  # the broker's latest news: True, False, or None (none heard)
         self.last_frame = None  # loop time of the latest frame
-        self.ws = None
         self.refused_until = None
         self._wake = asyncio.Event()
         self._log = ChargerLog(LOG, {"charger": cp_id})
 
     def present(self):
-        """Connected to the broker, as far as we know; else the loop time it counts as gone."""
+        """Connected to the broker, as far as we know."""
         if self.online is not None:
             return self.online
-        if self.last_frame is None:
-            return False
-        gone_at = self.last_frame + UNCONFIRMED_S
-        return True if asyncio.get_running_loop().time() < gone_at else gone_at
+        return self.last_frame is not None and \
+            asyncio.get_running_loop().time() < self.last_frame + UNCONFIRMED_S
 
     @property
     def wanted(self):
-        return self.present() is True or bool(self.held)
+        return self.present() or bool(self.held)
 
     def frame(self, payload, token):
         metrics = self.bridge.metrics
@@ -108,14 +106,16 @@ class ChargerLink:
                     self._log.warning("Central System unreachable: %s: %s", type(e).__name__, e,
                                       extra={"event": "unreachable"})
                 else:
-                    delay = BACKOFF_FIRST_S
                     self.refused_until = None
                     opened += 1
                     if opened > 1:
                         self.bridge.metrics.reconnects += 1
+                    began = asyncio.get_running_loop().time()
                     if await self._connected(ws):
                         return  # the charger is gone: closed on purpose
-                    continue  # the Central System closed it: again at once, backing off after
+                    if asyncio.get_running_loop().time() - began > STABLE_S:
+                        delay = BACKOFF_FIRST_S
+                        continue  # the Central System closed a good link: again at once
                 await self._sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, BACKOFF_MAX_S)
         finally:
@@ -165,7 +165,6 @@ class ChargerLink:
     async def _connected(self, ws):
         """Frames both ways until the charger is gone (True) or the link fails (False)."""
         metrics = self.bridge.metrics
-        self.ws = ws
         metrics.websockets += 1
         self._log.info("WebSocket open", extra={"event": "open"})
         reader = asyncio.ensure_future(self._read(ws))
@@ -177,7 +176,6 @@ class ChargerLink:
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-            self.ws = None
             metrics.websockets -= 1
             await ws.close(1001, "the charger left the broker")
             self._log.info("WebSocket closed (%s)", ws.close_code, extra={"event": "close"})
@@ -197,11 +195,11 @@ class ChargerLink:
                 self.held.popleft()
                 metrics.held -= 1
             present = self.present()
-            if present is True and self.online:
+            if present and self.online:
                 gone_at = None
                 await self._wake.wait()
                 continue
-            if present is True:  # on a frame's word: until UNCONFIRMED_S without one
+            if present:  # on a frame's word: until UNCONFIRMED_S without one
                 timeout = self.last_frame + UNCONFIRMED_S - loop.time()
             else:
                 gone_at = gone_at or loop.time()
