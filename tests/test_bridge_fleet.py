@@ -16,9 +16,8 @@ pytestmark = pytest.mark.usefixtures("twins")
 
 TWINS = ("CP001", "CP002")
 LIGHTS = tuple("CP-L%02d" % i for i in range(1, 19))
-# The issue asks for 30 s; BRIDGE_OUTAGE_S=30 runs that (the back-off is capped at 10 s, so
-# 12 s already sees the cap and a retry after it).
-OUTAGE_S = float(os.environ.get("BRIDGE_OUTAGE_S", 12))
+# As the issue asks: 30 s, three times the back-off's cap (BRIDGE_OUTAGE_S to change it).
+OUTAGE_S = float(os.environ.get("BRIDGE_OUTAGE_S", 30))
 
 
 class Sampler:
@@ -90,6 +89,7 @@ def test_two_instances_twenty_chargers_one_killed_nothing_lost_never_two_websock
             stop = asyncio.Event()
             drivers = [asyncio.ensure_future(traffic(c, stop)) for c in lights]
             await cs.wait_for(lambda: all(len(open_sessions(cs, i)) == 1 for i in ids), T)
+            await asyncio.sleep(1)
             # the instance with more chargers goes, mid-traffic; the twins act meanwhile
             victim = max((0, 1), key=lambda k: len(in_shard(ids, k, 2)))
             bridges[victim].kill()
@@ -123,6 +123,9 @@ def test_central_system_down_mid_session_frames_held_then_delivered(bridge_world
             sim = world.sim()
             cp = await online(sim, cs)
             await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
+            # The outage outlasts the firmware's 30 s wait for an answer: its own rules then
+            # send the transaction's messages again after this interval (60 s by default)
+            await cs.change_configuration("CP001", "TransactionMessageRetryInterval", "2")
             await sim.ask(cmd="load", connector=1, amps=16.0)
             await sim.ask(cmd="rfid", uid=TAG)
             await sim.ask(cmd="ev", connector=1, state="C")

@@ -83,6 +83,7 @@ class Bridge:
         self.links = {}  # charger id -> ChargerLink, while it has a task
         self.news = {}  # charger id (ours) -> the broker's latest: True connected, False gone
         self.known = set(self.auth)  # charger ids: sent a frame, or have credentials
+        self._online = set()  # known ids whose latest news is "connected"
         self._tasks = {}
         self._csms_ca = csms_ca
         self._ssl = {}  # charger id -> its ssl context (wss:// only)
@@ -133,14 +134,16 @@ class Bridge:
         if cp_id is None or not self.ours(cp_id):
             self.mqtt.ack(token)  # another instance's (it gets its own copy)
             return
-        self.known.add(cp_id)
+        if cp_id not in self.known:
+            self.known.add(cp_id)
+            self._count_online(cp_id)
         self._link(cp_id).frame(payload, token)
 
     def _presence(self, cp_id, online):
         if not self.ours(cp_id):
             return
         self.news[cp_id] = online
-        self._count_online()
+        self._count_online(cp_id)
         link = self.links.get(cp_id)
         if link is None and online and cp_id in self.known:
             link = self._link(cp_id)
@@ -153,27 +156,33 @@ class Bridge:
         if link is None:
             link = self.links[cp_id] = ChargerLink(cp_id, self)
             link.online = self.news.get(cp_id)
-            self._count_online()
         if cp_id not in self._tasks:
             task = asyncio.ensure_future(link.run())
             self._tasks[cp_id] = task
             task.add_done_callback(lambda t, cp_id=cp_id: self._ended(cp_id, t))
         return link
 
-    def _count_online(self):
-        self.metrics.online = sum(1 for cp_id, online in self.news.items()
-                                  if online and cp_id in self.known)
+    def _count_online(self, cp_id):
+        if self.news.get(cp_id) and cp_id in self.known:
+            self._online.add(cp_id)
+        else:
+            self._online.discard(cp_id)
+        self.metrics.online = len(self._online)
 
     def _ended(self, cp_id, task):
         self._tasks.pop(cp_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            LOG.error("link failed: %r", task.exception(), extra={"charger": cp_id,
-                                                                  "event": "bug"})
         link = self.links.get(cp_id)
-        if link is not None and link.wanted and not task.cancelled():
-            self._link(cp_id)  # a frame came while it was closing: open again
-        elif link is not None and not link.wanted:
+        if task.cancelled() or link is None:
+            return
+        error = task.exception()
+        if error is not None:  # a bug: logged, and the link again in a second if wanted
+            LOG.error("link failed: %r", error, extra={"charger": cp_id, "event": "bug"})
+        if not link.wanted:
             del self.links[cp_id]
+        elif error is not None:
+            asyncio.get_running_loop().call_later(1, self._link, cp_id)
+        else:
+            self._link(cp_id)  # a frame came while it was closing: open again
 
     # -- lifecycle --------------------------------------------------------------------------
 
