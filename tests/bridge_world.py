@@ -109,6 +109,15 @@ async def wire_matches(world, cs, cp_id, timeout=T):
         await asyncio.sleep(0.05)
 
 
+async def until(predicate, timeout=T):
+    """Wait until predicate() holds (checked every 20 ms); AssertionError after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "not within %s s" % timeout
+        await asyncio.sleep(0.02)
+
+
 def open_sessions(cs, cp_id):
     charger = cs.chargers.get(cp_id)
     return [s for s in charger.sessions if s.open] if charger else []
@@ -119,12 +128,24 @@ def in_shard(ids, index, count):
 
 
 @pytest.fixture
-def bridge_world(make_pki, tmp_path):
-    pki = make_pki("bridge-pki")
-    broker = SpyBroker(str(tmp_path / "broker"), pki_dir=pki.dir).start()
-    world = World(pki, broker, tmp_path)
-    yield world
-    world.close()
-    broker.stop()
-    for s in world.sims:
-        assert s.healthy(), s.bad_log()
+def make_bridge_world(make_pki, tmp_path):
+    """make_bridge_world(**Broker kwargs) -> World on a fresh SpyBroker; all stopped after."""
+    made = []
+
+    def make(**broker_kwargs):
+        broker = SpyBroker(str(tmp_path / "broker"), pki_dir=make_pki("bridge-pki").dir,
+                           **broker_kwargs).start()
+        made.append(World(make_pki("bridge-pki"), broker, tmp_path))
+        return made[-1]
+
+    yield make
+    for world in made:
+        world.close()
+        world.broker.stop()
+        for s in world.sims:
+            assert s.healthy(), s.bad_log()
+
+
+@pytest.fixture
+def bridge_world(make_bridge_world):
+    return make_bridge_world()

@@ -7,8 +7,10 @@ import asyncio
 import pytest
 from websockets.asyncio.server import serve
 
-from bridge_world import KEY, T, bridge_world, cs_frames, open_sessions, wire_matches  # noqa: F401
+from bridge_world import (KEY, T, bridge_world, cs_frames, make_bridge_world,  # noqa: F401
+                          open_sessions, until, wire_matches)
 from test_e2e import TAG, online
+from tools.bridge import shard
 from tools.csms_websocket import WebSocketCentralSystem
 
 pytestmark = pytest.mark.usefixtures("twins")
@@ -118,4 +120,32 @@ def test_a_central_system_that_does_not_agree_ocpp16_is_refused(bridge_world):
                 await asyncio.sleep(0.05)
             assert heard == []
             assert '"event": "refused"' in bridge.log_tail()
+    world.run(scenario)
+
+
+def test_a_pool_of_connections_carries_each_chargers_answers_on_its_own(make_bridge_world):
+    # one identity, several client ids: as on AWS with the policy's bridge-*; the stand-in
+    # then takes the client id from the CONNECT, not from the certificate
+    world = make_bridge_world(clientid_from_cert=False)
+    ids = ["CP-K%02d" % i for i in range(12)]
+    assert {shard.connection_of(i, 1, 3) for i in ids} == {0, 1, 2}
+
+    async def scenario():
+        async with WebSocketCentralSystem() as cs:
+            bridge = await world.bridge(cs.url, extra=["--connections", "3"]).start()
+            chargers = [await world.light(i).connect() for i in ids]
+            for n in range(5):
+                await asyncio.gather(*(c.publish('[2,"k%d","Heartbeat",{}]' % n)
+                                       for c in chargers))
+            await until(lambda: all(len(c.received) == 5 for c in chargers))
+            for cp_id in ids:
+                (wire_in, cs_in), (wire_out, cs_out) = await wire_matches(world, cs, cp_id)
+                assert len(wire_in) == len(wire_out) == 5
+                assert wire_in == cs_in and wire_out == cs_out
+            metrics = await bridge.metrics()
+            assert metrics["bridge_mqtt_connections_up"] == 3
+            published = [metrics['bridge_mqtt_publishes_total{connection="%d"}' % k]
+                         for k in range(3)]
+            assert published == [5.0 * sum(1 for i in ids if shard.connection_of(i, 1, 3) == k)
+                                 for k in range(3)]
     world.run(scenario)

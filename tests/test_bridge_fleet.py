@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from bridge_world import T, bridge_world, cs_frames, in_shard, open_sessions  # noqa: F401
+from bridge_world import (T, bridge_world, cs_frames, in_shard,  # noqa: F401
+                          make_bridge_world, open_sessions)
 from test_e2e import TAG, online
 from tools.csms_websocket import WebSocketCentralSystem
 

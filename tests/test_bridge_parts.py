@@ -124,10 +124,22 @@ def test_the_charger_id_is_the_level_before_in():
     assert _charger_of("CP001/out") is None and _charger_of("/in") is None
 
 
-def test_metrics_are_prometheus_text():
-    metrics = Metrics()
-    metrics.to_csms, metrics.held, metrics.websockets = 7, 2, 3
-    text = metrics.render()
+def test_metrics_are_prometheus_text_and_healthz_needs_every_connection():
+    class Connection:
+        def __init__(self, connected, published):
+            self.connected, self.published = connected, published
+
+    class Bridge:
+        metrics = Metrics()
+        pool = [Connection(True, 5), Connection(False, 2)]
+
+        @property
+        def healthy(self):
+            return all(c.connected for c in self.pool)
+
+    bridge = Bridge()
+    bridge.metrics.to_csms, bridge.metrics.held, bridge.metrics.websockets = 7, 2, 3
+    text = bridge.metrics.render(bridge.pool)
     samples = {}
     for line in text.splitlines():
         if not line.startswith("#"):
@@ -135,18 +147,26 @@ def test_metrics_are_prometheus_text():
             samples[name] = float(value)
     assert samples['bridge_frames_total{direction="to_csms"}'] == 7
     assert samples["bridge_frames_held"] == 2 and samples["bridge_websockets_open"] == 3
+    assert samples["bridge_mqtt_connections_up"] == 1
+    assert samples['bridge_mqtt_publishes_total{connection="1"}'] == 2
     names = {re.match(r"[a-z_]+", n).group(0) for n in samples}
     for name in names:
         assert "# TYPE %s " % name in text and "# HELP %s " % name in text
-
-    class Bridge:
-        mqtt = type("Mqtt", (), {"connected": False})()
-
-    bridge = Bridge()
-    bridge.metrics = metrics
     assert http.answer(bridge, "GET", "/healthz")[0] == 503
-    bridge.mqtt.connected = True
+    bridge.pool[1].connected = True
     assert http.answer(bridge, "GET", "/healthz")[0] == 200
-    assert http.answer(bridge, "GET", "/metrics?x=1")[2] == text
+    assert http.answer(bridge, "GET", "/metrics?x=1")[2] == bridge.metrics.render(bridge.pool)
     assert http.answer(bridge, "POST", "/metrics")[0] == 405
     assert http.answer(bridge, "GET", "/")[0] == 404
+
+
+def test_a_pool_of_connections_splits_a_shard_into_buckets():
+    count, connections = 3, 4
+    for cp_id in IDS:
+        index = shard.shard_of(cp_id, count)
+        k = shard.connection_of(cp_id, count, connections)
+        bucket = shard.bucket(index, count, k)
+        assert 0 <= k < connections
+        # the AWS rule of that bucket (of N*K) is the one that picks the charger
+        assert _evaluate_rule(shard.rule_sql(bucket, count * connections), cp_id)
+    assert {shard.connection_of(i, count, connections) for i in IDS} == set(range(connections))

@@ -5,7 +5,7 @@ asyncio streams, hundreds to a process, no firmware. It publishes the frames it 
     charger = LightCharger("CP-L001", "127.0.0.1", port, tls_context)
     await charger.connect()
     await charger.publish('[2,"m1","Heartbeat",{}]')
-    topic_payloads = charger.received     # (monotonic time, payload bytes), oldest first
+    charger.received                      # [(monotonic time, payload bytes)], oldest first
     await charger.close()                 # DISCONNECT; charger.abort(): the TCP link cut
 
 The firmware is the real charger (tools.sim); this one only makes traffic the way it does.
@@ -48,7 +48,6 @@ class LightCharger:
         self.clean_session = clean_session
         self.received = []  # (time.monotonic(), payload) of each message on <id>/out
         self.published = 0  # frames the broker acknowledged
-        self.arrived = asyncio.Event()  # set on each message (clear it to wait for the next)
         self._reader = self._writer = None
         self._mid = 0
         self._acks = {}  # mid -> future
@@ -109,7 +108,6 @@ class LightCharger:
         mid = struct.unpack_from("!H", body, 2 + topic_len)[0]  # we subscribe at QoS 1
         self.received.append((time.monotonic(), body[4 + topic_len:]))
         self._writer.write(_packet(_PUBACK, 0, struct.pack("!H", mid)))
-        self.arrived.set()
 
     async def publish(self, payload, timeout=30):
         """Publish `payload` (str or bytes) to <id>/in at QoS 1; returns at the PUBACK."""

@@ -31,7 +31,10 @@ def parse_args(argv=None):
     p.add_argument("--client-id", help="MQTT client id (default bridge-I; on the stand-in the "
                    "certificate's CN is the client id whatever is given)")
     p.add_argument("--inbound", default="+/in", help="MQTT filter of the chargers' frames "
-                   "(default +/in; on AWS with the republish rule: bridge/I/+/in)")
+                   "(default +/in; on AWS with the republish rules: 'bridge/{bucket}/+/in')")
+    p.add_argument("--connections", type=int, default=1, metavar="K",
+                   help="MQTT connections per instance (AWS IoT: 100 publishes/s each); "
+                   "client ids CLIENT_ID, CLIENT_ID-1, ... (default 1)")
     p.add_argument("--publish-rate", type=float, default=100,
                    help="publishes per second at most (AWS IoT: 100 per connection)")
     p.add_argument("--log-level", default="INFO")
@@ -40,6 +43,8 @@ def parse_args(argv=None):
         args.shard_index, args.shard_count = shard.parse(args.shard)
     except ValueError as e:
         p.error(str(e))
+    if args.connections < 1:
+        p.error("--connections must be 1 or more")
     if not args.csms.startswith(("ws://", "wss://")):
         p.error("--csms must be a ws:// or wss:// URL")
     return args
@@ -51,7 +56,7 @@ async def run(args):
                     csms_ca=args.csms_ca, auth=load_auth(args.auth) if args.auth else None,
                     certs=args.certs, shard_index=args.shard_index,
                     shard_count=args.shard_count, inbound=args.inbound,
-                    publish_rate=args.publish_rate)
+                    publish_rate=args.publish_rate, connections=args.connections)
     server = None
     if args.http:
         host, _, port = args.http.rpartition(":")

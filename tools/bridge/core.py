@@ -28,9 +28,9 @@ class Metrics:
         self.reconnects = 0  # WebSockets opened again while their charger stayed wanted
         self.held = 0  # frames received, not yet written (unacknowledged to the broker)
         self.dropped = 0  # frames acknowledged without being written, or messages refused
-        self.mqtt_connected = 0
 
-    def render(self):
+    def render(self, pool=()):
+        """The text of /metrics; `pool`: the MQTT connections, for their own figures."""
         rows = (
             ("bridge_chargers_online", "gauge", "Chargers of this shard connected to the broker",
              [("", self.online)]),
@@ -46,8 +46,10 @@ class Metrics:
             ("bridge_frames_dropped_total", "counter",
              "Frames acknowledged unwritten (charger refused), or messages not published",
              [("", self.dropped)]),
-            ("bridge_mqtt_connected", "gauge", "1 while the MQTT connection is up",
-             [("", self.mqtt_connected)]),
+            ("bridge_mqtt_connections_up", "gauge", "MQTT connections up (of the pool)",
+             [("", sum(1 for c in pool if c.connected))]),
+            ("bridge_mqtt_publishes_total", "counter", "Publishes the broker acknowledged",
+             [('{connection="%d"}' % k, c.published) for k, c in enumerate(pool)]),
         )
         lines = []
         for name, kind, text, samples in rows:
@@ -73,7 +75,8 @@ class Bridge:
     for wss:// (security profile 3); `csms_ca`: the CA file wss:// is checked against."""
 
     def __init__(self, broker, mqtt_tls, client_id, csms, *, csms_ca=None, auth=None,
-                 certs=None, shard_index=0, shard_count=1, inbound="+/in", publish_rate=100):
+                 certs=None, shard_index=0, shard_count=1, inbound="+/in", publish_rate=100,
+                 connections=1):
         host, _, port = broker.rpartition(":")
         self.csms = csms.rstrip("/")
         self.shard_index, self.shard_count = shard_index, shard_count
@@ -88,9 +91,21 @@ class Bridge:
         self._csms_ca = csms_ca
         self._ssl = {}  # charger id -> its ssl context (wss:// only)
         self._secure = self.csms.startswith("wss://")
-        self.mqtt = MqttConnection(host.strip("[]"), int(port), mqtt_tls, client_id,
-                                   (inbound,) + presence.TOPICS, self._on_message,
-                                   rate=publish_rate, on_state=self._on_mqtt_state)
+        # The pool: connection k is client id `client_id` (k = 0) or `client_id-k`. With a
+        # {bucket} in `inbound` each reads its own bucket (AWS: one rule per bucket), else
+        # the first reads everything; each publishes for its own chargers; the first also
+        # reads the presence news.
+        self.pool = []
+        for k in range(connections):
+            if "{bucket}" in inbound:
+                topics = (inbound.format(bucket=shard.bucket(shard_index, shard_count, k)),)
+            else:
+                topics = (inbound,) if k == 0 else ()
+            if k == 0:
+                topics += presence.TOPICS
+            self.pool.append(MqttConnection(
+                host.strip("[]"), int(port), mqtt_tls, client_id + ("-%d" % k if k else ""),
+                topics, self._on_message, rate=publish_rate))
 
     # -- what the links ask for ------------------------------------------------------------
 
@@ -116,23 +131,29 @@ class Bridge:
     def out_topic(self, cp_id):
         return cp_id + OUT_SUFFIX
 
+    def publisher_of(self, cp_id):
+        """The MQTT connection that carries the charger's /out."""
+        return self.pool[shard.connection_of(cp_id, self.shard_count, len(self.pool))]
+
+    @property
+    def healthy(self):
+        """Every connection of the pool up."""
+        return all(c.connected for c in self.pool)
+
     # -- MQTT in ----------------------------------------------------------------------------
 
     def ours(self, cp_id):
         return shard.shard_of(cp_id, self.shard_count) == self.shard_index
 
-    def _on_mqtt_state(self, connected):
-        self.metrics.mqtt_connected = int(connected)
-
     def _on_message(self, topic, payload, token):
         news = presence.event(topic, payload)
         if news is not None:
-            self.mqtt.ack(token)
+            token.ack()
             self._presence(*news)
             return
         cp_id = _charger_of(topic)
         if cp_id is None or not self.ours(cp_id):
-            self.mqtt.ack(token)  # another instance's (it gets its own copy)
+            token.ack()  # another instance's (it gets its own copy)
             return
         if cp_id not in self.known:
             self.known.add(cp_id)
@@ -187,7 +208,8 @@ class Bridge:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self):
-        await self.mqtt.start()
+        for connection in self.pool:
+            await connection.start()
         try:
             await asyncio.get_running_loop().create_future()
         finally:
@@ -195,7 +217,7 @@ class Bridge:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.mqtt.stop()
+            await asyncio.gather(*(connection.stop() for connection in self.pool))
 
 
 def _charger_of(topic):

@@ -1,4 +1,4 @@
-"""--http HOST:PORT: `/healthz` (200 while the MQTT connection is up, else 503) and `/metrics`
+"""--http HOST:PORT: `/healthz` (200 while every MQTT connection is up, else 503) and `/metrics`
 (Prometheus text format 0.0.4), on a minimal asyncio HTTP/1.0 server."""
 import asyncio
 
@@ -12,10 +12,11 @@ def answer(bridge, method, path):
         return 405, "text/plain", "GET only\n"
     path = path.split("?", 1)[0]
     if path == "/healthz":
-        up = bridge.mqtt.connected
-        return (200, "text/plain", "ok\n") if up else (503, "text/plain", "no MQTT connection\n")
+        if bridge.healthy:
+            return 200, "text/plain", "ok\n"
+        return 503, "text/plain", "MQTT connection down\n"
     if path == "/metrics":
-        return 200, _PROMETHEUS, bridge.metrics.render()
+        return 200, _PROMETHEUS, bridge.metrics.render(bridge.pool)
     return 404, "text/plain", "not found\n"
 
 

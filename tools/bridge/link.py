@@ -79,7 +79,7 @@ class ChargerLink:
         metrics = self.bridge.metrics
         loop_time = asyncio.get_running_loop().time()
         if self.refused_until is not None and loop_time < self.refused_until:
-            self.bridge.mqtt.ack(token)
+            token.ack()
             metrics.dropped += 1
             self._log.warning("frame dropped: the Central System refused this charger",
                               extra={"event": "dropped"})
@@ -147,7 +147,7 @@ class ChargerLink:
                         dropped, extra={"event": "refused"})
         while self.held:
             _, token = self.held.popleft()
-            self.bridge.mqtt.ack(token)
+            token.ack()
         self.bridge.metrics.held -= dropped
         self.bridge.metrics.dropped += dropped
 
@@ -181,17 +181,17 @@ class ChargerLink:
             self._log.info("WebSocket closed (%s)", ws.close_code, extra={"event": "close"})
 
     async def _write(self, ws, reader):
-        mqtt, metrics = self.bridge.mqtt, self.bridge.metrics
+        metrics = self.bridge.metrics
         loop = asyncio.get_running_loop()
         gone_at = None
         while not reader.done():
             self._wake.clear()
             while self.held:
                 payload, token = self.held[0]
-                if mqtt.current(token):
+                if token.current():
                     await ws.send(payload, text=True)  # the bytes as they came
                     metrics.to_csms += 1
-                    mqtt.ack(token)
+                    token.ack()
                 self.held.popleft()
                 metrics.held -= 1
             present = self.present()
@@ -214,6 +214,7 @@ class ChargerLink:
 
     async def _read(self, ws):
         topic = self.bridge.out_topic(self.cp_id)
+        mqtt = self.bridge.publisher_of(self.cp_id)
         while True:
             message = await ws.recv()
             if not isinstance(message, str):
@@ -222,12 +223,11 @@ class ChargerLink:
                                   extra={"event": "binary"})
                 await ws.close(1003, "OCPP-J is text")
                 return
-            await self.bridge.mqtt.publish(topic, message.encode("utf-8"))
+            await mqtt.publish(topic, message.encode("utf-8"))
             self.bridge.metrics.to_charger += 1
 
     def _forget_stale(self):
         """Frames of an older MQTT connection: the broker sends them again, not ours to keep."""
-        mqtt = self.bridge.mqtt
-        kept = collections.deque(f for f in self.held if mqtt.current(f[1]))
+        kept = collections.deque(f for f in self.held if f[1].current())
         self.bridge.metrics.held -= len(self.held) - len(kept)
         self.held = kept

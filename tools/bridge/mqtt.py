@@ -2,10 +2,10 @@
 acknowledgements, fed to and driven from asyncio.
 
 Mechanism only (the policy is in link.py): every message arrives as `on_frame(topic, payload,
-token)` on the event loop, and is acknowledged to the broker when `ack(token)` is called, not
+token)` on the event loop, and is acknowledged to the broker when `token.ack()` is called, not
 before. A token belongs to one connection: after a reconnect the broker sends every
 unacknowledged message again (persistent session, clean_session=False), so a token of an
-older connection is stale (`current(token)` False) and its message must not be written: its
+older connection is stale (`token.current()` False) and its message must not be written: its
 copy is on the way. Publishes are paced to `rate` a second (AWS IoT: 100 publishes per
 second per connection) and `publish()` returns once the broker's PUBACK came. Reconnects wait
 at least 1 s (AWS IoT: one CONNECT per second per client id) and back off to 30 s.
@@ -54,19 +54,36 @@ class Pacer:
                 await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
-class MqttConnection:
-    """One MQTT connection: `start()`, `stop()`, `publish()`, `ack()`; `connected` and
-    `connections` (how many CONNACKs so far) for health and metrics."""
+class Token:
+    """One received message, to acknowledge once it has been handled."""
 
-    def __init__(self, host, port, tls, client_id, subscriptions, on_frame, rate=100,
-                 on_state=None):
+    __slots__ = ("connection", "generation", "mid", "qos")
+
+    def __init__(self, connection, generation, mid, qos):
+        self.connection, self.generation, self.mid, self.qos = connection, generation, mid, qos
+
+    def current(self):
+        """True while the connection it came on is up: an ack for it reaches the broker."""
+        return self.connection.connected and self.generation == self.connection.connections
+
+    def ack(self):
+        """PUBACK it, if its connection is still the one up (else the broker sends it again)."""
+        if self.qos and self.current():
+            self.connection.ack(self.mid, self.qos)
+
+
+class MqttConnection:
+    """One MQTT connection: `start()`, `stop()`, `publish()`; `connected`, `connections` (how
+    many CONNACKs so far) and `published` (PUBACKs for our publishes) for health and metrics."""
+
+    def __init__(self, host, port, tls, client_id, subscriptions, on_frame, rate=100):
         self.host, self.port = host, port
         self.client_id = client_id
         self.subscriptions = tuple(subscriptions)
         self.connected = False
         self.connections = 0  # the generation: tokens carry it
+        self.published = 0
         self._on_frame = on_frame
-        self._on_state = on_state or (lambda connected: None)
         self._loop = None
         self._pacer = None
         self._rate = rate
@@ -128,19 +145,12 @@ class MqttConnection:
             LOG.warning("connection to %s:%s lost", self.host, self.port,
                         extra={"event": "mqtt_lost"})
         self.connected = connected
-        self._on_state(connected)
 
     def _deliver(self, topic, payload, mid, qos):
-        self._on_frame(topic, payload, (self.connections, mid, qos))
+        self._on_frame(topic, payload, Token(self, self.connections, mid, qos))
 
-    def current(self, token):
-        """True while `token`'s connection is the one up: an ack for it reaches the broker."""
-        return self.connected and token[0] == self.connections
-
-    def ack(self, token):
-        """PUBACK the message of `token`, if its connection is still the current one."""
-        if token[2] and self.current(token):
-            self._client.ack(token[1], token[2])
+    def ack(self, mid, qos):
+        self._client.ack(mid, qos)
 
     async def publish(self, topic, payload):
         """Publish at QoS 1, paced; returns once the broker acknowledged it (after reconnects
@@ -151,11 +161,14 @@ class MqttConnection:
             raise ConnectionError("publish to %s: %s" % (topic, paho.error_string(info.rc)))
         future = self._loop.create_future()
         with self._lock:
-            if info.mid in self._early:
+            early = info.mid in self._early
+            if early:
                 self._early.discard(info.mid)
-                return
-            self._acks[info.mid] = future
-        await future
+            else:
+                self._acks[info.mid] = future
+        if not early:
+            await future
+        self.published += 1
 
     async def start(self):
         self._loop = asyncio.get_running_loop()

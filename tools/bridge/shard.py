@@ -6,6 +6,12 @@ AWS IoT rule SQL has `md5()` but no hex-to-number function; `indexof('0123456789
 turns one hex digit into its value, so the rule computes the same number digit by digit
 (`rule_sql`). Every instance must be given the same N: to change it, stop every instance, then
 start the new set (two instances with different N could both own a charger).
+
+A pool of K MQTT connections per instance (AWS IoT allows 100 publishes a second per
+connection) splits a shard further: charger `id` goes over connection
+`(h % (N*K)) // N` of its instance, h being the number above. h % (N*K) is its bucket, one of
+N*K, and bucket b belongs to instance b % N: an AWS rule per bucket (`rule_sql(b, N*K)`)
+republishes to `bridge/<b>/<id>/in`, and connection k of instance I reads bucket I + N*k.
 """
 import hashlib
 
@@ -23,10 +29,23 @@ def parse(text):
     return index, count
 
 
+def _number(charger_id):
+    return int(hashlib.md5(charger_id.encode("utf-8")).hexdigest()[:HEX_DIGITS], 16)
+
+
 def shard_of(charger_id, count):
     """The shard (0..count-1) charger `charger_id` belongs to."""
-    digest = hashlib.md5(charger_id.encode("utf-8")).hexdigest()
-    return int(digest[:HEX_DIGITS], 16) % count
+    return _number(charger_id) % count
+
+
+def connection_of(charger_id, count, connections):
+    """Which of its instance's `connections` carries charger `charger_id`."""
+    return _number(charger_id) % (count * connections) // count
+
+
+def bucket(index, count, connection):
+    """The bucket connection `connection` of instance `index` (of `count`) reads."""
+    return index + count * connection
 
 
 def _sql_number(expression):
@@ -38,8 +57,8 @@ def _sql_number(expression):
 
 
 def rule_sql(index, count):
-    """The SQL of the AWS IoT rule that hands shard `index` of `count` its chargers' frames;
-    its Republish action writes to RULE_TOPIC with `${topic(1)}` as the id."""
+    """The SQL of the AWS IoT rule that hands shard (or bucket) `index` of `count` its
+    chargers' frames; its Republish action writes to RULE_TOPIC with `${topic(1)}` as the id."""
     return ("SELECT * FROM '+/in' WHERE mod(%s, %d) = %d"
             % (_sql_number("topic(1)"), count, index))
 
