@@ -102,7 +102,7 @@ def test_the_bridge_identities_read_presence_on_the_stand_in_not_on_aws():
         assert block.strip().split("\n") == ["topic read +/in", "topic write +/out",
                                              "topic read $SYS/broker/log/N"]
     assert "$SYS" not in acl.split("user bridge-0")[0]  # not the chargers', not the csms's
-    document = json.dumps(policy.bridge_policy("eu-west-1", "123456789012", 2))
+    document = json.dumps(policy.bridge_policy("eu-west-1", "123456789012"))
     assert "$SYS" not in document
     assert "topicfilter/$aws/events/presence/*/*" in document
     assert "topicfilter/bridge/*/*/in" in document and "client/bridge-*" in document

@@ -120,10 +120,10 @@ def csms_policy(region, account, client_id, partition="aws"):
                                      None, client_id)}
 
 
-def bridge_policy(region, account, shards, partition="aws"):
-    """The fleet bridge's policy: client ids bridge-0 .. bridge-<shards-1> (one persistent
-    session per shard), every charger's /in and /out, the presence events, and the per-shard
-    topics the republish rule writes (tools.bridge.shard.RULE_TOPIC)."""
+def bridge_policy(region, account, partition="aws"):
+    """The fleet bridge's policy: client ids bridge-* (one persistent session per shard and
+    connection), every charger's /in and /out, the presence events, and the per-bucket
+    topics the republish rules write (tools.bridge.shard.RULE_TOPIC)."""
     arn = arn_prefix(region, account, partition)
     out = _statements(BRIDGE + ((READ, "bridge/+/+/in"),), arn, None, "bridge-*")
     return {"Version": "2012-10-17", "Statement": out}

@@ -27,7 +27,7 @@ simulators, their firmware) is stopped on the way out, Ctrl-C and SIGTERM includ
 device twins are built if missing (tools/twin.py); Mosquitto is installed with `make
 mosquitto` if missing. The simulators' state lives in a temporary folder (kept with --keep).
 
-One module per phase: sizes, heap, profiles, reactions, cpu, fleet, bridge; rig (processes, simulators, the
-in-process workloads), report and plots (the markdown), run (the command line);
+One module per phase: sizes, heap, profiles, reactions, cpu, fleet, bridge; rig (processes,
+simulators, the in-process workloads), report and plots (the markdown), run (the command line);
 workloads.py runs on the twin itself.
 """

@@ -77,7 +77,8 @@ def _ms(v):
 
 def markdown(res, info, images):
     """The report, line by line."""
-    for part in (_head, _summary, _sizes, _heap, _reactions, _transports, _cpu, _fleet, _bridge):
+    for part in (_head, _summary, _sizes, _heap, _reactions, _transports, _cpu, _fleet,
+                 _bridge):
         yield from part(res, info, images)
         yield ""
     yield "## The JSON"
@@ -571,7 +572,9 @@ def _bridge(h, info, images):
            "and RSS: the bridge processes' (together for two). Everything shares the machine: "
            "the chargers and the sink (one Python process), Mosquitto and the bridges; the "
            "bridges ran with `--publish-rate 100000`: Mosquitto has no per-connection limit, "
-           "AWS IoT allows 100 publishes/s per connection."
+           "AWS IoT allows 100 publishes/s per connection. With two instances on Mosquitto "
+           "each reads every charger's frames and drops the other's (no rule engine splits "
+           "them, as AWS's per-shard rules would)."
            % (info.get("bridge_chargers"), info.get("date"), info.get("cpu"), info.get("cores"),
               info.get("source"), info.get("bridge_step_s"),
               ", ".join(str(r) for r in info.get("bridge_rates", ()))))

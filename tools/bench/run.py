@@ -397,4 +397,3 @@ def main(argv=None):
                "errors": res["errors"]}
     print(json.dumps(res, separators=(",", ":")), flush=True)
     return status
-

@@ -125,8 +125,9 @@ class ChargerLink:
         bridge = self.bridge
         try:
             ws = await connect(
-                bridge.url_of(self.cp_id), subprotocols=[SUBPROTOCOL], ssl=bridge.ssl_of(self.cp_id),
-                additional_headers=bridge.headers_of(self.cp_id), compression=None,
+                bridge.url_of(self.cp_id), subprotocols=[SUBPROTOCOL],
+                ssl=bridge.ssl_of(self.cp_id), additional_headers=bridge.headers_of(self.cp_id),
+                compression=None,
                 open_timeout=OPEN_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S, ping_interval=None,
                 max_size=MAX_MESSAGE, user_agent_header=None, proxy=None)
         except InvalidStatus as e:
@@ -177,7 +178,7 @@ class ChargerLink:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             metrics.websockets -= 1
-            await ws.close(1001, "the charger left the broker")
+            await ws.close(1001, "going away")  # the charger left, or the bridge stops
             self._log.info("WebSocket closed (%s)", ws.close_code, extra={"event": "close"})
 
     async def _write(self, ws, reader):

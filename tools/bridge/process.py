@@ -83,7 +83,7 @@ class BridgeProcess:
         return self.proc.pid if self.proc else None
 
     def kill(self):
-        """SIGKILL: nothing flushed, nothing closed by the bridge (the kernel closes its sockets)."""
+        """SIGKILL: nothing flushed or closed by the bridge (the kernel closes its sockets)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
