@@ -3,6 +3,10 @@
 on the wire (the broker's spy) and at the Central System compared byte for byte. Presence,
 refusals and the subprotocol check with light MQTT chargers."""
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 from websockets.asyncio.server import serve
@@ -11,7 +15,7 @@ from bridge_world import (KEY, T, bridge_world, cs_frames, make_bridge_world,  #
                           open_sessions, until, wire_matches)
 from test_e2e import TAG, online
 from tools.bridge import shard
-from tools.csms_websocket import WebSocketCentralSystem
+from tools.csms_websocket import WebSocketCentralSystem, server_tls_context
 
 pytestmark = pytest.mark.usefixtures("twins")
 
@@ -149,3 +153,53 @@ def test_a_pool_of_connections_carries_each_chargers_answers_on_its_own(make_bri
             assert published == [5.0 * sum(1 for i in ids if shard.connection_of(i, 1, 3) == k)
                                  for k in range(3)]
     world.run(scenario)
+
+
+def test_wss_with_a_client_certificate_per_charger_security_profile_3(bridge_world, tmp_path):
+    world = bridge_world
+    pki = world.pki
+    certs = tmp_path / "certs"  # --certs DIR: <id>.pem and <id>.key
+    certs.mkdir()
+    for cp_id in ("CP-T1", "CP-T2"):
+        cert, key = pki.client(cp_id)
+        shutil.copy(cert, certs / (cp_id + ".pem"))
+        shutil.copy(key, certs / (cp_id + ".key"))
+
+    async def scenario():
+        server_cert, server_key = pki.server()
+        tls = server_tls_context(server_cert, server_key, pki.ca)  # a client certificate required
+        async with WebSocketCentralSystem(ssl=tls) as cs:
+            url = "wss://localhost:%d/ocpp" % cs.port
+            await world.bridge(url, csms_ca=pki.ca, certs=str(certs)).start()
+            for cp_id in ("CP-T1", "CP-T2"):
+                charger = await world.light(cp_id).connect()
+                await charger.publish('[2,"t1","Heartbeat",{}]')
+                await cs.wait_for(lambda: cs_frames(cs, cp_id, "out"), T)
+                assert cs.chargers[cp_id].certificate_cn == cp_id
+    world.run(scenario)
+
+
+def test_the_container_holds_all_the_bridge_imports(tmp_path):
+    """The Dockerfile copies a few files and installs paho-mqtt and websockets: the bridge
+    must start from exactly those."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "Dockerfile")) as f:
+        copies = [line.split()[1:] for line in f if line.startswith("COPY ")]
+    for *sources, target in copies:
+        for source in sources:
+            path = os.path.join(root, source)
+            if os.path.isdir(path):
+                shutil.copytree(path, tmp_path / source)
+            else:
+                os.makedirs(tmp_path / target, exist_ok=True)
+                shutil.copy(path, tmp_path / target)
+    probe = ("import sys, tools, tools.bridge.__main__; print(tools.__file__); "
+             "print(sorted({m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PATH": os.environ["PATH"]}, check=True).stdout
+    assert out.startswith(str(tmp_path))  # the copy, not the repository
+    for heavy in ("ocpp", "aiomqtt", "cryptography", "jsonschema"):
+        assert "'%s'" % heavy not in out
+    help_text = subprocess.run([sys.executable, "-m", "tools.bridge", "--help"], cwd=tmp_path,
+                               capture_output=True, text=True, check=True).stdout
+    assert "--shard I/N" in help_text and "--csms-ca" in help_text
