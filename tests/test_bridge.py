@@ -203,3 +203,27 @@ def test_the_container_holds_all_the_bridge_imports(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "tools.bridge", "--help"], cwd=tmp_path,
                                capture_output=True, text=True, check=True).stdout
     assert "--shard I/N" in help_text and "--csms-ca" in help_text
+
+
+def test_after_the_presence_news_broke_off_a_charger_not_heard_of_again_is_closed(
+        bridge_world):
+    world = bridge_world
+
+    async def scenario():
+        async with WebSocketCentralSystem() as cs:
+            await world.bridge(cs.url, extra=["--presence-grace", "2"]).start()
+            back, gone = [await world.light(i).connect() for i in ("CP-G1", "CP-G2")]
+            for charger in (back, gone):
+                await charger.publish('[2,"g1","Heartbeat",{}]')
+            await cs.wait_for(lambda: open_sessions(cs, "CP-G1") and open_sessions(cs, "CP-G2"))
+            # every connection drops, the news of it with them; the bridge connects again
+            await asyncio.to_thread(world.broker.restart)
+            await until(lambda: world.broker.log_tail(100000).count(" as bridge-0 (") == 2)
+            restarted = asyncio.get_running_loop().time()
+            await back.connect()  # heard of again: its news says so
+            await cs.wait_for(lambda: not open_sessions(cs, "CP-G2"), T)
+            took = asyncio.get_running_loop().time() - restarted
+            assert 1.5 <= took < 2 + CLOSE_BOUND_S, took  # the grace, then as any departure
+            assert len(open_sessions(cs, "CP-G1")) == 1
+            assert len(cs.chargers["CP-G1"].sessions) == 1  # never closed
+    world.run(scenario)

@@ -37,6 +37,9 @@ def parse_args(argv=None):
                    "client ids CLIENT_ID, CLIENT_ID-1, ... (default 1)")
     p.add_argument("--publish-rate", type=float, default=100,
                    help="publishes per second at most (AWS IoT: 100 per connection)")
+    p.add_argument("--presence-grace", type=float, default=30.0, metavar="SECONDS",
+                   help="after the MQTT connection that reads presence was lost, a charger "
+                   "not heard of again within this long counts as gone (default 30)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     try:
@@ -56,7 +59,8 @@ async def run(args):
                     csms_ca=args.csms_ca, auth=load_auth(args.auth) if args.auth else None,
                     certs=args.certs, shard_index=args.shard_index,
                     shard_count=args.shard_count, inbound=args.inbound,
-                    publish_rate=args.publish_rate, connections=args.connections)
+                    publish_rate=args.publish_rate, connections=args.connections,
+                    presence_grace=args.presence_grace)
     server = None
     if args.http:
         host, _, port = args.http.rpartition(":")

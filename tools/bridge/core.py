@@ -76,7 +76,7 @@ class Bridge:
 
     def __init__(self, broker, mqtt_tls, client_id, csms, *, csms_ca=None, auth=None,
                  certs=None, shard_index=0, shard_count=1, inbound="+/in", publish_rate=100,
-                 connections=1):
+                 connections=1, presence_grace=30.0):
         host, _, port = broker.rpartition(":")
         self.csms = csms.rstrip("/")
         self.shard_index, self.shard_count = shard_index, shard_count
@@ -87,6 +87,7 @@ class Bridge:
         self.news = {}  # charger id (ours) -> the broker's latest: True connected, False gone
         self.known = set(self.auth)  # charger ids: sent a frame, or have credentials
         self._online = set()  # known ids whose latest news is "connected"
+        self.presence_grace = presence_grace
         self._tasks = {}
         self._csms_ca = csms_ca
         self._ssl = {}  # charger id -> its ssl context (wss:// only)
@@ -105,7 +106,8 @@ class Bridge:
                 topics += presence.TOPICS
             self.pool.append(MqttConnection(
                 host.strip("[]"), int(port), mqtt_tls, client_id + ("-%d" % k if k else ""),
-                topics, self._on_message, rate=publish_rate))
+                topics, self._on_message, rate=publish_rate,
+                on_up=self._news_resumed if k == 0 else None))
 
     # -- what the links ask for ------------------------------------------------------------
 
@@ -182,6 +184,16 @@ class Bridge:
             self._tasks[cp_id] = task
             task.add_done_callback(lambda t, cp_id=cp_id: self._ended(cp_id, t))
         return link
+
+    def _news_resumed(self, generation):
+        """The connection that reads presence is up again: what came meanwhile is lost."""
+        if generation == 1:
+            return
+        self.news.clear()
+        self._online.clear()
+        self.metrics.online = 0
+        for link in self.links.values():
+            link.unconfirm(self.presence_grace)
 
     def _count_online(self, cp_id):
         if self.news.get(cp_id) and cp_id in self.known:

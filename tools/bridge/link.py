@@ -20,7 +20,10 @@ Choices where the issue leaves room:
   chargers already there. A frame is taken as evidence that its charger is connected until
   the broker says otherwise, or until UNCONFIRMED_S pass without a frame (a frame
   redelivered from the session of a charger that left while the bridge was down: its
-  disconnect news is lost for good; longer than two Heartbeat intervals of 300 s).
+  disconnect news is lost for good; longer than two Heartbeat intervals of 300 s). When the
+  news itself was interrupted (the MQTT connection that reads it lost and back), what it
+  said is forgotten (`unconfirm(grace)`): a charger not heard of again, by news or frame,
+  within the grace counts as gone.
 - The Central System's binary messages are not OCPP-J: closed with 1003, as the firmware does.
 """
 import asyncio
@@ -59,7 +62,7 @@ class ChargerLink:
         self.bridge = bridge
         self.held = collections.deque()  # (payload bytes, token), oldest first
         self.online = None  # the broker's latest news: True, False, or None (none heard)
-        self.last_frame = None  # loop time of the latest frame
+        self.present_until = None  # without news: loop time until which a frame vouches
         self.refused_until = None
         self._wake = asyncio.Event()
         self._log = ChargerLog(LOG, {"charger": cp_id})
@@ -68,8 +71,8 @@ class ChargerLink:
         """Connected to the broker, as far as we know."""
         if self.online is not None:
             return self.online
-        return self.last_frame is not None and \
-            asyncio.get_running_loop().time() < self.last_frame + UNCONFIRMED_S
+        return self.present_until is not None and \
+            asyncio.get_running_loop().time() < self.present_until
 
     @property
     def wanted(self):
@@ -84,13 +87,20 @@ class ChargerLink:
             self._log.warning("frame dropped: the Central System refused this charger",
                               extra={"event": "dropped"})
             return
-        self.last_frame = loop_time
+        self.present_until = max(self.present_until or 0, loop_time + UNCONFIRMED_S)
         self.held.append((payload, token))
         metrics.held += 1
         self._wake.set()
 
     def presence(self, online):
         self.online = online
+        self._wake.set()
+
+    def unconfirm(self, grace):
+        """The news was interrupted: present for `grace` seconds more unless heard of again."""
+        if self.present():
+            self.present_until = asyncio.get_running_loop().time() + grace
+        self.online = None
         self._wake.set()
 
     async def run(self):
@@ -200,8 +210,8 @@ class ChargerLink:
                 gone_at = None
                 await self._wake.wait()
                 continue
-            if present:  # on a frame's word: until UNCONFIRMED_S without one
-                timeout = self.last_frame + UNCONFIRMED_S - loop.time()
+            if present:  # on a frame's word, for a while
+                timeout = self.present_until - loop.time()
             else:
                 gone_at = gone_at or loop.time()
                 timeout = gone_at + LINGER_S - loop.time()

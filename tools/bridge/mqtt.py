@@ -76,7 +76,8 @@ class MqttConnection:
     """One MQTT connection: `start()`, `stop()`, `publish()`; `connected`, `connections` (how
     many CONNACKs so far) and `published` (PUBACKs for our publishes) for health and metrics."""
 
-    def __init__(self, host, port, tls, client_id, subscriptions, on_frame, rate=100):
+    def __init__(self, host, port, tls, client_id, subscriptions, on_frame, rate=100,
+                 on_up=None):
         self.host, self.port = host, port
         self.client_id = client_id
         self.subscriptions = tuple(subscriptions)
@@ -84,6 +85,7 @@ class MqttConnection:
         self.connections = 0  # the generation: tokens carry it
         self.published = 0
         self._on_frame = on_frame
+        self._on_up = on_up  # called with the generation after each CONNACK
         self._loop = None
         self._pacer = None
         self._rate = rate
@@ -145,6 +147,8 @@ class MqttConnection:
             LOG.warning("connection to %s:%s lost", self.host, self.port,
                         extra={"event": "mqtt_lost"})
         self.connected = connected
+        if connected and self._on_up is not None:
+            self._on_up(self.connections)
 
     def _deliver(self, topic, payload, mid, qos):
         self._on_frame(topic, payload, Token(self, self.connections, mid, qos))
