@@ -87,7 +87,8 @@ class ChargerLink:
             self._log.warning("frame dropped: the Central System refused this charger",
                               extra={"event": "dropped"})
             return
-        self.present_until = max(self.present_until or 0, loop_time + UNCONFIRMED_S)
+        if not token.dup:  # a frame sent again says nothing of the charger now
+            self.present_until = max(self.present_until or 0, loop_time + UNCONFIRMED_S)
         self.held.append((payload, token))
         metrics.held += 1
         self._wake.set()

@@ -57,10 +57,11 @@ class Pacer:
 class Token:
     """One received message, to acknowledge once it has been handled."""
 
-    __slots__ = ("connection", "generation", "mid", "qos")
+    __slots__ = ("connection", "generation", "mid", "qos", "dup")
 
-    def __init__(self, connection, generation, mid, qos):
+    def __init__(self, connection, generation, mid, qos, dup):
         self.connection, self.generation, self.mid, self.qos = connection, generation, mid, qos
+        self.dup = dup  # sent again by the broker (after a reconnect of ours)
 
     def current(self):
         """True while the connection it came on is up: an ack for it reaches the broker."""
@@ -125,7 +126,7 @@ class MqttConnection:
     def _message(self, client, userdata, message):
         # (its connection's CONNACK is handled on the loop before it: calls keep their order)
         self._loop.call_soon_threadsafe(self._deliver, message.topic, message.payload,
-                                        message.mid, message.qos)
+                                        message.mid, message.qos, message.dup)
 
     def _published(self, client, userdata, mid, reason_code, properties):
         # (paho calls this holding its own lock: ours is never held while calling paho)
@@ -150,8 +151,8 @@ class MqttConnection:
         if connected and self._on_up is not None:
             self._on_up(self.connections)
 
-    def _deliver(self, topic, payload, mid, qos):
-        self._on_frame(topic, payload, Token(self, self.connections, mid, qos))
+    def _deliver(self, topic, payload, mid, qos, dup):
+        self._on_frame(topic, payload, Token(self, self.connections, mid, qos, dup))
 
     def ack(self, mid, qos):
         self._client.ack(mid, qos)
