@@ -17,6 +17,9 @@ MOSQUITTO = "mosquitto"
 # AWS IoT caps the payload at 128 KB; the packet also carries a topic (<= 256 bytes) and headers.
 MAX_PAYLOAD = 131072
 MAX_PACKET = MAX_PAYLOAD + 512
+# The identities a fleet bridge instance may connect as (tools/bridge): one per shard, each
+# its own certificate CN, hence its own client id and persistent session.
+BRIDGES = tuple("bridge-%d" % i for i in range(8))
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 
@@ -38,15 +41,21 @@ class Broker:
     clientid_from_cert=True makes the certificate CN the client id, so, as on AWS IoT with a
     policy pinning the client id to the thing name, a second connection of the same identity
     takes over the first one's session.
+
+    Presence, as AWS IoT's lifecycle events give it: Mosquitto also logs to the topic
+    `$SYS/broker/log/N` (its notice lines, "New client connected from ... as CP001 (...)",
+    "Client CP001 disconnected.", ...), which only the bridge identities may read; the fleet
+    bridge (tools/bridge/presence.py) reads chargers coming and going from there.
     """
 
     def __init__(self, state_dir, port=0, pki_dir=None, csms=certs.CSMS_CN,
-                 clientid_from_cert=True, max_packet=MAX_PACKET):
+                 clientid_from_cert=True, max_packet=MAX_PACKET, bridges=BRIDGES):
         self.state_dir = os.path.abspath(state_dir)
         self.pki_dir = os.path.abspath(pki_dir or os.path.join(self.state_dir, "pki"))
         self.csms = csms
         self.clientid_from_cert = clientid_from_cert
         self.max_packet = max_packet  # AWS's limit; tests raise it to send larger frames
+        self.bridges = tuple(bridges)
         self._port = port or free_port()
         self._proc = None
         self._pki = None
@@ -97,7 +106,7 @@ class Broker:
         # a charger publishes only to <id>/in and reads only <id>/out; the Central System reads
         # every charger's /in and writes every charger's /out. Nothing else ($SYS, $aws/...).
         with open(self.acl_path, "w") as f:
-            f.write(policy.mosquitto_acl(self.csms))
+            f.write(policy.mosquitto_acl(self.csms, self.bridges))
         pki = self.pki
         # Run as whoever started us: as root, Mosquitto would otherwise switch to user
         # `mosquitto`, which cannot read our 0600 keys or write the persistence folder.
@@ -113,6 +122,7 @@ class Broker:
             "persistence_location " + persistence,
             "autosave_interval 1",
             "log_dest file " + self.log_path,
+            "log_dest topic",
             "log_type error",
             "log_type warning",
             "log_type notice",

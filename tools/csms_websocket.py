@@ -28,13 +28,13 @@ import binascii
 import hmac
 import logging
 import ssl as ssl_module
-import string
 import urllib.parse
 from dataclasses import dataclass
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from tools.basic_auth import authorization_password, basic_authorization  # noqa: F401
 from tools.csms import CentralSystemBase, Session, utc_now
 
 LOG = logging.getLogger("csms")
@@ -53,23 +53,6 @@ class Refusal:
     charger_id: str  # percent-decoded from the path; None if the path names none
     status: int  # the HTTP status answered: 400, 401 or 404
     reason: str
-
-
-def authorization_password(key):
-    """The HTTP Basic password for AuthorizationKey `key` (bytes): hex-decoded when it is 32..40
-    hex digits, else its 16..20 characters as UTF-8. ValueError for any other key."""
-    if 32 <= len(key) <= 40 and len(key) % 2 == 0 and all(c in string.hexdigits for c in key):
-        return bytes.fromhex(key)
-    if 16 <= len(key) <= 20:
-        return key.encode("utf-8")
-    raise ValueError("an AuthorizationKey is 32..40 hex digits or 16..20 characters, got %d "
-                     "characters" % len(key))
-
-
-def basic_authorization(charger_id, key):
-    """The `Authorization` header value a charger with AuthorizationKey `key` sends."""
-    token = charger_id.encode("utf-8") + b":" + authorization_password(key)
-    return "Basic " + base64.b64encode(token).decode("ascii")
 
 
 def server_tls_context(cert, key, client_ca=None, client_cert_required=True):

@@ -9,8 +9,9 @@ and the stand-in then enforce the same grants:
   because AWS policy resources know only `*`/`?`, and a literal `+` there matches a topic
   named "+". So `*` also spans levels: `*/in` admits `a/b/in`, which `+/in` does not.
 - Mosquitto: `{id}` becomes `%u` (the certificate CN, which the broker also makes the client id).
-  The `$aws/...` topics belong to AWS services (Device Shadow, Jobs) the stand-in has not got,
-  so they stay out of the ACL and the stand-in keeps denying them.
+  The `$aws/...` topics belong to AWS services (Device Shadow, Jobs, lifecycle events) the
+  stand-in has not got, so they stay out of the ACL and the stand-in keeps denying them.
+  `$SYS/...` topics are Mosquitto's own and exist only there: they stay out of AWS policies.
 """
 
 import json
@@ -34,8 +35,20 @@ CSMS = (
     (WRITE, "+/out"),
 )
 
+# What the fleet bridge (tools/bridge) may do: the Central System's rights, and the chargers'
+# presence: AWS's lifecycle events, or on the stand-in Mosquitto's notice log lines (tools.broker
+# publishes them to $SYS/broker/log/N; "New client connected ... as CP001", "Client CP001
+# disconnected."), which carry the same news.
+BRIDGE_PRESENCE_AWS = "$aws/events/presence/+/+"
+BRIDGE_PRESENCE_STANDIN = "$SYS/broker/log/N"
+BRIDGE = CSMS + (
+    (READ, BRIDGE_PRESENCE_AWS),
+    (READ, BRIDGE_PRESENCE_STANDIN),
+)
+
 THING_NAME = "${iot:Connection.Thing.ThingName}"
 _RESERVED = "$aws/"
+_STANDIN_ONLY = "$SYS/"
 
 
 def reserved(topic):
@@ -43,14 +56,22 @@ def reserved(topic):
     return topic.startswith(_RESERVED)
 
 
+def standin_only(topic):
+    """True for Mosquitto's own topics, which AWS IoT has not got."""
+    return topic.startswith(_STANDIN_ONLY)
+
+
 # --- Mosquitto -------------------------------------------------------------------------------
 
-def mosquitto_acl(csms):
-    """The ACL file tools/broker.py writes: charger rules as `pattern` lines, then the csms user."""
+def mosquitto_acl(csms, bridges=()):
+    """The ACL file tools/broker.py writes: charger rules as `pattern` lines, then the csms user,
+    then one user per bridge identity (a certificate CN each: one MQTT session per shard)."""
     lines = ["pattern %s %s" % (access, topic.replace("{id}", "%u"))
              for access, topic in CHARGER if not reserved(topic)]
-    lines += ["", "user " + csms]
-    lines += ["topic %s %s" % (access, topic) for access, topic in CSMS if not reserved(topic)]
+    for user, rules in [(csms, CSMS)] + [(bridge, BRIDGE) for bridge in bridges]:
+        lines += ["", "user " + user]
+        lines += ["topic %s %s" % (access, topic) for access, topic in rules
+                  if not reserved(topic)]
     return "\n".join(lines) + "\n"
 
 
@@ -65,6 +86,7 @@ def _aws_pattern(topic, thing):
 
 def _statements(rules, arn, thing, client_id):
     """Allow statements in a fixed order: Connect, Publish, Subscribe, Receive."""
+    rules = [(a, t) for a, t in rules if not standin_only(t)]
     writes = [_aws_pattern(t, thing) for a, t in rules if a == WRITE]
     reads = [_aws_pattern(t, thing) for a, t in rules if a == READ]
     out = [{"Effect": "Allow", "Action": "iot:Connect",
@@ -96,6 +118,15 @@ def csms_policy(region, account, client_id, partition="aws"):
     return {"Version": "2012-10-17",
             "Statement": _statements(CSMS, arn_prefix(region, account, partition),
                                      None, client_id)}
+
+
+def bridge_policy(region, account, partition="aws"):
+    """The fleet bridge's policy: client ids bridge-* (one persistent session per shard and
+    connection), every charger's /in and /out, the presence events, and the per-bucket
+    topics the republish rules write (tools.bridge.shard.RULE_TOPIC)."""
+    arn = arn_prefix(region, account, partition)
+    out = _statements(BRIDGE + ((READ, "bridge/+/+/in"),), arn, None, "bridge-*")
+    return {"Version": "2012-10-17", "Statement": out}
 
 
 def dumps(document):

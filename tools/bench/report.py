@@ -63,6 +63,10 @@ def _b(v):
     return "–" if v is None else "%d B" % v
 
 
+def _mb(v):
+    return "–" if v is None else "%.1f MB" % (v / 1e6)
+
+
 def _v(v):
     return "–" if v is None else v
 
@@ -73,7 +77,8 @@ def _ms(v):
 
 def markdown(res, info, images):
     """The report, line by line."""
-    for part in (_head, _summary, _sizes, _heap, _reactions, _transports, _cpu, _fleet):
+    for part in (_head, _summary, _sizes, _heap, _reactions, _transports, _cpu, _fleet,
+                 _bridge):
         yield from part(res, info, images)
         yield ""
     yield "## The JSON"
@@ -550,3 +555,89 @@ def _fleet(h, info, images):
            "and a phase that cannot end is reported as such while the others count. The "
            "twin's RSS is the x86 process's (interpreter, the %d-byte heap, libc, mbedTLS), "
            "not ESP32 memory." % ("–" if total is None else total, 100 * cores, cores, HEAP))
+
+
+_BRIDGE_HEADING = "## Fleet bridge"
+
+
+def _bridge(h, info, images):
+    b = h.get("bridge") or {}
+    yield _BRIDGE_HEADING
+    yield ""
+    yield ("The fleet bridge (`python3 -m tools.bridge`, README \"Running a fleet\") between "
+           "%s light MQTT chargers (`tools/lightcharger.py`, mutual TLS, one connection each) on "
+           "Mosquitto and a minimal OCPP-J sink (`tools/bench/bridge.py`, answers every CALL at "
+           "once), one bridge process and then two (`--shard 0/2`, `1/2`); %s on %s, %s cores, "
+           "source %s. Offered rates rise in steps of %s s (%s frames/s); a rate is sustained "
+           "when every frame reached the sink and every answer its charger (0 loss), 95 %% of "
+           "the offered rate went out and the p99 latency stayed under 1 s. Latency: the "
+           "charger's PUBLISH to the sink's receipt (broker, bridge and both event loops). CPU "
+           "and RSS: the bridge processes' (together for two). Everything shares the machine: "
+           "the chargers and the sink (one Python process), Mosquitto and the bridges; the "
+           "bridges ran with `--publish-rate 100000`: Mosquitto has no per-connection limit, "
+           "AWS IoT allows 100 publishes/s per connection. With two instances on Mosquitto "
+           "each reads every charger's frames and drops the other's (no rule engine splits "
+           "them, as AWS's per-shard rules would)."
+           % (info.get("bridge_chargers"), info.get("date"), info.get("cpu"), info.get("cores"),
+              info.get("source"), info.get("bridge_step_s"),
+              ", ".join(str(r) for r in info.get("bridge_rates", ()))))
+    yield ""
+    yield ("| instances | chargers connected (WebSockets open) | sustained frames/s, 0 loss | "
+           "latency p50 / p99 | bridge CPU | bridge RSS (peak) |")
+    yield "|---|---|---|---|---|---|"
+    for key in ("x1", "x2"):
+        r = b.get(key) or {}
+        latency = r.get("latency_ms") or {}
+        yield ("| %s | %s (%s) | %s | %s / %s | %s %% of a core | %s (%s) |"
+               % (r.get("instances", key[1:]), _v(r.get("chargers")), _v(r.get("websockets")),
+                  _v(r.get("sustained_frames_per_s")), _ms(latency.get("p50")),
+                  _ms(latency.get("p99")), _v(r.get("cpu_percent")),
+                  _mb(r.get("rss_bytes")), _mb(r.get("rss_peak_bytes"))))
+    yield ""
+    drops = [(b.get(k) or {}).get("broker_drop_notices") for k in ("x1", "x2")]
+    yield ("Mosquitto's \"Outgoing messages are being dropped\" notices (its per-session queue, "
+           "`max_queued_messages` 1000 by default, overflowing when a bridge falls that far "
+           "behind; the bridge itself never drops an acknowledged frame): %s (one instance), "
+           "%s (two)." % tuple(_v(d) for d in drops))
+    yield ""
+    yield "Every step (the first one not sustained ends the run):"
+    yield ""
+    yield "| instances | offered/s | achieved/s | lost to CS / to chargers | p50 / p99 | CPU |"
+    yield "|---|---|---|---|---|---|"
+    for key in ("x1", "x2"):
+        for step in (b.get(key) or {}).get("steps", ()):
+            latency = step["latency_ms"]
+            yield ("| %s | %s | %s | %s / %s | %s / %s | %s %% |"
+                   % (key[1:], step["offered_per_s"], step["achieved_per_s"],
+                      step["lost_to_csms"], step["lost_to_charger"], _ms(latency["p50"]),
+                      _ms(latency["p99"]), step["cpu_percent"]))
+
+
+def replace_bridge(out, res, info):
+    """`make bench` with `--only bridge`: the Fleet bridge section and the JSON's "bridge" key of
+    OUT/BENCHMARKS.md replaced, the rest of that report (another run's) kept as it is."""
+    path = os.path.join(out, "BENCHMARKS.md")
+    section = list(_bridge(res, info, []))
+    if res["errors"]:
+        section += ["", "**This run had failures:** %s" % "; ".join(res["errors"])[:400]]
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        lines = ["# Benchmarks", "", "## The JSON", "", "```json", "{}", "```", ""]
+    if _BRIDGE_HEADING in lines:
+        start = lines.index(_BRIDGE_HEADING)
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    else:
+        start = end = lines.index("## The JSON")
+        section.append("")
+    lines[start:end] = section + [""]
+    begin = lines.index("```json", lines.index("## The JSON")) + 1
+    close = lines.index("```", begin)
+    document = json.loads("\n".join(lines[begin:close]))
+    document["bridge"] = res["bridge"]
+    lines[begin:close] = json.dumps(document, indent=1).split("\n")
+    os.makedirs(out, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(lines))
+    os.replace(path + ".tmp", path)

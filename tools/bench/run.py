@@ -15,7 +15,8 @@ import time
 
 import tools.bench
 from tools import twin
-from tools.bench import cpu, fleet, heap, profiles, reactions, report, rig, sizes, transports
+from tools.bench import bridge, cpu, fleet, heap, profiles, reactions, report, rig, sizes, \
+    transports
 from tools.bench.rig import BIG_HEAP, HEAP, PhaseError, log
 from tools.broker import mosquitto_path
 
@@ -25,12 +26,14 @@ MODES = {
                  fleet_s=60, fleet_mv_s=2, valgrind_n=100, inproc_n=10000,
                  local_list=1000, charging_profiles=10, download_s=10, phase_s=600,
                  transport_reps=100, transport_drains=transports.TRANSPORTS,
-                 soak_sessions=2000, transport_boots=5),
+                 soak_sessions=2000, transport_boots=5, bridge_chargers=1000,
+                 bridge_rates=(250, 500, 1000, 1500, 2000, 3000, 4000), bridge_step_s=5),
     "smoke": dict(session_s=3, bisect_lo=20000, bisect_res=2000, bisect_steps=2,
                   bisect_session_s=2, connectors=2, sessions=30, reps=5, fleet=3, fleet_s=8,
                   fleet_mv_s=2, valgrind_n=10, inproc_n=200, local_list=100,
                   charging_profiles=3, download_s=3, phase_s=180, transport_reps=10,
-                  transport_drains=("mqtt",), soak_sessions=100, transport_boots=2),
+                  transport_drains=("mqtt",), soak_sessions=100, transport_boots=2,
+                  bridge_chargers=20, bridge_rates=(40, 80), bridge_step_s=2),
 }
 MODES["quick"] = dict(MODES["full"], session_s=15)
 
@@ -59,6 +62,7 @@ def empty_result(mode):
         "message_gap_ms": {"p50": None, "p99": None, "max": None, "n": 0},
         "boot_to_ready_ms": None, "backlog_100_drain_s": None,
         "transports": transports.empty(),
+        "bridge": None,
         "seconds": None, "errors": [], "warnings": [],
     }
 
@@ -278,6 +282,21 @@ class Run:
             raise PhaseError("only %d of %d chargers online at the end"
                              % (f["online_at_end"], f["chargers"]))
 
+    async def bridge(self):
+        cfg = self.cfg
+        self.res["bridge"] = await bridge.bridge(self.lab, cfg["bridge_chargers"],
+                                                 cfg["bridge_rates"], cfg["bridge_step_s"])
+
+    async def bridge_only(self):
+        """--only bridge: that phase alone (its section of the report replaced)."""
+        started = time.monotonic()
+        try:
+            await self.phase("fleet bridge, %d chargers" % self.cfg["bridge_chargers"],
+                             self.bridge())
+        finally:
+            self.lab.close()
+        self.res["seconds"] = round(time.monotonic() - started)
+
     async def all(self):
         cfg, phase = self.cfg, self.phase
         started = time.monotonic()
@@ -304,6 +323,7 @@ class Run:
             await phase("reaction times (%d repetitions)" % cfg["reps"], self.reactions())
             await phase("transports side by side", self.transports())
             await phase("fleet of %d for %d s" % (cfg["fleet"], cfg["fleet_s"]), self.fleet())
+            await phase("fleet bridge, %d chargers" % cfg["bridge_chargers"], self.bridge())
         finally:
             self.lab.close()
         self.res["seconds"] = round(time.monotonic() - started)
@@ -318,6 +338,8 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(rig.ROOT, "docs"),
                    help="folder for BENCHMARKS.md and the plots (default docs/)")
     p.add_argument("--keep", action="store_true", help="keep the simulators' state folder")
+    p.add_argument("--only", choices=("bridge",), help="run this phase alone and replace its "
+                   "section (and its key of the JSON) in an existing report")
     args = p.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = MODES[mode]
@@ -337,16 +359,19 @@ def main(argv=None):
         if mosquitto_path() is None:
             log("no mosquitto: make mosquitto")
             subprocess.run(["make", "-C", rig.ROOT, "mosquitto"], check=False, stdout=sys.stderr)
-        log("device twins (tools/twin.py) ...")
-        twin.ensure()
-        twin.ensure(stock=True)
-        twin.mpy_cross()
-        stamps = twin_identity()
-        run = Run(cfg, res, info, tmp)
-        asyncio.run(run.all())
-        if twin_identity() != stamps:
-            res["warnings"].append("the firmware changed during the run (lib/ edited, twin "
-                                   "rebuilt): figures may mix two versions")
+        if args.only:
+            asyncio.run(Run(cfg, res, info, tmp).bridge_only())
+        else:
+            log("device twins (tools/twin.py) ...")
+            twin.ensure()
+            twin.ensure(stock=True)
+            twin.mpy_cross()
+            stamps = twin_identity()
+            run = Run(cfg, res, info, tmp)
+            asyncio.run(run.all())
+            if twin_identity() != stamps:
+                res["warnings"].append("the firmware changed during the run (lib/ edited, "
+                                       "twin rebuilt): figures may mix two versions")
     except KeyboardInterrupt:
         res["errors"].append("interrupted")
         status = 130
@@ -355,8 +380,11 @@ def main(argv=None):
         log("crashed:", type(e).__name__, e)
     finally:
         rig.stop_all()
-        report.write(out, res, info, *((run.refs, run.sessions, run.reaction_samples)
-                                       if run else ()))
+        if args.only:  # that section alone: the rest of the report is another run's
+            report.replace_bridge(out, res, info)
+        else:
+            report.write(out, res, info, *((run.refs, run.sessions, run.reaction_samples)
+                                           if run else ()))
         if args.keep:
             log("state kept in", tmp)
         else:
@@ -364,5 +392,8 @@ def main(argv=None):
     if res["errors"] and not status:
         status = 1
     log("report: %s" % os.path.join(out, "BENCHMARKS.md"))
+    if args.only:
+        res = {"mode": mode, "bridge": res["bridge"], "seconds": res["seconds"],
+               "errors": res["errors"]}
     print(json.dumps(res, separators=(",", ":")), flush=True)
     return status
