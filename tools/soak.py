@@ -9,9 +9,8 @@ faults at random moments of random sessions:
   outages (the broker down while sessions go on, so that chargers queue transactions);
 - Central System bursts: hostile frames (garbage, wrong types, huge, deep, unknown actions)
   and real requests, published straight to the charger's topic; and first, during a session,
-  a stream of --hostile of them (2000; the firmware takes a flood at about 8 frames a second:
-  10 000 take some 20 minutes): the session must complete without a restart, and the heap's
-  peak over it is reported (hostile_stream).
+  a stream of --hostile of them (10 000): the session must complete without a restart, and
+  the heap's peak over it is reported (hostile_stream).
 
 At the end every fault is lifted and the chargers drain their queues; then the Central
 System's record is compared with what the campaign did, and it reports (one JSON object,
@@ -299,7 +298,7 @@ def main(argv=None):
                    help="times the broker stays down for --outage-s while sessions go on")
     p.add_argument("--outage-s", type=float, default=120.0)
     p.add_argument("--drain-s", type=float, default=600.0)
-    p.add_argument("--hostile", type=int, default=2000,
+    p.add_argument("--hostile", type=int, default=10000,
                    help="hostile frames streamed during a session before the campaign")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
