@@ -177,6 +177,11 @@ class Campaign:
         await sim.until(lambda s: s["connectors"]["1"]["relay"], T)
         self.fig["transactions_started"] += 1
         self.fig["sessions"] += 1
+
+        def taken(s):  # frames the firmware took: whole, or the head of one over 4 KB
+            m = s["mqtt"] or {}
+            return sum(m.get(k, 0) for k in ("received", "oversize", "dropped"))
+
         before = await sim.ask(cmd="status")
         t0 = time.monotonic()
         peak = 0
@@ -186,14 +191,12 @@ class Campaign:
                 text = text.replace('"h', '"s%d-' % i, 1)
             await cs._transmit(sim.cp_id, text)
             self.fig["hostile_frames"] += 1
-            if i % 500 == 0:
-                s = await sim.ask(cmd="status")
+            if i % 200 == 199:
+                # at most ~400 waiting at the broker: Mosquitto drops what passes its queue
+                # for a client (1000 messages by default), and so would AWS IoT's
+                s = await sim.until(lambda s: taken(s) - taken(before) >= i - 400, 300)
                 peak = max(peak, s["heap_peak"] or 0)
-        def taken(s):  # frames the firmware took: whole, or the head of one over 4 KB
-            m = s["mqtt"] or {}
-            return sum(m.get(k, 0) for k in ("received", "oversize", "dropped"))
-        s = await sim.until(lambda s: taken(s) - taken(before) >= self.a.hostile * 0.95,
-                            max(600, self.a.hostile / 4))
+        s = await sim.until(lambda s: taken(s) - taken(before) >= self.a.hostile * 0.98, 300)
         self.fig["hostile_stream_s"] = round(time.monotonic() - t0, 1)
         peak = max(peak, s["heap_peak"] or 0)
         await sim.ask(cmd="rfid", uid=TAG)
