@@ -13,7 +13,8 @@ from websockets.asyncio.server import serve
 
 from bridge_world import (KEY, T, bridge_world, cs_frames, make_bridge_world,  # noqa: F401
                           open_sessions, until, wire_matches)
-from test_e2e import TAG, online
+from test_e2e import online
+from test_e2e_websocket import rfid_and_remote_sessions
 from tools.bridge import shard
 from tools.csms_websocket import WebSocketCentralSystem, server_tls_context
 
@@ -32,19 +33,7 @@ def test_a_session_remote_start_configuration_and_reset_pass_through_unchanged(b
             cp = await online(sim, cs)
             assert cp.sessions[-1].basic_user == "CP001"  # Basic with the charger's key
             assert cp.sessions[-1].subprotocol == "ocpp1.6"
-            await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
-            await sim.ask(cmd="load", connector=1, amps=16.0)
-            await sim.ask(cmd="rfid", uid=TAG)
-            await sim.ask(cmd="ev", connector=1, state="C")
-            await cs.wait_for(lambda: cp.transactions and len(
-                list(cp.transactions.values())[0].meter_values) >= 2, T)
-            await sim.ask(cmd="rfid", uid=TAG)
-            await cs.wait_for(lambda: [t for t in cp.transactions.values() if t.stopped], T)
-            assert (await cs.remote_start("CP001", TAG, connector_id=1))["status"] == "Accepted"
-            s = await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] is not None)
-            txid = s["connectors"]["1"]["transaction_id"]
-            assert (await cs.remote_stop("CP001", txid))["status"] == "Accepted"
-            await cs.wait_for(lambda: cp.transactions[txid].stopped, T)
+            await rfid_and_remote_sessions(sim, cs, cp)
             conf = await cs.get_configuration("CP001", ["MeterValueSampleInterval"])
             assert conf["configurationKey"][0]["value"] == "1"
             assert (await cs.reset("CP001", "Soft"))["status"] == "Accepted"

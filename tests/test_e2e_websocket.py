@@ -78,7 +78,9 @@ def check_frames(cp):
             jsonschema.validate(msg[3], schema(msg[2]))
 
 
-async def session_remote_configuration_and_reset(sim, cs, cp):
+async def rfid_and_remote_sessions(sim, cs, cp):
+    """MeterValues every second; a card session with MeterValues, then a remote start and
+    stop: each seen through to its StopTransaction at the Central System."""
     await cs.change_configuration("CP001", "MeterValueSampleInterval", "1")
     await sim.ask(cmd="load", connector=1, amps=16.0)
     await sim.ask(cmd="rfid", uid=TAG)
@@ -92,6 +94,10 @@ async def session_remote_configuration_and_reset(sim, cs, cp):
     txid = tx["connectors"]["1"]["transaction_id"]
     assert (await cs.remote_stop("CP001", txid))["status"] == "Accepted"
     await cs.wait_for(lambda: cp.transactions[txid].stopped, T)
+
+
+async def session_remote_configuration_and_reset(sim, cs, cp):
+    await rfid_and_remote_sessions(sim, cs, cp)
     conf = await cs.get_configuration("CP001", ["SecurityProfile", "AuthorizationKey"])
     assert conf["unknownKey"] == ["AuthorizationKey"]  # write-only
     profile = conf["configurationKey"][0]["value"]

@@ -31,6 +31,15 @@ def free_port(host=HOST):
         return s.getsockname()[1]
 
 
+def file_tail(path, limit=4000):
+    """The last `limit` characters of a log file, or "(no log)"."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-limit:]
+    except OSError:
+        return "(no log)"
+
+
 def mosquitto_path():
     return shutil.which(MOSQUITTO) or shutil.which(MOSQUITTO, path="/usr/sbin:/usr/local/sbin")
 
@@ -151,11 +160,7 @@ class Broker:
 
     def log_tail(self, limit=4000):
         """The end of Mosquitto's log, for error messages."""
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-limit:]
-        except OSError:
-            return "(no log)"
+        return file_tail(self.log_path, limit)
 
     def start(self):
         if self.running:

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from tools.broker import free_port
+from tools.broker import file_tail, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -98,8 +98,4 @@ class BridgeProcess:
             self.kill()
 
     def log_tail(self, limit=4000):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-limit:]
-        except OSError:
-            return "(no log)"
+        return file_tail(self.log_path, limit)
