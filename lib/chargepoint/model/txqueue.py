@@ -1,12 +1,21 @@
 """Persistent, ordered queue of transaction-related messages (Start/Stop/MeterValues).
 
 One record per message ("q.<seq>"), so a push or a pop is one atomic file operation and only
-the front message is held in RAM. When the flash is full, the oldest MeterValues (not the
-one in flight) make room; a MeterValues that still finds none is dropped, and a Start- or
-StopTransaction is never dropped: it waits in the RAM (lost only if the power goes before
-there is room on the flash for it again, which every message sent makes). A StartTransaction queued offline gets its transactionId
-from the Central System later: messages behind it carry the local transaction reference and
-take the real id from the "txids" record when they are sent.
+the front message is held in RAM, besides 4 bytes of sequence number per queued message.
+A MeterValues gets an odd sequence number and a Start- or StopTransaction an even one, so
+the queue knows what it may shed without reading the flash.
+
+The bound: at most `MAX` (1000) messages. A full queue (or a full flash) makes room by
+dropping its oldest MeterValues (not the one in flight); a MeterValues that still finds
+none is dropped, and a Start- or StopTransaction is never dropped. A transaction starts only
+while there is room for its StartTransaction and its StopTransaction (room()): 1000 queued
+messages of transactions alone, 500 transactions, stop new sessions, never their records.
+On a full flash a Start- or StopTransaction waits in the RAM (lost only if the power goes
+before there is room on the flash for it again, which every message sent makes).
+
+A StartTransaction queued offline gets its transactionId from the Central System later:
+messages behind it carry the local transaction reference and take the real id from the
+"txids" record when they are sent.
 
 Retries (OCPP 1.6 §4.10, transaction-related messages): a CALLERROR or a malformed answer
 counts as a failed attempt, retried after TransactionMessageRetryInterval × attempts and
@@ -17,7 +26,7 @@ from micropython import const
 
 from chargepoint.ocpp.engine import Call
 
-_MAX = const(200)  # beyond this, the oldest periodic MeterValues make room
+MAX = const(1000)  # messages; beyond this, the oldest MeterValues make room
 _WAIT_MAX_MS = const(300000)
 
 
@@ -42,19 +51,34 @@ class TxQueue:
         return len(self.seqs)
 
     def push(self, uid, action, payload, ref):
-        seq = self.seqs[-1] + 1 if self.seqs else 1
+        seqs = self.seqs
+        seq = seqs[-1] + 1 if seqs else 1
+        if (seq & 1) != (action == "MeterValues"):
+            seq += 1  # odd: a MeterValues (it may be shed); even: a Start or Stop
+        if len(seqs) >= MAX and not self._shed() and action == "MeterValues":
+            self.dropped += 1
+            return
         r = {"u": uid, "a": action, "p": payload, "r": ref, "n": 0}
         while not self.store.write("q.%08d" % seq, r):  # the flash is full
-            if self._shed():  # a periodic MeterValues made room: again
+            if self._shed():  # a MeterValues made room: again
                 continue
             if action == "MeterValues":
                 self.dropped += 1
                 return
             self._held[seq] = r  # a Start or Stop: kept in the RAM, written once there is room
             break
-        self.seqs.append(seq)
-        if len(self.seqs) > _MAX:
-            self._shed()
+        seqs.append(seq)
+
+    def room(self):
+        """Whether a transaction may start: room for its StartTransaction and its
+        StopTransaction, on top of what is queued, if need be by shedding MeterValues."""
+        seqs = self.seqs
+        if len(seqs) + 2 <= MAX:
+            return True
+        for seq in seqs[1:]:
+            if seq & 1:
+                return True
+        return False
 
     def _read(self, seq):
         r = self._held.get(seq)
@@ -79,13 +103,37 @@ class TxQueue:
                 return True
         return False
 
+    def newest(self):
+        """Unix seconds of the latest time in the last queued message (Clock.seconds), None
+        without one: a boot whose clock is unknown stamps nothing earlier."""
+        seqs = self.seqs
+        r = self._read(seqs[-1]) if seqs else None
+        if r is None:
+            return None
+        p = r["p"]
+        stamps = [p.get("timestamp", "")]
+        for key in ("meterValue", "transactionData"):
+            for mv in p.get(key, ()):
+                stamps.append(mv["timestamp"])
+        newest = None
+        for stamp in stamps:
+            t = self.clock.seconds(stamp)
+            if t is not None and (newest is None or t > newest):
+                newest = t
+        return newest
+
     def _shed(self):
-        """Drop the oldest MeterValues but the one in flight; False if there is none."""
-        for seq, r in self.records():
-            if r["a"] == "MeterValues" and seq != self.seqs[0]:
-                self._remove(seq)
-                self.dropped += 1
-                return True
+        """Drop the oldest MeterValues but the one in flight; False if there is none. The odd
+        sequence numbers are MeterValues (one queued by an older firmware is read first)."""
+        seqs = self.seqs
+        for i in range(1, len(seqs)):
+            seq = seqs[i]
+            if seq & 1:
+                r = self._read(seq)
+                if r is None or r["a"] == "MeterValues":
+                    self._remove(seq)
+                    self.dropped += 1
+                    return True
         return False
 
     def _remove(self, seq):
