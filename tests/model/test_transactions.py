@@ -104,23 +104,26 @@ def test_a_full_flash_sheds_the_oldest_meter_values_to_keep_a_stop():
     from tools.fakes import FakeTicks, MemoryStore
     from chargepoint.platform.clock import Clock
 
-    store = MemoryStore()
+    class Flash(MemoryStore):  # full until a file goes
+        def remove(self, name):
+            if self.files.pop(name, None) is not None:
+                self.full = False
+
+    store = Flash()
     q = TxQueue(store, Clock(ticks_ms=FakeTicks()), None, lambda *a: None)
     q.push("1", "StartTransaction", {"timestamp": "t"}, "1.1")
-    for i in range(3):
+    i = 0
+    while len(store.names("q.")) < 3:  # a segment of the Start and MeterValues, two of these
         q.push("m%d" % i, "MeterValues", {"meterValue": []}, "1.1")
-    limit = len(store.files)
-
-    def write(name, value, real=store.write):  # a flash with room for `limit` records
-        if name not in store.files and len(store.files) >= limit:
-            return False
-        return real(name, value)
-    store.write = write
+        i += 1
+    first, second, third = store.names("q.")
+    in_second = len(list(store.scan(second)))
+    store.full = True  # no room to write the first segment again without its MeterValues
     q.push("2", "StopTransaction", {"timestamp": "t"}, "1.1")
-    assert [r["a"] for _, r in q.records()] == ["StartTransaction", "MeterValues",
-                                                "MeterValues", "StopTransaction"]
-    assert q.dropped == 1 and "q.00000003" not in store.files  # the oldest MeterValues went
-    assert len(store.files) == limit  # the Stop is on the flash, not held in the RAM
+    assert q.dropped == in_second and second not in store.files  # removed whole, the oldest
+    assert [r["u"] for _, r in q.records()][-2:] == ["m%d" % (i - 1), "2"]
+    assert not q._held  # the Stop is on the flash, not held in the RAM
+    assert [r["u"] for r, _ in store.scan(third)][-1] == "2"
 
 
 def test_callerror_retried_then_dropped_after_attempts():
