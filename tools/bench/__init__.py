@@ -1,7 +1,7 @@
 """Benchmarks of the firmware on the device twin, with Mosquitto and the development Central
 System.
 
-    python3 -m tools.bench [--quick | --smoke] [--out DIR] [--keep] [--only bridge]
+    python3 -m tools.bench [--quick | --smoke] [--out DIR] [--keep] [--only bridge|crypto]
                                                                     (or `make bench`)
 
 Measures code size (mpy-cross, frozen image), heap (idle, peak, per transaction, growth over
@@ -19,7 +19,7 @@ key is present whatever happened; a phase that failed leaves null values and a l
   --quick    the same with a 15 s reference session
   --smoke    under a minute: every figure, few repetitions, a fleet of 3, a two-step
              bisection (an upper bound at best), the bridge with 20 chargers
-  --only bridge  that phase alone; its section and JSON key of DIR/BENCHMARKS.md are
+  --only bridge|crypto  that phase alone; its section and JSON key of DIR/BENCHMARKS.md are
              replaced, the rest of the report is kept
 
 Everything runs on 127.0.0.1, every loop is bounded, and every process started here (brokers,

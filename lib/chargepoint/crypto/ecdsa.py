@@ -102,6 +102,7 @@ def sign_steps(d, digest):
     """The DER signature of `digest` by private key `d`, its nonce per RFC 6979."""
     e = int.from_bytes(digest, "big") % N
     for k in _nonces(d, digest):
+        yield  # the nonce's HMACs are a slice's worth
         q = yield from p256.mul_steps(k, p256.G)
         x, _ = yield from p256.affine_steps(q)
         r = x % N
