@@ -36,7 +36,8 @@ async def finish(steps):
 
 class Work:
     """A generator of slices driven from a loop: step() does one slice and tells whether the
-    work is over; then `result` is its value, or `error` the ValueError that ended it."""
+    work is over; then `result` is its value, or `error` the ValueError (or IndexError: DER
+    cut short) that ended it."""
 
     def __init__(self, steps):
         self.result = None
@@ -53,7 +54,7 @@ class Work:
             return False
         except StopIteration:
             self.result = self._box[0]
-        except ValueError as e:
+        except (ValueError, IndexError) as e:
             self.error = e
         self.done = True
         self._it = None
