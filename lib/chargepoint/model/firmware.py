@@ -30,7 +30,8 @@ checks of chargepoint.model.signing (imported for the update, dropped after). At
 a signing certificate that is unreadable, not valid now, or not issued by (named as the
 subject of) an installed ManufacturerRootCertificate is InvalidCertificate, with the
 security event InvalidFirmwareSigningCertificate; else Accepted (AcceptedCanceled when it
-replaces an update not yet installed). Then, in slices of a loop each (chargepoint.crypto):
+replaces an update not yet installed). Then, in slices (chargepoint.crypto), up to ~4 ms of
+them per loop:
 the certificate's signature by the root (a certificate that does not check out ends the
 update: InvalidSignature and InvalidFirmwareSigningCertificate); DownloadScheduled when
 retrieveDateTime is ahead; Downloading, Downloaded (or DownloadFailed after the retries); the
@@ -64,6 +65,10 @@ _JOB = "fwjob"
 _REQUEST = "fwreq"  # {"id"}: the requestId of a signed update, across its reboot
 TRIAL_MS = const(600000)  # the new firmware's time to be accepted by the Central System
 REFUSED_EVENT = "InvalidFirmwarePackage"  # a sound package of a kind or target not this board's
+# A signature check's share of a loop: slices (each at most ~7 ms on an ESP32, README) until
+# this much time has passed, and never more than so many (a fake clock does not move)
+_CHECK_MS = const(4)
+_CHECK_SLICES = const(32)
 SIGNATURE_EVENT = "InvalidFirmwareSignature"
 CERTIFICATE_EVENT = "InvalidFirmwareSigningCertificate"
 
@@ -177,14 +182,21 @@ class Firmware(Feature):
         self.cp.store.remove(_JOB)
 
     def _verdict(self, make):
-        """One slice of a signature check (`make(signing)` gives its generator): None while it
-        runs, then whether the signature checked out."""
+        """This loop's slices of a signature check (`make(signing)` gives its generator): None
+        while it runs, then whether the signature checked out."""
         if self.work is None:
             from chargepoint import crypto
             from chargepoint.model import signing
 
             self.work = crypto.Work(make(signing))
-        if not self.work.step():
+        clock = self.cp.clock
+        start = clock.ticks_ms()
+        for _ in range(_CHECK_SLICES):
+            if self.work.step():
+                break
+            if clock.since(start) >= _CHECK_MS:
+                return None
+        else:
             return None
         ok = self.work.result is True
         if self.work.error is not None:
