@@ -1,11 +1,11 @@
 """The known-answer cases of tests/vectors/crypto.json checked by the device's public-key
 arithmetic (chargepoint.crypto), on MicroPython (the twin) or CPython: tests/crypto/.
 
-micropython crypto_probe.py VECTORS [SEED]
+micropython crypto_probe.py VECTORS [timing]
 Prints one JSON object per line: each case's answer ({"group", "case", "want", "got"}), then
 what was made here for the other side to check ({"made": ...}: a key, signatures, a CSR),
-then the slices' timing ({"timing": ...}: microseconds, each operation's total and longest
-slice)."""
+then with "timing" the slices' timing ({"timing": ...}: microseconds, each operation's total
+and longest slice) and the heap a check holds ({"heap": ...})."""
 import binascii
 import hashlib
 import json
@@ -135,6 +135,31 @@ def timing(data, repeat=5):
     return out
 
 
+def working_heap(data):
+    """Bytes of heap an RSA-4096 and a P-256 check hold at most (a collection after each
+    slice: what is live, not garbage waiting), over what was live before."""
+    import gc
+
+    digest = hashlib.sha256(b"firmware package bytes").digest()
+    group = data["rsa"][-1]
+    _, key = crypto.run(keys.public_key_steps(unhex(group["key"])))
+    d, xy = crypto.run(ecdsa.keygen_steps())
+    sig = crypto.run(ecdsa.sign_steps(d, digest))
+    out = {}
+    for name, steps in (("rsa4096_pkcs1_verify",
+                         rsa.verify_pkcs1_steps(key, digest, unhex(group["cases"][0]["sig"]))),
+                        ("p256_verify", ecdsa.verify_steps((xy[0], xy[1], 1), digest, sig))):
+        gc.collect()
+        base = gc.mem_alloc()
+        work = crypto.Work(steps)
+        top = 0
+        while not work.step():
+            gc.collect()
+            top = max(top, gc.mem_alloc() - base)
+        out[name] = top
+    return out
+
+
 def main():
     with open(sys.argv[1]) as f:
         data = json.load(f)
@@ -150,6 +175,7 @@ def main():
     print(json.dumps({"made": made_here()}))
     if "timing" in sys.argv[2:]:
         print(json.dumps({"timing": timing(data)}))
+        print(json.dumps({"heap": working_heap(data)}))
 
 
 if __name__ == "__main__":

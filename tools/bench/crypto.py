@@ -14,6 +14,12 @@ ESP32_FACTOR = 20
 SLICE_BUDGET_MS = 10  # what one slice may hold the interpreter on an ESP32
 PROBE = os.path.join(ROOT, "tests", "mpy", "crypto_probe.py")
 VECTORS = os.path.join(ROOT, "tests", "vectors", "crypto.json")
+# The heap the modules of a signed update's checks take once imported (frozen: their code
+# stays in flash; module objects and globals only)
+_IMPORTS = ("import gc\ngc.collect()\na = gc.mem_alloc()\n"
+            "from chargepoint.crypto import der, p256, ecdsa, rsa, keys\n"
+            "from chargepoint.model import signing\n"
+            "gc.collect()\nprint(gc.mem_alloc() - a)")
 # operation -> what it is, in the report's words
 OPERATIONS = (
     ("rsa2048_pkcs1_verify", "RSA-2048 PKCS#1 v1.5 verify (e = 65537)"),
@@ -32,7 +38,8 @@ OPERATIONS = (
 
 def figures(tmp):
     """{"esp32_factor", "slice_budget_ms", "operations": {name: {"twin_us", "slice_max_us",
-    "slices", "esp32_ms", "esp32_slice_ms"}}}; RuntimeError when the probe fails."""
+    "slices", "esp32_ms", "esp32_slice_ms"}}, "heap_working_bytes": {check: bytes},
+    "heap_import_bytes"}; RuntimeError when the probe fails."""
     r = subprocess.run([twin.ensure(), "-X", "heapsize=400000", PROBE, VECTORS, "timing"],
                        cwd=tmp, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, MICROPYPATH=".frozen"))
@@ -43,10 +50,17 @@ def figures(tmp):
     if r.returncode != 0 or not timing or wrong:
         raise RuntimeError("crypto probe: %s" % ((wrong or r.stderr.strip().splitlines()
                                                   or ["no timing"])[-1]))
+    heap = [x["heap"] for x in lines if "heap" in x]
+    imports = subprocess.run(
+        [twin.ensure(), "-X", "heapsize=400000", "-c", _IMPORTS], cwd=tmp, capture_output=True,
+        text=True, timeout=60, env=dict(os.environ, MICROPYPATH=".frozen"))
     ops = {}
     for name, t in timing[0].items():
         ops[name] = {"twin_us": t["us"], "slice_max_us": t["slice_max_us"],
                      "slices": t["slices"],
                      "esp32_ms": round(t["us"] * ESP32_FACTOR / 1000, 1),
                      "esp32_slice_ms": round(t["slice_max_us"] * ESP32_FACTOR / 1000, 1)}
-    return {"esp32_factor": ESP32_FACTOR, "slice_budget_ms": SLICE_BUDGET_MS, "operations": ops}
+    return {"esp32_factor": ESP32_FACTOR, "slice_budget_ms": SLICE_BUDGET_MS, "operations": ops,
+            "heap_working_bytes": heap[0] if heap else None,
+            "heap_import_bytes": int(imports.stdout) if imports.stdout.strip().isdigit()
+            else None}

@@ -644,6 +644,14 @@ def _crypto(h, info, images):
                % (words, key, _us(o.get("twin_us")), _v(o.get("slices")),
                   _us(o.get("slice_max_us")), _ms(o.get("esp32_ms")),
                   _ms(o.get("esp32_slice_ms"))))
+    working = c.get("heap_working_bytes") or {}
+    yield ""
+    yield ("Heap (the twin is 32-bit, as the ESP32): importing the modules of a signed update's "
+           "checks (`chargepoint.crypto`, `chargepoint.model.signing`, frozen) takes %s; an "
+           "RSA-4096 check holds at most %s while it runs, a P-256 check %s (live objects, "
+           "a collection after each slice)."
+           % (_b(c.get("heap_import_bytes")), _b(working.get("rsa4096_pkcs1_verify")),
+              _b(working.get("p256_verify"))))
 
 
 def _us(v):
