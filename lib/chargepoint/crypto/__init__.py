@@ -37,7 +37,7 @@ async def finish(steps):
 class Work:
     """A generator of slices driven from a loop: step() does one slice and tells whether the
     work is over; then `result` is its value, or `error` the ValueError (or IndexError: DER
-    cut short) that ended it."""
+    cut short; MemoryError) that ended it."""
 
     def __init__(self, steps):
         self.result = None
@@ -56,6 +56,8 @@ class Work:
             self.result = self._box[0]
         except (ValueError, IndexError) as e:
             self.error = e
+        except MemoryError:  # the heap too cut up for a big integer: the check failed, the
+            self.error = MemoryError("out of memory")  # loop goes on
         self.done = True
         self._it = None
         return True
