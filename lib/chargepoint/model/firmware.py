@@ -150,6 +150,7 @@ class Firmware(Feature):
             _drop_signing()
         self.job = job
         self.request_id = job.get("id")
+        self.status = "Idle"  # until this update reports (a trigger meanwhile says Idle)
         self.cp.store.write(_JOB, job)
         self.phase = phase
         self.due = None
