@@ -30,9 +30,8 @@ checks of chargepoint.model.signing (imported for the update, dropped after). At
 a signing certificate that is unreadable, not valid now, or not issued by (named as the
 subject of) an installed ManufacturerRootCertificate is InvalidCertificate, with the
 security event InvalidFirmwareSigningCertificate; else Accepted (AcceptedCanceled when it
-replaces an update not yet installed). Then, in slices (chargepoint.crypto), up to ~4 ms of
-them per loop:
-the certificate's signature by the root (a certificate that does not check out ends the
+replaces an update not yet installed). Then, in slices (chargepoint.crypto) started for up
+to _CHECK_MS per loop: the certificate's signature by the root (a certificate that does not check out ends the
 update: InvalidSignature and InvalidFirmwareSigningCertificate); DownloadScheduled when
 retrieveDateTime is ahead; Downloading, Downloaded (or DownloadFailed after the retries); the
 package's signature (InvalidSignature and the event InvalidFirmwareSignature, nothing
@@ -47,9 +46,16 @@ installed, an unsigned UpdateFirmware is refused with the CALLERROR SecurityErro
 confirmation has no status to say Rejected with); production chargers take signed firmware
 only. With no manufacturer root (development) unsigned updates go on as before.
 
-Choices where the specification leaves room: the whitepaper's list of security events has
+Choices where the specification leaves room: the whitepaper answers a signing certificate
+that does not check out with InvalidCertificate, but the answer goes out from the handler,
+and checking the certificate's signature takes up to half a second on an ESP32, which the
+loop may not wait for: what the certificate's fields tell is answered at once, its signature
+is checked after Accepted, and one the root did not make ends the update with the status
+InvalidSignature (the list has none for a certificate) and InvalidFirmwareSigningCertificate.
+The signature covers the whole package file, header included, so the version and the
+payload's SHA-256 are signed too. The whitepaper's list of security events has
 none for a package that is sound but for another board (InvalidFirmwareSignature is about a
-signature, and these packages carry none), and the list is not closed (the type is a
+signature, and an unsigned package carries none), and the list is not closed (the type is a
 CiString50): REFUSED_EVENT, "InvalidFirmwarePackage", named as the whitepaper names the
 firmware checks that fail. A security event, as someone may be trying to put foreign code
 on the charger; a Central System that sends the wrong package by mistake learns why.
