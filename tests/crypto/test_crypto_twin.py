@@ -43,3 +43,8 @@ def test_a_key_signature_and_csr_made_on_the_twin_check_out_in_cryptography(prob
     request = cx509.load_pem_x509_csr(made["csr"].encode())
     assert request.is_signature_valid
     assert request.public_key().public_numbers().x == made["x"]
+
+
+def test_finish_on_the_twin_lets_the_asyncio_loop_run_between_slices(probe):
+    finish = [a["finish"] for a in probe if "finish" in a][0]
+    assert finish["verified"] and finish["turns"] > 100  # a P-256 signature: ~230 slices

@@ -160,6 +160,28 @@ def working_heap(data):
     return out
 
 
+def finish_with_the_loop_running():
+    """crypto.finish() in an asyncio task while another task counts the loop's turns."""
+    import asyncio
+
+    d, xy = crypto.run(ecdsa.keygen_steps())
+    digest = hashlib.sha256(b"m").digest()
+    turns = [0]
+
+    async def other():
+        while True:
+            turns[0] += 1
+            await asyncio.sleep(0)
+
+    async def both():
+        task = asyncio.create_task(other())
+        sig = await crypto.finish(ecdsa.sign_steps(d, digest))
+        task.cancel()
+        return crypto.run(ecdsa.verify_steps((xy[0], xy[1], 1), digest, sig))
+
+    return {"verified": asyncio.run(both()), "turns": turns[0]}
+
+
 def main():
     with open(sys.argv[1]) as f:
         data = json.load(f)
@@ -173,6 +195,7 @@ def main():
         for group, case, want, got in cases:
             print(json.dumps({"group": group, "case": case, "want": want, "got": got}))
     print(json.dumps({"made": made_here()}))
+    print(json.dumps({"finish": finish_with_the_loop_running()}))
     if "timing" in sys.argv[2:]:
         print(json.dumps({"timing": timing(data)}))
         print(json.dumps({"heap": working_heap(data)}))
