@@ -4,8 +4,9 @@ arithmetic (chargepoint.crypto), on MicroPython (the twin) or CPython: tests/cry
 micropython crypto_probe.py VECTORS [timing]
 Prints one JSON object per line: each case's answer ({"group", "case", "want", "got"}), then
 what was made here for the other side to check ({"made": ...}: a key, signatures, a CSR),
-crypto.finish() beside another asyncio task ({"finish": ...}), then with "timing" the slices' timing ({"timing": ...}: microseconds, each operation's total
-and longest slice) and the heap a check holds ({"heap": ...})."""
+crypto.finish() beside another asyncio task ({"finish": ...}), then with "timing" the slices'
+timing ({"timing": ...}: microseconds, each operation's total and longest slice) and the heap a
+check holds ({"heap": ...})."""
 import binascii
 import hashlib
 import json

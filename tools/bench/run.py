@@ -15,8 +15,8 @@ import time
 
 import tools.bench
 from tools import twin
-from tools.bench import bridge, cpu, crypto, fleet, heap, profiles, reactions, report, rig, sizes, \
-    transports
+from tools.bench import bridge, cpu, crypto, fleet, heap, profiles, reactions, report, rig, \
+    sizes, transports
 from tools.bench.rig import BIG_HEAP, HEAP, PhaseError, log
 from tools.broker import mosquitto_path
 

@@ -1,7 +1,8 @@
 """RSA signature checks with SHA-256 (RFC 8017): RSASSA-PKCS1-v1_5 and RSASSA-PSS (MGF1 with
-SHA-256), keys of 2048 to 4096 bits. A key is (n, e, bits of n) from public_key(); `digest` the 32-byte SHA-256 of the
-message. Generators of slices (chargepoint.crypto): a slice is one product or one reduction
-of it, the largest pieces of work there are (each ~0.2 ms for 4096 bits on the twin)."""
+SHA-256), keys of 2048 to 4096 bits. A key is (n, e, bits of n) from public_key(); `digest` the
+32-byte SHA-256 of the message. Generators of slices (chargepoint.crypto): a slice is one
+product or one reduction of it, the largest pieces of work there are (each ~0.2 ms for 4096
+bits on the twin)."""
 import hashlib
 
 from chargepoint.crypto import bit_length, der

@@ -25,21 +25,21 @@ The course of an update, each step reported as FirmwareStatusNotification:
   the install resumes it.
 
 Signed updates (OCPP 1.6 security whitepaper: SignedUpdateFirmware, reported with
-SignedFirmwareStatusNotification and its requestId): the same course, with the signature
-checks of chargepoint.model.signing (imported for the update, dropped after). At the request,
-a signing certificate that is unreadable, not valid now, or not issued by (named as the
-subject of) an installed ManufacturerRootCertificate is InvalidCertificate, with the
-security event InvalidFirmwareSigningCertificate; else Accepted (AcceptedCanceled when it
-replaces an update not yet installed). Then, in slices (chargepoint.crypto) started for up
-to _CHECK_MS per loop: the certificate's signature by the root (a certificate that does not check out ends the
-update: InvalidSignature and InvalidFirmwareSigningCertificate); DownloadScheduled when
+SignedFirmwareStatusNotification and its requestId): the same course, with the signature checks
+of chargepoint.model.signing (imported for the update, dropped after). At the request, a
+signing certificate that is unreadable, not valid now, or not issued by (named as the subject
+of) an installed ManufacturerRootCertificate is InvalidCertificate, with the security event
+InvalidFirmwareSigningCertificate; else Accepted (AcceptedCanceled when it replaces an update
+not yet installed). Then, in slices (chargepoint.crypto) started for up to _CHECK_MS per loop:
+the certificate's signature by the root (a certificate that does not check out ends the update:
+InvalidSignature and InvalidFirmwareSigningCertificate); DownloadScheduled when
 retrieveDateTime is ahead; Downloading, Downloaded (or DownloadFailed after the retries); the
 package's signature (InvalidSignature and the event InvalidFirmwareSignature, nothing
-installed; else SignatureVerified); a package for another board InstallVerificationFailed
-(and InvalidFirmwarePackage); InstallScheduled while installDateTime is ahead or a
-transaction runs; Installing, InstallRebooting, and after the boot Installed (or
-InstallationFailed: rolled back). RevokedCertificate is never answered (no revocation lists
-on the charger) nor DownloadPaused sent.
+installed; else SignatureVerified); a package for another board InstallVerificationFailed (and
+InvalidFirmwarePackage); InstallScheduled while installDateTime is ahead or a transaction runs;
+Installing, InstallRebooting, and after the boot Installed (or InstallationFailed: rolled
+back). RevokedCertificate is never answered (no revocation lists on the charger) nor
+DownloadPaused sent.
 
 SignedFirmwareOnly (BOOL, RW, default true): while a ManufacturerRootCertificate is
 installed, an unsigned UpdateFirmware is refused with the CALLERROR SecurityError (its
