@@ -8,7 +8,8 @@ Measures code size (mpy-cross, frozen image), heap (idle, peak, per transaction,
 1000 sessions, smallest -X heapsize that still passes; what a local list of 1000 idTags, 10
 charging profiles and a running firmware download add), reaction times through the control
 socket, CPU per inbound call and per MeterValues, a fleet of chargers on one broker and
-one Central System, and the fleet bridge (tools/bridge) with 1000 light chargers. Writes
+one Central System, the fleet bridge (tools/bridge) with 1000 light chargers, and the
+public-key arithmetic's operations on the twin (their time, longest slice, ESP32 estimate). Writes
 DIR/BENCHMARKS.md and plots (DIR/heap.png, DIR/sessions.png, DIR/reactions.png; DIR
 defaults to docs/) and prints one JSON object on its last line. Every
 key is present whatever happened; a phase that failed leaves null values and a line in
@@ -27,7 +28,7 @@ simulators, their firmware) is stopped on the way out, Ctrl-C and SIGTERM includ
 device twins are built if missing (tools/twin.py); Mosquitto is installed with `make
 mosquitto` if missing. The simulators' state lives in a temporary folder (kept with --keep).
 
-One module per phase: sizes, heap, profiles, reactions, cpu, fleet, bridge; rig (processes,
+One module per phase: sizes, heap, profiles, reactions, cpu, fleet, bridge, crypto; rig (processes,
 simulators, the in-process workloads), report and plots (the markdown), run (the command line);
 workloads.py runs on the twin itself.
 """
