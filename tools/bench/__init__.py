@@ -9,8 +9,8 @@ Measures code size (mpy-cross, frozen image), heap (idle, peak, per transaction,
 charging profiles and a running firmware download add), reaction times through the control
 socket, CPU per inbound call and per MeterValues, a fleet of chargers on one broker and
 one Central System, the fleet bridge (tools/bridge) with 1000 light chargers, and the
-public-key arithmetic's operations on the twin (their time, longest slice, ESP32 estimate). Writes
-DIR/BENCHMARKS.md and plots (DIR/heap.png, DIR/sessions.png, DIR/reactions.png; DIR
+public-key arithmetic on the twin (each operation's time, longest slice, ESP32 estimate).
+Writes DIR/BENCHMARKS.md and plots (DIR/heap.png, DIR/sessions.png, DIR/reactions.png; DIR
 defaults to docs/) and prints one JSON object on its last line. Every
 key is present whatever happened; a phase that failed leaves null values and a line in
 "errors", and the exit status is 1.
