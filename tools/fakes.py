@@ -52,12 +52,40 @@ class MemoryStore:
         self._ok = True
         return True
 
+    def append(self, name, value):
+        """Logs of records (FileStore.append, scan, rewrite): one JSON per line."""
+        if not self.write(name + ".line", value):
+            return False
+        self.files[name] = self.files.get(name, "") + self.files.pop(name + ".line") + "\n"
+        return True
+
+    def rewrite(self, name, values):
+        if self.full:
+            return self.write(name, None)
+        self.files[name] = "".join(json.dumps(v) + "\n" for v in values)
+        self.writes += 1
+        return True
+
+    def size(self, name):
+        return len(self.files.get(name, ""))
+
+    def scan(self, name, offset=0, report=False):
+        text = self.files.get(name, "")
+        while offset < len(text):
+            end = text.index("\n", offset) + 1
+            value = json.loads(text[offset:end])
+            offset = end
+            yield value, offset
+
     def remove(self, name):
         self.files.pop(name, None)
 
     def discard(self, name, why):
         if self.files.pop(name, None) is not None:
             self.damaged.append((name, why))
+
+    def report(self, name, why):
+        self.damaged.append((name, why))
 
     def names(self, prefix=""):
         return sorted(n for n in self.files if n.startswith(prefix))

@@ -11,8 +11,9 @@ charge point from safe_features() only, none of the others imported, so that a m
 breaks the normal start (or a record that does) is not touched: every connector Faulted
 (InternalError, `info` why), relays open, the transport and a minimal OCPP set
 (chargepoint.model.chargepoint.SAFE_ACTIONS). The boot guard (chargepoint.bootguard) is
-cleared after a stable minute of a normal run, and before every reboot the firmware asks for
-itself: a Reset from the Central System leaves safe mode."""
+cleared after a stable minute of a normal run (the crashes it counts after a stable hour),
+and before every reboot the firmware asks for itself: a Reset from the Central System leaves
+safe mode."""
 import asyncio
 import gc
 
@@ -25,6 +26,7 @@ from chargepoint.platform.store import FileStore
 VERSION = "0.1.0"
 LOOP_MS = 20  # the safety path (relay) runs at least this often
 STABLE_MS = 60000  # a normal run this long clears the boot guard: this boot did not fail
+STABLE_CRASHES_MS = 3600000  # and this long the crashes it counts (chargepoint.bootguard)
 _GC_EVERY = 8192  # bytes allocated between collections
 
 
@@ -123,7 +125,7 @@ def _reboot(board, transport, log, data_dir):
     by whoever asked for it) must survive it. A reboot asked for is no failed boot."""
     def reboot(hard):
         log.flush()
-        bootguard.clear(data_dir)
+        bootguard.clear(data_dir, True)
         transport.stop()
         if hasattr(board, "reboot"):
             board.reboot(hard)
@@ -175,6 +177,8 @@ async def _watch_wifi(wifi):
 async def _stable(data_dir):
     await asyncio.sleep_ms(STABLE_MS)
     bootguard.clear(data_dir)
+    await asyncio.sleep_ms(STABLE_CRASHES_MS - STABLE_MS)
+    bootguard.clear(data_dir, True)
 
 
 async def main(cp, board, transport, repl=False, wifi=None, wdt=None, frames=None,

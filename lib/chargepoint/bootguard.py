@@ -1,13 +1,16 @@
 """The boots that fail, counted (main.py): data/bootguard, {"n": boots in a row not yet known
-good, "cause": the last exception}, plain JSON.
+good, "c": crashes since the last stable hour, "cause": the last exception}, plain JSON.
 
 `begin()` at every boot counts this one and says whether to start in safe mode (the reason,
-or None); `clear()` (chargepoint.app: after a stable minute of a normal run, and before every
-reboot the firmware asks for itself) says this boot did not fail; `failed(exc)` (main.py, for
-an exception at import or in the firmware) keeps its cause and resets the board. So a boot
+or None); `clear()` (chargepoint.app: after a stable minute of a normal run) says this boot
+did not fail, `clear(crashes=True)` (after a stable hour, and before every reboot the
+firmware asks for itself) forgets the crashes too; `failed(exc)` (main.py, for an exception
+at import or in the firmware) counts a crash, keeps its cause and resets the board. So a boot
 that fails stays counted (an exception, a MemoryError, a watchdog reset before the minute is
-up); a power-on reset (the power cut, or a brownout: machine.reset_cause()) starts the count
-again, as the boot before did not fail by itself. After SAFE_AFTER in a row: safe mode
+up), and so does a crash after the minute: a firmware that raises a minute or more into
+every boot is no less broken. A power-on reset (the power cut, or a brownout:
+machine.reset_cause()) starts the count of boots again, as the boot before did not fail by
+itself; the crashes stay counted. After SAFE_AFTER boots or crashes in a row: safe mode
 (chargepoint.app.run(safe=...)). Only os, json and machine here."""
 import json
 import os
@@ -21,15 +24,17 @@ def _path(folder):
     return folder + "/" + NAME
 
 
-def _read():
+def _read(folder=FOLDER):
     try:
-        with open(_path(FOLDER)) as f:
+        with open(_path(folder)) as f:
             g = json.load(f)
         if isinstance(g, dict) and isinstance(g.get("n"), int):
+            if not isinstance(g.get("c"), int):
+                g["c"] = 0  # (a record of the firmware before crashes were counted)
             return g
     except (OSError, ValueError):
         pass
-    return {"n": 0, "cause": None}
+    return {"n": 0, "c": 0, "cause": None}
 
 
 def _save(g, folder=FOLDER):
@@ -52,18 +57,26 @@ def begin():
 
     g = _read()
     if machine.reset_cause() == machine.PWRON_RESET:
-        g = {"n": 0, "cause": None}
+        g["n"] = 0
+        if not g["c"]:
+            g["cause"] = None
     safe = None
     if g["n"] >= SAFE_AFTER:
         safe = "%d boots failed: %s" % (g["n"], g.get("cause") or "reset before a stable minute")
+    elif g["c"] >= SAFE_AFTER:
+        safe = "%d crashes: %s" % (g["c"], g.get("cause"))
     g["n"] += 1
     _save(g)
     return safe
 
 
-def clear(folder=FOLDER):
-    """This boot did not fail."""
-    _save({"n": 0, "cause": None}, folder)
+def clear(folder=FOLDER, crashes=False):
+    """This boot did not fail (crashes=True: nor did the ones before, as far as is known)."""
+    g = _read(folder)
+    if crashes or not g["c"]:
+        g = {"n": 0, "c": 0, "cause": None}
+    g["n"] = 0
+    _save(g, folder)
 
 
 def failed(exc):
@@ -75,6 +88,7 @@ def failed(exc):
 
     sys.print_exception(exc)
     g = _read()
+    g["c"] += 1
     g["cause"] = ("%s: %s" % (type(exc).__name__, exc))[:80]
     _save(g)
     machine.reset()

@@ -11,7 +11,9 @@ from tools.fakes import FakeTicks
 from s0_model import S0Model
 from sdm_model import SdmModel
 
-from chargepoint.hardware.meters import CtMeter, S0Meter, SdmMeter, _wh
+from chargepoint.hardware.ct import CtMeter
+from chargepoint.hardware.s0 import S0Meter
+from chargepoint.hardware.sdm import SdmMeter, _wh
 from chargepoint.hardware.modbus import Modbus
 
 UART_ID, S0_PIN, CT_PINS = 2, 27, (34, 35, 36)
@@ -367,7 +369,9 @@ from sdm_model import SdmModel
 from s0_model import S0Model
 from ct_model import CtModel
 from chargepoint.hardware.modbus import Modbus
-from chargepoint.hardware.meters import SdmMeter, S0Meter, CtMeter
+from chargepoint.hardware.sdm import SdmMeter
+from chargepoint.hardware.s0 import S0Meter
+from chargepoint.hardware.ct import CtMeter
 now = [0]
 tick = lambda: now[0]
 sdm = SdmModel(phases=3, load=16.0, energy_kwh=1234.567)
@@ -376,8 +380,12 @@ m = SdmMeter(Modbus(machine.UART(2, 9600), ticks_ms=tick), ticks_ms=tick)
 s0 = S0Model(1000)
 machine.wire(27, s0)
 p = S0Meter(machine.Pin(27, machine.Pin.IN), 1000, ticks_ms=tick)
-machine.wire(34, CtModel(16.0))
-c = CtMeter(machine.ADC(machine.Pin(34)), ticks_ms=tick)
+us = [0]  # the CT's samples on a clock of their own: a busy host cannot skew them
+def sleep_us(d):
+    us[0] += d
+machine.wire(34, CtModel(16.0, clock_us=lambda: us[0]))
+c = CtMeter(machine.ADC(machine.Pin(34)), ticks_ms=tick, ticks_us=lambda: us[0],
+            sleep_us=sleep_us)
 s0.pulse(42)
 for _ in range(20):
     m.poll(); p.poll(); c.poll()

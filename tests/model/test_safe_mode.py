@@ -68,12 +68,44 @@ def test_a_normal_charge_point_is_not_in_safe_mode():
 
 STABLE = """
 import asyncio, json
-from chargepoint import app
+from chargepoint import app, bootguard
 app.STABLE_MS = 30
+app.STABLE_CRASHES_MS = 60
 with open("data/bootguard", "w") as f:
-    f.write('{"n": 4, "cause": "ValueError: x"}')
+    f.write('{"n": 4, "c": 2, "cause": "ValueError: x"}')
+bootguard.clear("data")
+print(open("data/bootguard").read())
 asyncio.run(app._stable("data"))
 print(open("data/bootguard").read())
+"""
+
+LATE = """
+import asyncio, json, machine
+from chargepoint import app, bootguard
+machine._cause[0] = machine.HARD_RESET  # (the simulated machine: as after a reset)
+machine.reset = lambda: None  # (the probe goes on as the next boot)
+app.STABLE_MS = 30  # the stable minute, scaled
+
+async def firmware():  # runs past its stable minute, then raises
+    asyncio.create_task(app._stable("data"))
+    await asyncio.sleep_ms(60)
+    raise ValueError("late")
+
+got = []
+for boot in range(6):
+    safe = bootguard.begin()  # main.py's
+    got.append(safe)
+    if safe is None:
+        try:
+            asyncio.run(firmware())
+        except Exception as e:
+            bootguard.failed(e)
+        asyncio.new_event_loop()
+print(json.dumps(got))
+machine._cause[0] = machine.PWRON_RESET  # a power cut: the crashes stay counted
+print(json.dumps(bootguard.begin()))
+bootguard.clear("data", True)  # a stable hour, or a reboot asked for
+print(json.dumps(bootguard.begin()))
 """
 
 COUNT = """
@@ -105,7 +137,17 @@ def twin_probe(tmp_path, source):
 def test_a_stable_run_clears_the_boot_guard_on_the_twin(tmp_path):
     import json
 
-    assert json.loads(twin_probe(tmp_path, STABLE)[-1]) == {"n": 0, "cause": None}
+    minute, hour = map(json.loads, twin_probe(tmp_path, STABLE)[-2:])
+    assert minute == {"n": 0, "c": 2, "cause": "ValueError: x"}  # crashes counted still
+    assert hour == {"n": 0, "c": 0, "cause": None}
+
+
+def test_a_firmware_that_raises_after_its_stable_minute_ends_in_safe_mode_on_the_twin(tmp_path):
+    import json
+
+    got, after_power_on, after_clear = map(json.loads, twin_probe(tmp_path, LATE)[-3:])
+    assert got == [None] * 5 + ["5 crashes: ValueError: late"]
+    assert after_power_on == "5 crashes: ValueError: late" and after_clear is None
 
 
 def test_boots_are_counted_until_safe_mode_and_a_power_on_starts_again_on_the_twin(tmp_path):
@@ -116,4 +158,4 @@ def test_boots_are_counted_until_safe_mode_and_a_power_on_starts_again_on_the_tw
     assert reasons[:5] == [None] * 5
     assert reasons[5] == "5 boots failed: reset before a stable minute" and reasons[6]
     after_power_on, record = json.loads(lines[1])
-    assert after_power_on is None and json.loads(record) == {"n": 1, "cause": None}
+    assert after_power_on is None and json.loads(record) == {"n": 1, "c": 0, "cause": None}

@@ -514,9 +514,8 @@ def test_a_corrupted_record_is_left_out(rig):
     assert json.loads(rig.store.files["chargingprofiles"]) == []
 
 
-def test_offline_without_wall_time_only_relative_profiles_apply(rig):
-    # §3.13.6: offline, the profiles received before are used; without the date, only those
-    # not placed in calendar time
+def offline_after_a_power_cut(rig, estimate):
+    # §3.13.6: offline, the profiles received before are used
     set_profile(rig, 0, profile(1, kind="Relative", periods=((0, 8), (120, 12))))
     set_profile(rig, 0, profile(2, "ChargePointMaxProfile",
                                 startSchedule="2026-01-01T00:00:00Z", periods=((0, 6),)))
@@ -525,11 +524,26 @@ def test_offline_without_wall_time_only_relative_profiles_apply(rig):
     rig.tap(TAG)
     rig.ev("A")
     rig.transport.connected = False
+    if not estimate:
+        rig.files.pop("wall")  # no wall time ever kept on this charger's flash
     rig.power_cut()
     rig.step()
     assert rig.cp.clock.wall() is None
     charging(rig)  # the card is in the authorisation cache
     assert rig.conn().tx is not None
+
+
+def test_offline_after_a_power_cut_profiles_hold_on_the_estimated_wall_time(rig):
+    offline_after_a_power_cut(rig, True)
+    assert rig.hw().pilot.amps == 6.0  # the ChargePointMaxProfile still caps the Relative
+    run(rig, 120000)
+    assert rig.hw().pilot.amps == 6.0
+
+
+def test_offline_without_any_wall_time_only_relative_profiles_apply(rig):
+    # without even an estimate of the date, only the profiles not placed in calendar time
+    offline_after_a_power_cut(rig, False)
+    assert rig.cp.clock.estimate() is None
     assert rig.hw().pilot.amps == 8.0
     run(rig, 119000)
     assert rig.hw().pilot.amps == 8.0

@@ -16,8 +16,9 @@ class Flash:
     """A RAM block device; `fail_after`: writes (program or erase) allowed before every
     further one raises EIO, as a worn or unpowered flash does."""
 
-    def __init__(self, blocks):
-        self.data = bytearray(_BLOCK * blocks)
+    def __init__(self, blocks, size=_BLOCK):
+        self.size = size
+        self.data = bytearray(size * blocks)
         self.fail_after = None
 
     def _count(self):
@@ -28,7 +29,7 @@ class Flash:
 
     # byte by byte: LittleFS may call these while the heap is locked (a finaliser at umount)
     def readblocks(self, n, buf, off=0):
-        a = n * _BLOCK + off
+        a = n * self.size + off
         data = self.data
         for i in range(len(buf)):
             buf[i] = data[a + i]
@@ -37,16 +38,16 @@ class Flash:
         self._count()
         if off is None:
             off = 0
-        a = n * _BLOCK + off
+        a = n * self.size + off
         data = self.data
         for i in range(len(buf)):
             data[a + i] = buf[i]
 
     def ioctl(self, op, arg):
         if op == 4:
-            return len(self.data) // _BLOCK
+            return len(self.data) // self.size
         if op == 5:
-            return _BLOCK
+            return self.size
         if op == 6:
             self._count()
             return 0
@@ -121,3 +122,62 @@ for k in range(0, 12):
         got = "mount: %r" % e
     results.append([k, ok, got, s.damaged])
 report("fail_nth", results=results)
+
+
+# 4. The transaction queue's segments on a flash of the ESP32's geometry (4 KB blocks): what
+# a power cut leaves, the blocks they take, answers, a full flash
+from chargepoint.model.txqueue import TxQueue  # noqa: E402
+from chargepoint.platform.clock import Clock  # noqa: E402
+
+
+class Config:
+    def get(self, key):
+        return {"TransactionMessageRetryInterval": 60, "TransactionMessageAttempts": 3}[key]
+
+
+def queue(s):
+    return TxQueue(s, Clock(), Config(), lambda *a: None)
+
+
+def used():
+    st = os.statvfs("/flash")
+    return st[2] - st[3]
+
+
+def session(q, t, values=3):
+    ref = "1.%d" % t
+    q.push("s%d" % t, "StartTransaction", {"timestamp": "t"}, ref)
+    for i in range(values):
+        q.push("m%d.%d" % (t, i), "MeterValues",
+               {"meterValue": [{"timestamp": "t", "sampledValue": [{"value": "x" * 150}]}]}, ref)
+    q.push("e%d" % t, "StopTransaction", {"timestamp": "t"}, ref)
+
+
+flash = Flash(24, 4096)
+s = mount(flash, fresh=True)
+empty = used()
+q = queue(s)
+for t in range(24):
+    session(q, t)
+blocks = used() - empty
+s = mount(flash)  # a power cut
+q = queue(s)
+uids = [r["u"] for _, r in q.records()]
+for _ in range(7):  # answered: Start, three MeterValues, Stop and two of the next
+    call = q.next_call()
+    call.done({"transactionId": 5, "idTagInfo": {"status": "Accepted"}})
+s = mount(flash)
+q = queue(s)
+after = [r["u"] for _, r in q.records()]
+report("queue", count=len(q), uids=uids, blocks=blocks, segments=len(s.names("q.")),
+       after=after[:2], after_count=len(after), damaged=s.damaged)
+
+# 5. Full: sessions until the flash refuses; MeterValues go, no Start or Stop is lost
+t = 24
+while not q._held and t < 400:
+    session(q, t, 6)
+    t += 1
+room = q.room()
+ends = [r["u"] for _, r in q.records() if r["a"] != "MeterValues"]
+report("queue_full", sessions=t, held=len(q._held), dropped=q.dropped, count=len(q),
+       room=room, ends=ends[:3] + ends[-3:], ends_count=len(ends))

@@ -305,6 +305,22 @@ def test_snapshot_concatenates_oldest_first_and_keeps_the_time_window(tmp_path, 
     assert not os.path.exists(path)
 
 
+def test_the_whole_log_carries_the_records_set_aside_as_damaged_in_hex(tmp_path, clock, ticks):
+    log = Log(str(tmp_path), clock)
+    log.write("store", "StoredRecordDamaged: config (checksum mismatch)")
+    (tmp_path / "config.bad").write_bytes(b"#R1 2 00000000\n\xff\x00")
+    (tmp_path / "q.00000001.bad").write_bytes(b"x" * 3000)
+    path, size = log.snapshot()
+    got = open(path).read().splitlines()
+    assert got[0].endswith("StoredRecordDamaged: config (checksum mismatch)")
+    assert got[1:3] == ["--- config.bad, set aside as damaged (hex) ---",
+                        b"#R1 2 00000000\n\xff\x00".hex()]
+    assert got[3] == "--- q.00000001.bad, set aside as damaged (hex, its first 2048 bytes) ---"
+    assert "".join(got[4:]) == "78" * 2048 and size == os.path.getsize(path)
+    path, _ = log.snapshot(category="store")  # (GetLog's security log: the lines only)
+    assert len(open(path).read().splitlines()) == 1
+
+
 def test_snapshot_of_one_category_keeps_only_its_lines_in_every_file(tmp_path, clock, ticks):
     log = Log(str(tmp_path), clock, max_bytes=600)
     log.write("security", "StartupOfTheDevice: boot 3")

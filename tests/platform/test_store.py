@@ -143,3 +143,43 @@ def test_a_refused_write_keeps_the_record_and_is_reported_once_per_spell(tmp_pat
     assert s.write("boot", {"n": 3}) is True
     monkeypatch.setattr("builtins.open", full)
     assert s.write("boot", {"n": 4}) is False and s.failed[0] == "boot"  # a new one
+
+
+def test_a_log_of_records_appends_scans_from_an_offset_and_is_rewritten_whole(tmp_path):
+    s = FileStore(str(tmp_path))
+    for i in range(3):
+        assert s.append("q.00000001", {"s": i + 1, "x": "a\nb"}) is True
+    got = list(s.scan("q.00000001"))
+    assert [v["s"] for v, _ in got] == [1, 2, 3] and got[-1][1] == s.size("q.00000001")
+    assert [v["s"] for v, _ in s.scan("q.00000001", got[0][1])] == [2, 3]
+    assert s.rewrite("q.00000001", [{"s": 3}]) is True
+    assert [v for v, _ in s.scan("q.00000001")] == [{"s": 3}]
+    assert not (tmp_path / "q.00000001.old").exists()
+    assert list(s.scan("q.00000009")) == []
+
+
+def test_a_log_record_cut_short_or_damaged_is_skipped_and_the_rest_read(tmp_path):
+    s = FileStore(str(tmp_path))
+    s.append("q.00000001", {"s": 1})
+    path = tmp_path / "q.00000001"
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[:len(whole) // 2])  # an append cut short...
+    s.append("q.00000001", {"s": 3})  # ...and the next one run on after it
+    s.append("q.00000001", {"s": 4})
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # bits flipped in the last one
+    path.write_bytes(bytes(data))
+    got = list(s.scan("q.00000001", report=True))
+    assert [v["s"] for v, _ in got] == [1, 3]
+    assert [v["s"] for v, _ in s.scan("q.00000001", got[0][1])] == [3]
+    assert len(s.damaged) == 2
+
+
+def test_a_log_cut_between_the_renames_of_a_rewrite_is_read_from_its_old_copy(tmp_path):
+    s = FileStore(str(tmp_path))
+    s.append("q.00000001", {"s": 1})
+    s.append("q.00000001", {"s": 2})
+    os.rename(tmp_path / "q.00000001", tmp_path / "q.00000001.old")
+    (tmp_path / "q.00000001.tmp").write_bytes(b"#R1 3 0000")  # cut short
+    s = FileStore(str(tmp_path))
+    assert [v["s"] for v, _ in s.scan("q.00000001")] == [1, 2]

@@ -15,7 +15,7 @@ PROBE = os.path.join(ROOT, "tests", "mpy", "store_probe.py")
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    r = subprocess.run([twin.ensure(), "-X", "heapsize=400000", PROBE],
+    r = subprocess.run([twin.ensure(), "-X", "heapsize=1000000", PROBE],
                        cwd=str(tmp_path_factory.mktemp("store")), capture_output=True, text=True,
                        timeout=120, env=dict(os.environ, MICROPYPATH=".frozen:" + ROOT))
     assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
@@ -44,3 +44,20 @@ def test_a_flash_failing_part_way_through_a_write_never_loses_the_record(cases):
         if ok:
             assert got == {"n": 2}, k
     assert [r[1] for r in results].count(False) >= 3  # the early faults were refused
+
+
+def test_the_transaction_queue_packs_its_messages_into_blocks_and_survives_power_cuts(cases):
+    c = cases["queue"]
+    expected = [u for t in range(24)
+                for u in ["s%d" % t] + ["m%d.%d" % (t, i) for i in range(3)] + ["e%d" % t]]
+    assert c["uids"] == expected  # all of them after a power cut, in order
+    assert c["blocks"] <= 15 < 120  # ~ 9 messages a 4 KB block, not a block each
+    assert c["after"] == ["m1.1", "m1.2"] and c["after_count"] == 113 and c["damaged"] == []
+
+
+def test_a_full_flash_sheds_meter_values_keeps_every_start_and_stop_and_stops_sessions(cases):
+    c = cases["queue_full"]
+    # sessions 24..: Start, six MeterValues, Stop each, until a Start or Stop had to wait in
+    # the RAM; every Start and Stop still queued (of session 1 its Stop: its Start answered)
+    assert 0 < c["held"] <= 2 and not c["room"]
+    assert c["ends"][:3] == ["e1", "s2", "e2"] and c["ends_count"] == 1 + 2 * (c["sessions"] - 2)

@@ -196,14 +196,14 @@ def _sdm(m, buses, phases):
         uart = machine.UART(m["uart"], baudrate=m["baud"], tx=m["tx"], rx=m["rx"])
         de = machine.Pin(m["de"], machine.Pin.OUT, value=0) if m["de"] is not None else None
         bus = buses[m["uart"]] = Modbus(uart, de, baudrate=m["baud"])
-    from chargepoint.hardware.meters import SdmMeter
+    from chargepoint.hardware.sdm import SdmMeter
     return SdmMeter(bus, m["slave"], phases)
 
 
 def _s0(m, i, buses):
     import machine
 
-    from chargepoint.hardware.meters import S0Meter
+    from chargepoint.hardware.s0 import S0Meter
     pin = machine.Pin(m["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
     return S0Meter(pin, m["pulses_per_kwh"], unit=i)
 
@@ -211,7 +211,7 @@ def _s0(m, i, buses):
 def _ct(m, i, buses):
     import machine
 
-    from chargepoint.hardware.meters import CtMeter
+    from chargepoint.hardware.ct import CtMeter
     adc = machine.ADC(machine.Pin(m["adc"]), atten=machine.ADC.ATTN_11DB)
     return CtMeter(adc, volts=float(m["volts"]))
 

@@ -150,6 +150,7 @@ class ChargePoint:
             self.sessions.recover(c)
             if c.hw.lock is not None:
                 c.hw.lock.unlock()  # no transaction survives a boot: release the cable
+        self._floor_wall()
         self._install(features, services or {})
 
     def _install(self, features, services):
@@ -196,8 +197,10 @@ class ChargePoint:
 
     def _load_wall(self):
         """The boots' entries (Clock.boots) and this one's estimate: the wall time last saved
-        plus the longest the boot before can have run since (a save is due every minute), so
-        that nothing stamped before this boot is later than what this one stamps. Saved now."""
+        (a save is due every minute), raised once the queue is read to what was stamped last
+        before this boot (_floor_wall). Behind the real time by the outage and up to a minute
+        (never ahead of it: adding the minute made stamps run ahead, by a minute per boot, of
+        a charger that restarts again and again), never behind anything stamped before."""
         clock = self.clock
         rec = self.store.read(_WALL, {})
         boots = rec.get("boots")
@@ -208,18 +211,24 @@ class ChargePoint:
                     clock.boots[int(k)] = v
         last = rec.get("t")
         if isinstance(last, int):
-            clock.boots[self.boot] = [last * 1000 + _WALL_EVERY_MS - clock.ticks_ms(), False]
+            clock.boots[self.boot] = [last * 1000 - clock.ticks_ms(), False]
+
+    def _floor_wall(self):
+        known = self.clock.boots.get(self.boot)
+        if known is not None and not known[1]:
+            newest = self.txq.newest()
+            if newest is not None:
+                lag = (newest + 1) * 1000 - (known[0] + self.clock.ticks_ms())
+                if lag > 0:
+                    known[0] += lag
         self._save_wall()
 
     def _save_wall(self):
         clock = self.clock
         self._wall_at = clock.ticks_ms()
-        now = clock.wall()
+        now = clock.estimate()
         if now is None:
-            known = clock.boots.get(self.boot)
-            if known is None:
-                return  # never known on this charger: nothing to estimate from
-            now = (known[0] + clock.ticks_ms()) // 1000
+            return  # never known on this charger: nothing to estimate from
         self.store.write(_WALL, {"t": now, "boots": dict(
             (str(k), v) for k, v in clock.boots.items() if k > self.boot - _BOOTS_KEPT)})
 
@@ -250,6 +259,7 @@ class ChargePoint:
         d("HeartbeatInterval", INT, 300, 0, _nonneg)
         d("LocalAuthorizeOffline", BOOL, True)
         d("LocalPreAuthorize", BOOL, False)
+        d("MaxEnergyOnInvalidId", INT, 0, 0, _nonneg)
         d("MeterValuesAlignedData", CSL, "Energy.Active.Import.Register", 0, metering.valid_list)
         d("MeterValuesAlignedDataMaxLength", INT, len(metering.MEASURANDS), RO)
         d("MeterValuesSampledData", CSL, "Energy.Active.Import.Register,Power.Active.Import", 0,

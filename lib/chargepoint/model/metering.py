@@ -108,15 +108,18 @@ class Metering(Feature):
             self.aligned_slot = self._due = None
         if not aligned or (self._due is not None and clock.since(self._due) < 0):
             return  # the wall time is an int object past 2**30: not read every loop
-        wall = clock.wall()
+        # while the wall time is unknown after a power cut, on the estimate from the flash:
+        # the samples go on, each stamped with when it was taken, resolved once it is known
+        wall = clock.estimate()
         if wall is None:
             self.aligned_slot = None
             return
         slot = wall // aligned
-        if self.aligned_slot is not None and slot != self.aligned_slot:
+        # a boundary crossed forwards; a step of the clock backwards crosses none
+        if self.aligned_slot is not None and slot > self.aligned_slot:
+            stamp = iso(slot * aligned) if clock.is_set() else clock.stamp()
             for c in cp.connectors:
-                self._queue(c, config.get("MeterValuesAlignedData"), "Sample.Clock",
-                            iso(slot * aligned))
+                self._queue(c, config.get("MeterValuesAlignedData"), "Sample.Clock", stamp)
         self.aligned_slot = slot
         # read again from a second before the next boundary (the wall time is in whole
         # seconds: the boundary is up to one closer than it says)

@@ -61,6 +61,10 @@ class Sessions:
                 c.auth = None
         # the outputs follow from this step's inputs, in this same call
         tx = c.tx
+        if tx is not None and "cap" in tx and hw.meter.energy_wh() >= tx["cap"]:
+            del tx["cap"]  # MaxEnergyOnInvalidId delivered (on_tx_answer)
+            tx["ok"] = False
+            cp.store.write("tx%d" % c.id, tx)
         live = tx is not None and tx["ok"] and c.usable() and plugged
         offer = None
         if live:
@@ -196,6 +200,8 @@ class Sessions:
         id_tag, profile, parent = auth[AUTH_TAG], auth[AUTH_PROFILE], auth[AUTH_PARENT]
         c.auth = None
         c.finishing = False
+        if not cp.txq.room():  # 500 transactions queued offline: no session goes unrecorded
+            return
         # Checks before going live; a failure means no StartTransaction, Faulted until the
         # cable is taken out: the residual-current monitor's self-test (where it has a test
         # output), then the cable lock of a socket outlet (OCTT TC_024).
@@ -323,7 +329,13 @@ class Sessions:
                     if cp.config.get("StopTransactionOnInvalidId"):
                         self.stop(c, "DeAuthorized")
                         return
-                    tx["ok"] = False
+                    # energy goes on until MaxEnergyOnInvalidId Wh since the start, then
+                    # stops (SuspendedEVSE) until the EV is unplugged
+                    cap = tx["start"] + cp.config.get("MaxEnergyOnInvalidId")
+                    if c.hw.meter.energy_wh() < cap:
+                        tx["cap"] = cap
+                    else:
+                        tx["ok"] = False
                 cp.store.write("tx%d" % c.id, tx)
 
     def save(self, c):

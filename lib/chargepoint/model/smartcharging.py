@@ -56,10 +56,10 @@ class SmartCharging(Feature):
             self._save()
         n = len(self.connectors)
         # per connector: the transaction followed (its ref; "" a remote start waiting for the
-        # cable), its start in schedule seconds (None until known) and in ticks, and the
-        # limit last applied in mA (-1 none, None not yet)
+        # cable), its start in ticks (a step of the wall clock does not move it: a Relative
+        # schedule goes on from where it was), and the limit last applied in mA (-1 none,
+        # None not yet)
         self._ref = [None] * n
-        self._start = [None] * n
         self._ticks = [0] * n
         self._ma = [None] * n
         self._at = 0  # ticks the limits were last computed
@@ -206,7 +206,6 @@ class SmartCharging(Feature):
             if len(keep) != len(self.profiles):
                 self._replace(keep)
         self._ref[i] = ref
-        self._start[i] = None
         self._dirty = True
         if not ref:
             if ref == "":
@@ -217,10 +216,9 @@ class SmartCharging(Feature):
         if stamp[:1] == "@":  # "@<boot>:<ticks>": started before the wall clock was known
             self._ticks[i] = int(stamp.partition(":")[2])
         else:
-            unix = parse_iso(stamp)
-            self._start[i] = unix - schedule.EPOCH
-            wall = clock.wall()
-            self._ticks[i] = clock.after(((unix - wall) if wall is not None else 0) * 1000)
+            wall = clock.estimate()
+            self._ticks[i] = clock.after(((parse_iso(stamp) - wall) if wall is not None else 0)
+                                         * 1000)
         profile = c.tx.get("profile")
         if profile is not None:
             self._adopt(c, profile, ref)
@@ -230,9 +228,7 @@ class SmartCharging(Feature):
         # transaction starting now would get, so the limit is in place when one starts.
         if not self._ref[i]:
             return now
-        if self._start[i] is None:
-            self._start[i] = schedule.seconds(self.clock.resolve(c.tx["ts"]))
-        return self._start[i]
+        return now - self.clock.since(self._ticks[i]) // 1000
 
     def _share(self, extra=0):
         n = extra
@@ -253,7 +249,8 @@ class SmartCharging(Feature):
             return
         self._at = clock.ticks_ms()
         self._dirty = False
-        wall = clock.wall()
+        # offline after a power cut, the limits hold on the estimate of the wall time
+        wall = clock.estimate()
         now = None if wall is None else wall - schedule.EPOCH
         share = self._share()
         connectors = self.connectors

@@ -3,7 +3,7 @@ import time
 
 from micropython import const
 
-from chargepoint.ocpp.timestamps import iso
+from chargepoint.ocpp.timestamps import iso, parse_iso
 
 _REBASE_MS = const(3600000)
 
@@ -102,11 +102,31 @@ class Clock:
             return None
         return self._at(self._ticks())
 
+    def estimate(self):
+        """Unix seconds: the wall time, or while it is unknown this boot's estimate (from the
+        last wall time kept on flash, see the class); None when there is neither."""
+        if self._base is not None:
+            return self._at(self._ticks())
+        known = self.boots.get(self.boot)
+        return None if known is None else (known[0] + self._ticks()) // 1000
+
     def stamp(self):
         w = self.wall()
         if w is None:
             return "@%d:%d" % (self.boot, self._ticks())
         return iso(w)
+
+    def seconds(self, stamp):
+        """Unix seconds of a stamp: ISO 8601, or a marker of a boot with an entry (exact or
+        estimated); None for anything else."""
+        if stamp[:1] != "@":
+            return parse_iso(stamp)
+        boot, _, t = stamp[1:].partition(":")
+        try:
+            known = self.boots.get(int(boot))
+            return None if known is None else (known[0] + int(t)) // 1000
+        except ValueError:
+            return None
 
     def resolve(self, stamp):
         """Turn a marker from `stamp()` into ISO 8601 (see the class). A marker is kept as it

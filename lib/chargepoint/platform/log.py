@@ -40,6 +40,7 @@ _STEP = const(512)  # bytes a snapshot copies per hold of the lock
 _BURST = const(30)  # lines written back to back before the rate limit applies
 _REFILL_MS = const(20000)  # then one line per this long: at most 180 lines an hour
 _SNAPSHOT = "diagnostics.tmp"
+_BAD_MAX = const(2048)  # bytes of each damaged record a GetDiagnostics carries
 _BUF = const(1024)  # lines waiting for the flash
 _MIN_BYTES = const(2048)  # a file's bound, shrunk by a full flash, never goes below this
 _FLUSH_MS = const(10000)  # the oldest of them waits at most this long (poll())
@@ -213,7 +214,9 @@ class Log:
         `category`, only the lines of that category. Returns (path, size). Blocking (tens
         of KB of flash I/O): for a network thread. The lock is held for one step of `_STEP`
         bytes at a time, so writers wait milliseconds at most; rotation waits until the copy
-        is done."""
+        is done. Without a category (the whole log: GetDiagnostics), the records the store
+        set aside as damaged (`*.bad` in the same folder) follow, each in hex, up to
+        _BAD_MAX bytes of it."""
         since = since.encode() if since else None
         until = until.encode() if until else None
         category = (" %s " % category).encode() if category else None
@@ -239,10 +242,33 @@ class Log:
                                 continue
                             out.write(line)
                             size += len(line)
+                if category is None:
+                    size += self._attach_bad(out)
         finally:
             with self._lock:
                 self._held -= 1
         return out_path, size
+
+    def _attach_bad(self, out):
+        import binascii
+
+        size = 0
+        for name in sorted(os.listdir(self.folder)):
+            if not name.endswith(".bad"):
+                continue
+            path = self.folder + "/" + name
+            with open(path, "rb") as f:
+                data = f.read(_BAD_MAX)
+                more = f.read(1)
+            head = ("--- %s, set aside as damaged (hex%s) ---\n"
+                    % (name, ", its first %d bytes" % _BAD_MAX if more else "")).encode()
+            out.write(head)
+            size += len(head)
+            for i in range(0, len(data), 48):
+                line = binascii.hexlify(data[i:i + 48]) + b"\n"
+                out.write(line)
+                size += len(line)
+        return size
 
     def _read_step(self, path, pos):
         lines = []

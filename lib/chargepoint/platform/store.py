@@ -14,6 +14,12 @@ exception. A file without the header is damaged too, but at the first start of t
 on a flash of the one before it (no `store.r1` yet): its records are taken as they are (JSON)
 and written again with their header then. `damaged` lists (name, why) for the charge point to report (Security).
 
+A log of records (the transaction queue's segments) is one file of such records one after
+the other, each header and JSON on a line of its own: `append` adds one at the end (the
+file's first block holds about 4 KB of them: LittleFS gives each file over 128 bytes a
+block of its own), `scan` reads them back from an offset, skipping a damaged one, and
+`rewrite` replaces the whole file as `write` does.
+
 A write that fails (flash full: ENOSPC; any OSError) leaves the record as it was, removes
 what it wrote and returns False; `errors` counts them and `failed` holds (name, error) of
 the first one after a write that succeeded, for the charge point to report once. At start,
@@ -80,7 +86,7 @@ class FileStore:
         if why is None:
             return got[1]
         if got is not None:  # there, but damaged: aside, and the copy before it
-            self._damaged(name, why)
+            self.report(name, why)
             try:
                 os.rename(path, path + ".bad")
             except OSError:
@@ -91,12 +97,14 @@ class FileStore:
         return default
 
     def write(self, name, value):
+        return self._replace(name, (value,), False)
+
+    def _replace(self, name, values, log):
         path = self._path(name)
-        body = json.dumps(value).encode()
         try:
             with open(path + ".tmp", "wb") as f:
-                f.write(b"%s%d %08x\n" % (_MAGIC, len(body), binascii.crc32(body) & 0xFFFFFFFF))
-                f.write(body)
+                for value in values:
+                    f.write(_frame(value, log))
             try:
                 os.rename(path, path + ".old")
             except OSError:
@@ -104,19 +112,85 @@ class FileStore:
             os.rename(path + ".tmp", path)
         except OSError as e:
             _remove(path + ".tmp")
-            self.errors += 1
-            if self._ok:
-                self.failed = (name, "%s: %s" % (type(e).__name__, e))
-            self._ok = False
-            return False
+            return self._refused(name, e)
+        if log:
+            _remove(path + ".old")  # (a log's old copy would hold a block for nothing)
         self._ok = True
         return True
+
+    def _refused(self, name, e):
+        self.errors += 1
+        if self._ok:
+            self.failed = (name, "%s: %s" % (type(e).__name__, e))
+        self._ok = False
+        return False
+
+    def append(self, name, value):
+        """Add a record at the end of the log `name` (LittleFS commits it whole at close)."""
+        try:
+            with open(self._path(name), "ab") as f:
+                f.write(_frame(value, True))
+        except OSError as e:
+            return self._refused(name, e)
+        self._ok = True
+        return True
+
+    def rewrite(self, name, values):
+        """Replace the log `name` by these records, atomically as write()."""
+        return self._replace(name, values, True)
+
+    def size(self, name):
+        try:
+            return os.stat(self._path(name))[6]
+        except OSError:
+            return 0
+
+    def scan(self, name, offset=0, report=False):
+        """The intact records of the log `name` from byte `offset`: (value, the offset after
+        it) each. A damaged one (a write cut short, bits flipped) is skipped, and reported
+        with report=True. A log cut between the two renames of a rewrite is read from its
+        old copy."""
+        path = self._path(name)
+        try:
+            f = open(path, "rb")
+        except OSError:
+            try:
+                f = open(path + ".old", "rb")
+            except OSError:
+                return
+        with f:
+            f.seek(offset)
+            pos = offset  # where `line` starts in the file
+            line = f.readline()
+            while line:
+                cut = line.rfind(_MAGIC)
+                if cut > 0:  # a record cut short, the header of the next one run on after it
+                    if report:
+                        self.report(name, "cut short")
+                    pos += cut
+                    line = line[cut:]
+                body = f.readline()
+                nxt = None
+                why, value = _parse(line, body[:-1] if body.endswith(b"\n") else body)
+                if why is None:
+                    pos += len(line) + len(body)
+                    yield value, pos
+                else:
+                    if report:
+                        self.report(name, why)
+                    cut = body.find(_MAGIC)  # a header where the body should be: read on
+                    if cut >= 0:
+                        pos += len(line) + cut
+                        nxt = body[cut:]
+                    else:
+                        pos += len(line) + len(body)
+                line = nxt if nxt is not None else f.readline()
 
     def discard(self, name, why):
         """A record that checked out but its reader cannot use (a record of an older firmware,
         say): set aside and reported as a damaged one."""
         path = self._path(name)
-        self._damaged(name, why)
+        self.report(name, why)
         try:
             os.rename(path, path + ".bad")
         except OSError:
@@ -132,7 +206,8 @@ class FileStore:
         return sorted(n for n in os.listdir(self.folder)
                       if n.startswith(prefix) and n[-4:] not in _SUFFIXES and n != _MARK)
 
-    def _damaged(self, name, why):
+    def report(self, name, why):
+        """A damaged record (name, why) for the charge point to report (Security)."""
         self.damaged_total += 1
         if len(self.damaged) < _DAMAGED_MAX:
             self.damaged.append((name, why))
@@ -145,6 +220,12 @@ def _remove(path):
         pass
 
 
+def _frame(value, log):
+    body = json.dumps(value).encode()
+    return b"%s%d %08x\n%s%s" % (_MAGIC, len(body), binascii.crc32(body) & 0xFFFFFFFF, body,
+                                 b"\n" if log else b"")
+
+
 def _load(path, legacy=False):
     """None (no such file), or (why it is damaged or None, value). `legacy`: a file without
     the header is a record of the firmware before checksums, else a damaged one."""
@@ -154,21 +235,28 @@ def _load(path, legacy=False):
             body = f.read()
     except OSError:
         return None
-    if head.startswith(_MAGIC):
-        try:
-            size, crc = head[len(_MAGIC):].split()
-            size = int(size)
-            crc = int(crc, 16)
-        except ValueError:
-            return "bad header", None
-        if len(body) != size:
-            return "%d bytes of %d" % (len(body), size), None
-        if binascii.crc32(body) & 0xFFFFFFFF != crc:
-            return "checksum mismatch", None
-    elif legacy:
-        body = head + body  # before checksums
-    else:
+    if not head.startswith(_MAGIC) and legacy:
+        return _json(head + body)  # before checksums
+    return _parse(head, body)
+
+
+def _parse(head, body):
+    if not head.startswith(_MAGIC):
         return "no checksum", None
+    try:
+        size, crc = head[len(_MAGIC):].split()
+        size = int(size)
+        crc = int(crc, 16)
+    except ValueError:
+        return "bad header", None
+    if len(body) != size:
+        return "%d bytes of %d" % (len(body), size), None
+    if binascii.crc32(body) & 0xFFFFFFFF != crc:
+        return "checksum mismatch", None
+    return _json(body)
+
+
+def _json(body):
     try:
         return None, json.loads(body)
     except (ValueError, RuntimeError):  # not JSON (or not UTF-8); nested past the stack
