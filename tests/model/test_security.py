@@ -272,7 +272,7 @@ def test_reset_or_reboot_line_is_on_flash_when_the_board_resets(tmp_path, kind):
         cp.loop()
     assert [hard for hard, _ in on_flash] == [kind == "Hard"]
     # a reboot asked for is no failed boot: the count main.py keeps starts again
-    assert json.loads((tmp_path / "bootguard").read_text()) == {"n": 0, "cause": None}
+    assert json.loads((tmp_path / "bootguard").read_text()) == {"n": 0, "c": 0, "cause": None}
     assert "security ResetOrReboot: Reset.req (%s)" % kind in on_flash[0][1]
     assert not transport.connected  # the link was closed first
 
