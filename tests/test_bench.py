@@ -18,7 +18,7 @@ KEYS = {"mode", "mpy_bytes", "frozen_bytes", "heap_idle_bytes", "heap_peak_bytes
         "fleet_messages_per_s", "fleet_twin_rss_bytes", "fleet_twin_cpu_percent", "transports", "message_gap_ms", "boot_to_ready_ms",
         "backlog_100_drain_s", "heap_firmware_idle_bytes", "heap_firmware_peak_bytes",
         "heap_simulation_bytes", "soak_memory_errors", "soak_min_largest_free_block_bytes",
-        "seconds", "errors", "bridge"}
+        "seconds", "errors", "bridge", "crypto"}
 REACTIONS = {"tap_to_relay_closed", "remote_start_to_relay_closed", "unplug_to_relay_open",
              "rcd_to_relay_open", "unplug_to_relay_open_broker_hung"}
 
@@ -57,6 +57,7 @@ def test_bench_smoke_prints_json_last_and_writes_the_report(tmp_path):
         bridge = result["bridge"][instances]
         assert bridge["websockets"] == bridge["chargers"] == 20, bridge
         assert bridge["sustained_frames_per_s"] > 0 and bridge["latency_ms"]["p99"] > 0
+    assert result["crypto"]["operations"]["rsa4096_pkcs1_verify"]["slices"] > 30
     assert result["soak_memory_errors"] == 0 and result["soak_min_largest_free_block_bytes"] > 0
     assert result["heap_firmware_idle_bytes"] + result["heap_simulation_bytes"] == \
         result["heap_idle_bytes"]["frozen"]
@@ -64,6 +65,7 @@ def test_bench_smoke_prints_json_last_and_writes_the_report(tmp_path):
     report = (out / "BENCHMARKS.md").read_text()
     assert "MicroOcpp" in report and "| heap, idle |" in report
     assert "| websocket_tls |" in report and "## Fleet bridge" in report
+    assert "## Public-key arithmetic" in report
     assert (out / "heap.png").stat().st_size > 0
     after = os.listdir(os.path.join(ROOT, "docs")) if os.path.isdir(
         os.path.join(ROOT, "docs")) else None

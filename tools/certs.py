@@ -1,6 +1,11 @@
 """Local PKI for the AWS IoT Core stand-in and the WebSocket Central System: a CA, server
 certificates (the broker's, the Central System's for wss://) and one client certificate per
-identity (a charger's CN is its charge point id: the MQTT thing name, the profile-3 identity)."""
+identity (a charger's CN is its charge point id: the MQTT thing name, the profile-3 identity).
+
+For signed firmware (development only: a manufacturer keeps its keys elsewhere),
+`--firmware-signing ec|rsa` makes a manufacturer root (mfr-root.pem/.key, for
+InstallCertificate as ManufacturerRootCertificate) and a firmware signing certificate it
+issued (fw-signing.pem/.key, for `python3 -m tools.fwpack --sign-key --sign-cert`)."""
 
 import argparse
 import datetime
@@ -11,7 +16,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_NAME = "ca"
@@ -76,16 +81,17 @@ def _name(cn):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _builder(subject, issuer, public_key):
+def _builder(subject, issuer, public_key, valid=None):
     now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = valid or (now - _BACKDATE, now + _LIFETIME)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _LIFETIME)
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 
@@ -167,6 +173,51 @@ def _host(text):
         return x509.DNSName(text)
 
 
+MFR_ROOT_NAME = "mfr-root"
+SIGNER_NAME = "fw-signing"
+
+
+def _new_key(kind):
+    if kind == "rsa":
+        return rsa.generate_private_key(65537, 3072)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def firmware_signing(directory, kind="ec", root=None, names=(MFR_ROOT_NAME, SIGNER_NAME),
+                     valid=None, root_valid=None):
+    """A firmware signing certificate and key, <names[1]>.pem/.key in `directory`, issued by
+    the manufacturer root <names[0]>.pem/.key there (made first unless present, or `root`:
+    (cert path, key path) of another). `kind`: "ec" (P-256, ECDSA) or "rsa" (3072 bits,
+    PKCS#1 v1.5), both with SHA-256; `valid`, `root_valid`: (not before, not after) of the
+    signing certificate and of a new root, datetimes (default from a day ago for ten years).
+    Returns (root cert path,
+    signing cert path, signing key path); an existing signing pair is kept."""
+    os.makedirs(directory, exist_ok=True)
+    if root is None:
+        root = _paths(directory, names[0])
+        if not (os.path.exists(root[0]) and os.path.exists(root[1])):
+            key = _new_key(kind)
+            name = _name("Development firmware root (%s)" % kind.upper())
+            cert = (_builder(name, name, key.public_key(), root_valid)
+                    .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                    .sign(key, hashes.SHA256()))
+            _save(root[0], root[1], cert, key)
+    cert_path, key_path = _paths(directory, names[1])
+    if os.path.exists(cert_path) and os.path.exists(key_path):
+        return root[0], cert_path, key_path
+    with open(root[0], "rb") as f:
+        root_cert = x509.load_pem_x509_certificate(f.read())
+    with open(root[1], "rb") as f:
+        root_key = serialization.load_pem_private_key(f.read(), password=None)
+    key = _new_key(kind)
+    cert = (_builder(_name("Development firmware signing"), root_cert.subject, key.public_key(),
+                     valid)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(root_key, hashes.SHA256()))
+    _save(cert_path, key_path, cert, key)
+    return root[0], cert_path, key_path
+
+
 def ensure_charger(directory, charge_point_id):
     """Client certificate whose CN is the charge point id (the AWS thing name)."""
     return issue(directory, charge_point_id, client=True)
@@ -196,6 +247,10 @@ def main(argv=None):
                         help="a server certificate NAME.pem/NAME.key for those DNS names or IP "
                              "addresses (repeatable), e.g. %s=%s for the WebSocket Central "
                              "System's wss://" % (CSMS_SERVER_NAME, ",".join(LOCAL_HOSTS)))
+    parser.add_argument("--firmware-signing", choices=("ec", "rsa"), metavar="ec|rsa",
+                        help="also a manufacturer root (%s.pem) and a firmware signing "
+                        "certificate it issued (%s.pem/.key), P-256 or RSA-3072"
+                        % (MFR_ROOT_NAME, SIGNER_NAME))
     args = parser.parse_args(argv)
     servers = []
     for spec in args.server:
@@ -207,6 +262,8 @@ def main(argv=None):
     pki = ensure_pki(args.dir, args.charger, args.csms)
     for name, hosts in servers:
         pki.server(name, hosts)
+    if args.firmware_signing:
+        firmware_signing(pki.dir, args.firmware_signing)
     for path in sorted(os.listdir(pki.dir)):
         if path.endswith((".pem", ".key")):
             print(os.path.join(pki.dir, path))

@@ -316,6 +316,11 @@ class ChargerHandler(ChargePoint):
         self.charger.firmware_status = status
         return call_result.FirmwareStatusNotification()
 
+    @on(Action.signed_firmware_status_notification)
+    def on_signed_firmware_status_notification(self, status, request_id=None):
+        self.charger.firmware_status = status
+        return call_result.SignedFirmwareStatusNotification()
+
 
 def _unhandled(action):
     # OCPP-J 1.6 error table: a known action we do not support is NotSupported, an unknown one
@@ -507,6 +512,19 @@ class CentralSystemBase:
                               retry_interval=None, *, timeout=None):
         return await self._request(cp_id, call.UpdateFirmware(
             location=location, retrieve_date=retrieve_date, retries=retries,
+            retry_interval=retry_interval), timeout)
+
+    async def signed_update_firmware(self, cp_id, request_id, location, retrieve_date,
+                                     certificate, signature, install_date=None, retries=None,
+                                     retry_interval=None, *, timeout=None):
+        """SignedUpdateFirmware (security extensions): `certificate` the signing certificate
+        (PEM), `signature` base64 (tools.fwpack --sign-key writes it)."""
+        firmware = {"location": location, "retrieve_date_time": retrieve_date,
+                    "signing_certificate": certificate, "signature": signature}
+        if install_date is not None:
+            firmware["install_date_time"] = install_date
+        return await self._request(cp_id, call.SignedUpdateFirmware(
+            request_id=int(request_id), firmware=firmware, retries=retries,
             retry_interval=retry_interval), timeout)
 
     async def reserve_now(self, cp_id, connector_id, expiry_date, id_tag, reservation_id,

@@ -1,7 +1,7 @@
 """Build a firmware update package from the working tree, for OCPP UpdateFirmware.
 
     python3 -m tools.fwpack --out FILE --version VERSION [--kind image|mpy]
-        [--target twin|esp32] [--image APP.bin]
+        [--target twin|esp32] [--image APP.bin] [--sign-key KEY.pem --sign-cert CERT.pem]
 
 With neither --kind nor --target (--kind image --target twin) it builds what the charger of
 `make sim` runs (our image, the firmware frozen into the twin): that charger installs it.
@@ -23,6 +23,12 @@ version, kind, target, size and SHA-256 of the payload, then the payload:
 A charger given a package of another kind or target downloads and checks it, then reports
 Downloaded, InstallationFailed and the security event InvalidFirmwarePackage, and keeps its
 firmware. After an update, BootNotification reports firmwareVersion = VERSION.
+
+Signed (OCPP 1.6 security whitepaper, SignedUpdateFirmware): with --sign-key and --sign-cert
+the whole package file is signed (RSA: RSASSA-PKCS1-v1_5, EC P-256: ECDSA, both SHA-256),
+and the signature, base64, is written to FILE.sig; what goes in the request's `firmware`
+(signingCertificate, signature) is printed. `python3 -m tools.certs --dir DIR
+--firmware-signing ec` makes a development manufacturer root and signing certificate.
 """
 import argparse
 import hashlib
@@ -109,6 +115,24 @@ def build(kind, target, version, image=None):
     return package(kind, target, version, payload)
 
 
+def sign(data, key_pem):
+    """base64 of the signature of `data` by the private key `key_pem` (bytes): RSA
+    PKCS#1 v1.5 or ECDSA (P-256 only: what the charger checks), SHA-256."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if isinstance(key, rsa.RSAPrivateKey):
+        sig = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1":
+        sig = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    else:
+        raise PackError("--sign-key: an RSA or P-256 key (the charger checks no other)")
+    return base64.b64encode(sig).decode()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         prog="python3 -m tools.fwpack", description=__doc__.split("\n")[0],
@@ -127,10 +151,23 @@ def main(argv=None):
     p.add_argument("--image", metavar="APP.bin",
                    help="the ESP32 application image, only for --kind image --target esp32 "
                    "(default: none)")
+    p.add_argument("--sign-key", metavar="KEY.pem",
+                   help="sign the package with this private key (RSA or P-256), the "
+                   "signature to FILE.sig (default: not signed)")
+    p.add_argument("--sign-cert", metavar="CERT.pem",
+                   help="the signing certificate of --sign-key, for the request")
     a = p.parse_args(argv)
+    if bool(a.sign_key) != bool(a.sign_cert):
+        p.error("--sign-key and --sign-cert go together")
     try:
         data = build(a.kind, a.target, a.version, a.image)
-    except (PackError, OSError, subprocess.CalledProcessError) as e:
+        signature = cert = None
+        if a.sign_key:
+            with open(a.sign_key, "rb") as f:
+                signature = sign(data, f.read())
+            with open(a.sign_cert) as f:
+                cert = f.read()
+    except (PackError, OSError, subprocess.CalledProcessError, ValueError) as e:
         print("tools.fwpack: %s" % e, file=sys.stderr)
         return 2
     with open(a.out, "wb") as f:
@@ -138,6 +175,14 @@ def main(argv=None):
     header = json.loads(data.split(b"\n", 1)[0])
     print("%s: %s %s for %s, %d bytes, sha256 %s" % (a.out, header["kind"], a.version,
                                                     a.target, header["size"], header["sha256"]))
+    if signature is not None:
+        with open(a.out + ".sig", "w") as f:
+            f.write(signature + "\n")
+        print("%s.sig: the signature. SignedUpdateFirmware's firmware object, with your "
+              "location and retrieveDateTime:" % a.out)
+        print(json.dumps({"location": "<URL of %s>" % os.path.basename(a.out),
+                          "retrieveDateTime": "<now>", "signingCertificate": cert,
+                          "signature": signature}, indent=1))
     return 0
 
 

@@ -15,8 +15,8 @@ import time
 
 import tools.bench
 from tools import twin
-from tools.bench import bridge, cpu, fleet, heap, profiles, reactions, report, rig, sizes, \
-    transports
+from tools.bench import bridge, cpu, crypto, fleet, heap, profiles, reactions, report, rig, \
+    sizes, transports
 from tools.bench.rig import BIG_HEAP, HEAP, PhaseError, log
 from tools.broker import mosquitto_path
 
@@ -62,7 +62,7 @@ def empty_result(mode):
         "message_gap_ms": {"p50": None, "p99": None, "max": None, "n": 0},
         "boot_to_ready_ms": None, "backlog_100_drain_s": None,
         "transports": transports.empty(),
-        "bridge": None,
+        "bridge": None, "crypto": None,
         "seconds": None, "errors": [], "warnings": [],
     }
 
@@ -287,12 +287,18 @@ class Run:
         self.res["bridge"] = await bridge.bridge(self.lab, cfg["bridge_chargers"],
                                                  cfg["bridge_rates"], cfg["bridge_step_s"])
 
-    async def bridge_only(self):
-        """--only bridge: that phase alone (its section of the report replaced)."""
+    async def crypto(self):
+        self.res["crypto"] = await asyncio.to_thread(crypto.figures, self.tmp)
+
+    async def only(self, which):
+        """--only bridge|crypto: that phase alone (its section of the report replaced)."""
         started = time.monotonic()
         try:
-            await self.phase("fleet bridge, %d chargers" % self.cfg["bridge_chargers"],
-                             self.bridge())
+            if which == "crypto":
+                await self.phase("public-key arithmetic", self.crypto())
+            else:
+                await self.phase("fleet bridge, %d chargers" % self.cfg["bridge_chargers"],
+                                 self.bridge())
         finally:
             self.lab.close()
         self.res["seconds"] = round(time.monotonic() - started)
@@ -324,6 +330,7 @@ class Run:
             await phase("transports side by side", self.transports())
             await phase("fleet of %d for %d s" % (cfg["fleet"], cfg["fleet_s"]), self.fleet())
             await phase("fleet bridge, %d chargers" % cfg["bridge_chargers"], self.bridge())
+            await phase("public-key arithmetic", self.crypto())
         finally:
             self.lab.close()
         self.res["seconds"] = round(time.monotonic() - started)
@@ -338,7 +345,8 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(rig.ROOT, "docs"),
                    help="folder for BENCHMARKS.md and the plots (default docs/)")
     p.add_argument("--keep", action="store_true", help="keep the simulators' state folder")
-    p.add_argument("--only", choices=("bridge",), help="run this phase alone and replace its "
+    p.add_argument("--only", choices=("bridge", "crypto"),
+                   help="run this phase alone and replace its "
                    "section (and its key of the JSON) in an existing report")
     args = p.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -360,7 +368,9 @@ def main(argv=None):
             log("no mosquitto: make mosquitto")
             subprocess.run(["make", "-C", rig.ROOT, "mosquitto"], check=False, stdout=sys.stderr)
         if args.only:
-            asyncio.run(Run(cfg, res, info, tmp).bridge_only())
+            if args.only == "crypto":
+                twin.ensure()
+            asyncio.run(Run(cfg, res, info, tmp).only(args.only))
         else:
             log("device twins (tools/twin.py) ...")
             twin.ensure()
@@ -381,7 +391,7 @@ def main(argv=None):
     finally:
         rig.stop_all()
         if args.only:  # that section alone: the rest of the report is another run's
-            report.replace_bridge(out, res, info)
+            report.replace_section(args.only, out, res, info)
         else:
             report.write(out, res, info, *((run.refs, run.sessions, run.reaction_samples)
                                            if run else ()))
@@ -393,7 +403,7 @@ def main(argv=None):
         status = 1
     log("report: %s" % os.path.join(out, "BENCHMARKS.md"))
     if args.only:
-        res = {"mode": mode, "bridge": res["bridge"], "seconds": res["seconds"],
+        res = {"mode": mode, args.only: res[args.only], "seconds": res["seconds"],
                "errors": res["errors"]}
     print(json.dumps(res, separators=(",", ":")), flush=True)
     return status

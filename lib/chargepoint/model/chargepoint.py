@@ -74,7 +74,8 @@ _NAMES = ("security", "availability", "remote", "metering", "smartcharging", "re
 # What a charge point in safe mode answers (chargepoint.app): enough to be reached, looked at
 # and repaired; any other CALL of OCPP 1.6 is NotSupported
 SAFE_ACTIONS = ("ChangeConfiguration", "GetConfiguration", "Reset", "TriggerMessage",
-                "ExtendedTriggerMessage", "UpdateFirmware", "GetDiagnostics", "GetLog")
+                "ExtendedTriggerMessage", "UpdateFirmware", "SignedUpdateFirmware",
+                "GetDiagnostics", "GetLog")
 _OWN_TRIGGERS = ("BootNotification", "Heartbeat", "StatusNotification")
 
 

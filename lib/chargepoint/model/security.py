@@ -20,6 +20,8 @@ Security events (SecurityEventNotification), recorded where the firmware sees th
   ReconfigurationOfSecurityParameters  InstallCertificate/DeleteCertificate done, or a
                                      ChangeConfiguration of a key in SECURITY_KEYS
   FirmwareUpdated                    the firmware on trial accepted (chargepoint.model.firmware)
+  InvalidFirmwareSigningCertificate  a SignedUpdateFirmware's signing certificate refused,
+  InvalidFirmwareSignature           or its package's signature (chargepoint.model.firmware)
   InvalidFirmwarePackage             not in the whitepaper's list: a package that checked out
                                      but is of another kind or target than this board's;
                                      techInfo the reason (chargepoint.model.firmware says why)
@@ -29,7 +31,6 @@ Security events (SecurityEventNotification), recorded where the firmware sees th
   StorageWriteFailed                 not in the list either: the flash refused a write (full);
                                      once until a write succeeds again; techInfo the error
   anything else                      `cp.security.record(kind, tech_info)`
-                                     (InvalidFirmwareSignature, ... should signed updates come)
 Each is also a "security" line of the event log (the "log" service): "<type>: <techInfo>",
 what GetLog's SecurityLog uploads (chargepoint.model.getlog).
 
@@ -119,8 +120,8 @@ class Security(Feature):
 
     def extended_trigger_message(self, p, stale):
         # as TriggerMessage, and FirmwareStatusNotification is the signed update's; what
-        # nobody offers (SignChargePointCertificate: no key pair is made on the device yet)
-        # is NotImplemented
+        # nobody offers (SignChargePointCertificate: SignCertificate is not wired yet) is
+        # NotImplemented
         return {"status": self.cp.trigger_request(p["requestedMessage"], p.get("connectorId"),
                                                   True)}
 

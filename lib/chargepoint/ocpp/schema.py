@@ -33,6 +33,8 @@ TYPES = (
     "CertificateHashData", "hashAlgorithm e 1 SHA256|SHA384|SHA512;issuerNameHash s 1 128;"
                            "issuerKeyHash s 1 128;serialNumber s 1 40",
     "LogParameters", "remoteLocation s 1 512;oldestTimestamp t 0 -;latestTimestamp t 0 -",
+    "FirmwareType", "location s 1 512;retrieveDateTime t 1 -;installDateTime t 0 -;"
+                    "signingCertificate s 1 5500;signature s 1 800",
 )
 
 # Central System -> charge point requests.
@@ -68,6 +70,8 @@ REQUESTS = (
     "SendLocalList", "listVersion i 1 -;localAuthorizationList a 0 oAuthorizationData;"
                      "updateType e 1 Differential|Full",
     "SetChargingProfile", "connectorId i 1 0;csChargingProfiles o 1 ChargingProfile",
+    "SignedUpdateFirmware", "retries i 0 0;retryInterval i 0 0;requestId i 1 -;"
+                            "firmware o 1 FirmwareType",
     "TriggerMessage", "requestedMessage e 1 BootNotification|DiagnosticsStatusNotification|"
                       "FirmwareStatusNotification|Heartbeat|MeterValues|StatusNotification;"
                       "connectorId i 0 0",
@@ -86,6 +90,7 @@ CONFIRMATIONS = (
     "LogStatusNotification", "",
     "MeterValues", "",
     "SecurityEventNotification", "",
+    "SignedFirmwareStatusNotification", "",
     "StartTransaction", "idTagInfo o 1 IdTagInfo;transactionId i 1 -",
     "StatusNotification", "",
     "StopTransaction", "idTagInfo o 0 IdTagInfo",

@@ -3,7 +3,9 @@ the DER the fields that identify a certificate (CertificateHashDataType) and dec
 can serve as a root. Pure: no I/O, no crypto beyond SHA-256.
 
 Only what is read is checked: the DER structure down to those fields. The signature is not
-verified (mbedTLS does that at every TLS handshake, against the root).
+verified here: mbedTLS does that at every TLS handshake, against the root; a firmware signing
+certificate is checked against its manufacturer root by chargepoint.crypto.keys, from the
+parts kept for it (`signed`, `signature_algorithm`, `signature`, `public_key_info`).
 """
 import binascii
 import hashlib
@@ -93,12 +95,22 @@ class Certificate:
     whitepaper edition 3), `issuer`/`subject` the DER of each Name, `key` the subjectPublicKey
     bits (what RFC 6960's issuerKeyHash hashes), `key_type` "RSA", "EC" or None (a key mbedTLS
     cannot use), `ca` the basicConstraints cA flag (True for a version 1 certificate, which
-    has none), `not_before`/`not_after` unix seconds. ValueError when the DER is malformed."""
+    has none), `not_before`/`not_after` unix seconds. For checking its signature (views into
+    `der`, no copies): `signed` the tbsCertificate's DER, `signature_algorithm` the DER of
+    its AlgorithmIdentifier, `signature` the signature's bits, `public_key_info` the DER of
+    the subjectPublicKeyInfo. ValueError when the DER is malformed."""
 
     def __init__(self, der):
         der = memoryview(der)
         _, a, end = _tlv(der, 0, len(der), _SEQUENCE)
         _, i, tbs_end = _tlv(der, a, end, _SEQUENCE)
+        self.signed = der[a:tbs_end]
+        _, _, b = _tlv(der, tbs_end, end, _SEQUENCE)
+        self.signature_algorithm = der[tbs_end:b]
+        _, sa, sb = _tlv(der, b, end, _BIT_STRING)
+        if sb == sa or der[sa] != 0:
+            raise ValueError("certificate signature")
+        self.signature = der[sa + 1:sb]
         t, a, b = _tlv(der, i, tbs_end)
         version = 1
         if t == _VERSION:
@@ -119,7 +131,9 @@ class Certificate:
         start = i
         _, _, i = _tlv(der, start, tbs_end, _SEQUENCE)
         self.subject = bytes(der[start:i])
+        start = i
         _, a, i = _tlv(der, i, tbs_end, _SEQUENCE)  # subjectPublicKeyInfo
+        self.public_key_info = der[start:i]
         _, aa, ab = _tlv(der, a, i, _SEQUENCE)
         _, oa, ob = _tlv(der, aa, ab, _OID)
         self.key_type = None

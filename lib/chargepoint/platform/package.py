@@ -25,6 +25,7 @@ def download(up, url):
         sink.out = PartitionWriter(part)
         http.download(url, sink)
         up.new_version = sink.verify()["version"]
+        up.digest = sink.whole.digest()
         up.part = part
         up.refused = sink.wrong
         return
@@ -37,6 +38,7 @@ def download(up, url):
     finally:
         sink.out.close()
     up.new_version = sink.verify()["version"]
+    up.digest = sink.whole.digest()
     up.refused = sink.wrong
 
 
@@ -75,7 +77,8 @@ def install(up, _):
 class Sink:
     """What http.download writes into: the header line first, then the payload, hashed and
     passed to `out(chunk)`; the payload of a package not for this board is only hashed, and
-    `wrong` says what it is."""
+    `wrong` says what it is. `whole` hashes every byte of the file: what a signed update's
+    signature is over."""
 
     def __init__(self, kind, target, room):
         self.kind = kind
@@ -89,8 +92,10 @@ class Sink:
         import hashlib
 
         self.hash = hashlib.sha256()
+        self.whole = hashlib.sha256()
 
     def write(self, chunk):
+        self.whole.update(chunk)
         if self.header is None:
             self.head += bytes(chunk)
             end = self.head.find(b"\n")

@@ -75,6 +75,7 @@ class Updater:
         self.error = None  # what went wrong with the last download or install
         self.refused = None  # why the package downloaded last is not for this board, or None
         self.new_version = None
+        self.digest = None  # SHA-256 of the whole package file downloaded last (its signature's)
 
     # -- download (in the thread) ---------------------------------------------------------
 
@@ -83,6 +84,7 @@ class Updater:
         self.busy = True
         self.error = None
         self.refused = None
+        self.digest = None
         self.spawn(lambda: self._work("download", url))
 
     def _work(self, job, arg):
