@@ -123,6 +123,11 @@ def test_no_session_starts_without_room_for_its_start_and_stop():
     r.step(1000)
     assert not r.hw().relay.closed and r.conn().tx is None  # nothing charges unrecorded
     assert len(q) == MAX
+    scans = []
+    scan = r.store.scan
+    r.store.scan = lambda *a, **k: scans.append(a) or scan(*a, **k)
+    q.push("m", "MeterValues", {"meterValue": []}, None)
+    assert len(q) == MAX and q.dropped == 1 and scans == []  # no segment read for it
 
 
 def test_a_charger_restarting_again_and_again_offline_never_stamps_ahead_of_the_time():

@@ -177,6 +177,8 @@ class TxQueue:
         """Drop the MeterValues of the oldest segment that has any but the front message;
         False if there is none. The segment is written again without them (or removed); on a
         flash too full for that, the oldest segment of MeterValues only is removed."""
+        if not self.meters:
+            return False  # (no segment to read through: a queue of Starts and Stops)
         front = self._peek()
         keep_s = front[0]["s"] if front is not None else None
         for first in self.segs:
