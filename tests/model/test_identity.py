@@ -250,3 +250,203 @@ def test_renewal_of_the_stored_identity(ca):
     for _ in range(200):
         rig.step(20)
     assert len(rig.payloads("SignCertificate")) == 1
+
+
+# -- the TLS link's fallback, and the feature's verdict on it ---------------------------------
+
+
+class _FakeSocket:
+    def settimeout(self, s):
+        pass
+
+    def setsockopt(self, *a):
+        pass
+
+
+class _Context:
+    def __init__(self, error=None):
+        self.error = error
+        self.wrapped = 0
+
+    def wrap_socket(self, sock, server_hostname=None):
+        self.wrapped += 1
+        if self.error is not None:
+            raise self.error
+        return sock
+
+
+def test_link_falls_back_when_the_server_refuses_our_own_certificate():
+    from chargepoint.transport.tls import TlsLink
+
+    ours, provisioned = _Context(OSError(-30592, "SSL - A fatal alert message was received")), \
+        _Context()
+    link = TlsLink(ours, fallback=lambda: provisioned)
+    for _ in range(2):
+        with pytest.raises(OSError):
+            link.wrap_socket(_FakeSocket())
+    assert link.fell_back == "TLS handshake failed 2 times (last: -30592)"
+    link.wrap_socket(_FakeSocket())
+    assert (ours.wrapped, provisioned.wrapped) == (2, 1)
+
+
+def test_link_falls_back_when_the_server_closes_on_our_certificate():
+    from chargepoint.transport.tls import TlsLink
+
+    link = TlsLink(_Context(OSError(32)), fallback=lambda: _Context())
+    with pytest.raises(OSError):
+        link.wrap_socket(_FakeSocket())
+    assert link.fell_back is None  # once could be the network
+    with pytest.raises(OSError):
+        link.wrap_socket(_FakeSocket())
+    assert link.fell_back == "TLS handshake failed 2 times (last: 32)"
+
+
+@pytest.mark.parametrize("error", [OSError(110), ValueError("server refused")])
+def test_link_keeps_its_certificate_on_timeouts_and_a_refused_server(error):
+    from chargepoint.transport.tls import TlsLink
+
+    ours = _Context(error)
+    link = TlsLink(ours, fallback=lambda: _Context())
+    for _ in range(3):
+        with pytest.raises(type(error)):
+            link.wrap_socket(_FakeSocket())
+    assert link.fell_back is None and link.context is ours
+
+
+def test_link_never_falls_back_once_its_certificate_got_through():
+    from chargepoint.transport.tls import TlsLink
+
+    ours = _Context()
+    link = TlsLink(ours, fallback=lambda: _Context())
+    link.wrap_socket(_FakeSocket())
+    ours.error = OSError(-30592)
+    with pytest.raises(OSError):
+        link.wrap_socket(_FakeSocket())
+    assert link.fell_back is None and link.context is ours
+
+
+def test_fallback_that_connected_marks_the_identity_refused(ca):
+    from chargepoint.app import own_identity
+
+    rig = make_rig(ca)
+    assert signed(rig, pem(issue(ask(rig), ca))) == "Accepted"
+    assert own_identity(rig.store) is not None
+    rig.transport.status.update({"fallback": "TLS handshake failed 2 times (last: -30592)", "connects": 0})
+    rig.step()
+    assert not rig.store.read("identity").get("refused")  # not connected yet: maybe the network
+    rig.transport.status["connects"] = 1
+    rig.step()
+    assert rig.store.read("identity")["refused"] == "TLS handshake failed 2 times (last: -30592)"
+    assert own_identity(rig.store) is None  # the next boot presents config.json's
+    kind, why = events(rig)[-1]
+    assert kind == "InvalidChargePointCertificate" and "refused by the server" in why
+
+
+# -- on MicroPython: the key made there, loaded by mbedTLS, a mutual-TLS handshake ------------
+
+
+@pytest.fixture(scope="module")
+def probe():
+    import json
+    import os
+    import subprocess
+
+    from conftest import ROOT
+    from tools import twin
+
+    exe = twin.ensure(stock=True)  # lib/ as source: compiled at import, hence the heap size
+    env = dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(ROOT, "lib"))
+
+    def run(*args):
+        r = subprocess.run([exe, "-X", "heapsize=400000",
+                            os.path.join(ROOT, "tests", "mpy", "identity_probe.py")]
+                           + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return json.loads(r.stdout.splitlines()[-1])
+
+    return run
+
+
+class MutualTlsServer:
+    """A TLS server on loopback that asks for a client certificate issued by `client_ca`."""
+
+    def __init__(self, cert, key, client_ca, connections):
+        import socket
+        import ssl
+        import threading
+
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.context.load_verify_locations(client_ca)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.got = []  # (client CN, what it sent)
+        self.thread = threading.Thread(target=self._serve, args=(connections,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, connections):
+        import ssl
+
+        for _ in range(connections):
+            conn, _ = self.sock.accept()
+            conn.settimeout(10)
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    peer = tls.getpeercert()
+                    cn = dict(x[0] for x in peer["subject"])["commonName"]
+                    self.got.append((cn, tls.recv(4)))
+            except (OSError, ssl.SSLError):
+                pass  # the client's certificate refused
+
+    def close(self):
+        self.thread.join(15)
+        self.sock.close()
+
+
+def test_key_made_on_micropython_is_signed_loaded_and_presented(probe, tmp_path):
+    """The real proof: the twin makes the key and the request, takes the chain the CA issues,
+    and mbedTLS presents the pair at a handshake with a server asking for a client
+    certificate; a server that does not take it makes the link fall back to config.json's."""
+    import time
+
+    from tools import certs
+
+    pki = str(tmp_path / "pki")
+    ca_pem, ca_key_path = certs.make_ca(pki)
+    server_cert, server_key = certs.issue(pki, "server", client=False)
+    old_cert, old_key = certs.issue(pki, CP_ID)  # config.json's (provisioned) pair
+    data = tmp_path / "data"
+    data.mkdir()
+    made = probe("csr", data, CP_ID, "Example CPO")
+    csr = cx509.load_pem_x509_csr(made["csr"].encode())
+    assert csr.is_signature_valid and csr.subject == _name(CP_ID, "Example CPO")
+    with open(ca_pem, "rb") as f:
+        ca_cert = cx509.load_pem_x509_certificate(f.read())
+    with open(ca_key_path, "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = issue(csr, (ca_cert, ca_key), valid=(now - DAY, now + 365 * DAY))
+    chain = tmp_path / "chain.pem"
+    chain.write_text(pem(cert))
+    assert probe("signed", data, int(time.time()), chain, ca_pem) == {"why": None}
+
+    server = MutualTlsServer(server_cert, server_key, ca_pem, 1)
+    got = probe("tls", data, server.port, ca_pem, 1)
+    server.close()
+    assert got == {"attempts": ["ok"], "fell_back": None, "identity": True}
+    assert server.got == [(CP_ID, b"ping")]
+
+    # a server that trusts only the provisioned certificate's issuer, not the new one's
+    other = str(tmp_path / "other")
+    other_ca, _ = certs.make_ca(other, "Provisioning CA")
+    provisioned_cert, provisioned_key = certs.issue(other, CP_ID)
+    server = MutualTlsServer(server_cert, server_key, other_ca, 3)
+    got = probe("tls", data, server.port, ca_pem, 3, provisioned_cert, provisioned_key)
+    server.close()
+    assert got["attempts"][2] == "ok" and "ok" not in got["attempts"][:2], got
+    assert got["fell_back"].startswith("TLS handshake failed 2 times"), got
+    assert server.got == [(CP_ID, b"ping")]

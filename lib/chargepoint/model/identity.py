@@ -11,7 +11,10 @@ subject: CN the charge point's identity (its id, what the Central System knows i
 whitepaper's "serial number" of the charge point is that identity here), O the `CpoName`
 configuration key when set. CertificateSigned {"certificateChain"} is then checked and, when
 good, the certificate with its key becomes the identity the TLS layer presents from the next
-connection (chargepoint.app, chargepoint.transport.tls).
+connection (chargepoint.app, chargepoint.transport.tls). Should the server refuse it at the
+TLS handshake before it ever connected with it, the link falls back to config.json's
+certificate (tls.TlsLink); once connected so, the identity is marked refused (the next boots
+present config.json's) and InvalidChargePointCertificate recorded.
 
 Choices where the specification leaves room: CertificateSigned must be answered at once, and
 checking a signature takes ~0.4 s on an ESP32 (README "Public-key arithmetic"). So the answer
@@ -62,6 +65,7 @@ class Identity(Feature):
         self.wanted = None  # why a request is to be made ("trigger", "renewal")
         self.asking = False  # a SignCertificate in the outbox or waiting for its answer
         self.check_at = None  # ticks of the next renewal check; None: at the first Accepted
+        self.fallback_seen = False
 
     def trigger(self, message, cid, extended):
         self.wanted = "ExtendedTriggerMessage"
@@ -98,6 +102,9 @@ class Identity(Feature):
 
     def tick(self):
         cp = self.cp
+        status = cp.transport.status
+        if status.get("fallback") and status.get("connects") and not self.fallback_seen:
+            self._refused(status["fallback"])
         if self.work is not None:
             self._slices()
             return
@@ -157,6 +164,18 @@ class Identity(Feature):
             self._say("new charge point certificate stored: presented from the next connection")
             self.cp.security.record("ReconfigurationOfSecurityParameters",
                                     "CertificateSigned: new charge point certificate")
+
+    def _refused(self, why):
+        """The TLS link fell back to config.json's certificate and connected with it: ours
+        was refused by the server; the next boots do not present it (chargepoint.app)."""
+        self.fallback_seen = True
+        store = self.cp.store
+        record = store.read("identity")
+        if record and not record.get("refused"):
+            record["refused"] = why
+            store.write("identity", record)
+        self.cp.security.record(_EVENT, "serial %s refused by the server: %s; config.json's "
+                                "certificate in use" % ((record or {}).get("serial"), why))
 
     def _answered(self, payload):
         self.asking = False
