@@ -190,6 +190,19 @@ def test_chain_that_is_not_pem_certificates_is_rejected(ca, text):
     assert events(rig)[-1][0] == "InvalidChargePointCertificate"
 
 
+def test_chain_while_one_is_checked_is_rejected(ca):
+    rig = make_rig(ca)
+    cert = pem(issue(ask(rig), ca))
+    assert rig.send("CertificateSigned", {"certificateChain": cert})[2] == {"status": "Accepted"}
+    assert rig.cp.identity.work is not None  # its signature checked over the next loops
+    assert rig.send("CertificateSigned", {"certificateChain": cert})[2] == {"status": "Rejected"}
+    for _ in range(200):
+        rig.step(20)
+    assert rig.store.read("identity") is not None  # the first one went through
+    assert ("InvalidChargePointCertificate", "CertificateSigned while a chain is worked on") \
+        in events(rig)
+
+
 def test_certificate_nobody_asked_for_is_rejected(ca):
     rig = make_rig(ca)
     key = ec.generate_private_key(ec.SECP256R1())

@@ -71,15 +71,16 @@ class Identity(Feature):
         self.wanted = "ExtendedTriggerMessage"
 
     def certificate_signed(self, p, stale):
-        if self.work is not None and self.job == "chain":
-            return {"status": "Rejected"}  # one chain at a time
+        if self.work is not None:  # a request being made, or a chain checked: one at a time
+            self.cp.security.record(_EVENT, "CertificateSigned while a %s is worked on"
+                                    % self.job)
+            return {"status": "Rejected"}
         from chargepoint.model import enrolment
 
         why, left = enrolment.examine(self.cp.store, self.cp.clock.wall(),
                                       p["certificateChain"], self._trusted())
         if why is not None:
-            if self.work is None:
-                _drop()
+            _drop()
             self.cp.security.record(_EVENT, why)
             return {"status": "Rejected"}
         from chargepoint import crypto
