@@ -463,3 +463,9 @@ def test_key_made_on_micropython_is_signed_loaded_and_presented(probe, tmp_path)
     assert got["attempts"][2] == "ok" and "ok" not in got["attempts"][:2], got
     assert got["fell_back"].startswith("TLS handshake failed 2 times"), got
     assert server.got == [(CP_ID, b"ping")]
+
+
+def test_cpo_name_longer_than_an_organization_name_may_be_is_rejected(ca):
+    rig = make_rig(ca)
+    msg = rig.send("ChangeConfiguration", {"key": "CpoName", "value": "x" * 65})
+    assert msg[2] == {"status": "Rejected"}

@@ -48,13 +48,14 @@ class Identity(Feature):
     "client_certificate" (() -> the DER of config.json's client certificate, or None)."""
     name = "identity"
     needs = ("charge_point_id",)
-    keys = (("CpoName", STR, "", 0),
-            ("CertificateRenewalDays", INT, 30, 0))
+    keys = (("CertificateRenewalDays", INT, 30, 0),)
     triggers = ("SignChargePointCertificate",)
     routes = ("CertificateSigned",)
 
     def __init__(self, cp, services):
         self.cp = cp
+        # X.520's upper bound for an organizationName
+        cp.config.declare("CpoName", STR, "", 0, lambda v: len(v) <= 64)
         self.common_name = services["charge_point_id"]
         self.log = services.get("log")
         self.ca_certificates = services.get("ca_certificates")
