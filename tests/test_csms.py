@@ -263,8 +263,58 @@ def test_unknown_action_is_not_implemented_and_unsupported_one_not_supported(sta
     async def body(cs, charger):
         unknown = await charger.call("1", "MakeCoffee", {})
         assert unknown[0] == 4 and unknown[2] == "NotImplemented"
-        unsupported = await charger.call("2", "SignCertificate", {"csr": "x"})
+        unsupported = await charger.call("2", "Reset", {"type": "Hard"})  # ours to answer
         assert unsupported[0] == 4 and unsupported[2] == "NotSupported"
+
+    run(scenario(start, body))
+
+
+def _request(cn):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+           .sign(key, hashes.SHA256()))
+    return key, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_sign_certificate_is_answered_with_a_certificate_of_the_local_ca(start, tmp_path):
+    from cryptography import x509
+
+    from tools.certs import make_ca, signer_for
+
+    ca_pem, _ = make_ca(str(tmp_path))
+    key, csr = _request(CP)
+
+    async def body(cs, charger):
+        assert await charger.call("1", "SignCertificate", {"csr": csr}) == \
+            [3, "1", {"status": "Accepted"}]
+        request = await charger.receive()
+        assert request[0] == 2 and request[2] == "CertificateSigned"
+        await charger.send([3, request[1], {"status": "Accepted"}])
+        cert = x509.load_pem_x509_certificate(request[3]["certificateChain"].encode())
+        with open(ca_pem, "rb") as f:
+            cert.verify_directly_issued_by(x509.load_pem_x509_certificate(f.read()))
+        assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+        assert cert.subject.rfc4514_string() == "CN=" + CP
+        for _ in range(50):
+            if cs.chargers[CP].certificates_signed:
+                break
+            await asyncio.sleep(0.05)
+        assert cs.chargers[CP].certificates_signed == ["Accepted"]
+        assert cs.chargers[CP].csrs == [csr]
+
+    run(scenario(start, body, signer=signer_for(str(tmp_path))))
+
+
+def test_sign_certificate_without_a_signer_is_rejected(start):
+    async def body(cs, charger):
+        assert await charger.call("1", "SignCertificate", {"csr": _request(CP)[1]}) == \
+            [3, "1", {"status": "Rejected"}]
 
     run(scenario(start, body))
 

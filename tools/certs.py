@@ -166,6 +166,35 @@ def issue(directory, cn, client=True, name=None, hosts=LOCAL_HOSTS):
     return cert_path, key_path
 
 
+def sign_request(directory, csr_pem, days=365):
+    """The PEM certificate the CA in `directory` issues for a PKCS#10 request (a charger's
+    SignCertificate): its subject and key, clientAuth, `days` long. ValueError when the
+    request's signature does not check out or its key is not P-256/RSA."""
+    csr = x509.load_pem_x509_csr(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
+    if not csr.is_signature_valid:
+        raise ValueError("the request's signature does not check out")
+    ca_cert, ca_key = _load_ca(directory)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        _builder(csr.subject, ca_cert.subject, csr.public_key(),
+                 (now - _BACKDATE, now + datetime.timedelta(days=days)))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def signer_for(directory, days=365):
+    """A Central System's `signer` (tools.csms): requests signed by the CA in `directory`."""
+    def sign(charger_id, csr_pem):
+        return sign_request(directory, csr_pem, days)
+    return sign
+
+
 def _host(text):
     try:
         return x509.IPAddress(ipaddress.ip_address(text))

@@ -23,7 +23,7 @@ import aiomqtt
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import NotSupportedError, OCPPError
 from ocpp.messages import Call, CallResult, MessageType, unpack
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, MessageTrigger
 
@@ -112,6 +112,8 @@ class Charger:
     meter_values: list = field(default_factory=list)  # MeterValues payloads outside a known transaction
     data_transfers: list = field(default_factory=list)  # DataTransfer payloads from the charger
     security_events: list = field(default_factory=list)  # SecurityEventNotification types
+    csrs: list = field(default_factory=list)  # SignCertificate requests (PEM)
+    certificates_signed: list = field(default_factory=list)  # CertificateSigned answers (status)
     heartbeats: int = 0
     diagnostics_status: str = None
     log_status: str = None  # the latest LogStatusNotification
@@ -301,6 +303,29 @@ class ChargerHandler(ChargePoint):
         self.charger.security_events.append(type)
         return call_result.SecurityEventNotification()
 
+    @on(Action.sign_certificate)
+    def on_sign_certificate(self, csr):
+        self.charger.csrs.append(csr)
+        signer = self._central.signer
+        status = "Accepted" if signer is not None else "Rejected"
+        return call_result.SignCertificate(status=status)
+
+    @after(Action.sign_certificate)
+    async def after_sign_certificate(self, csr):
+        """The development signer: the CA issues a certificate for the request and it goes
+        back in CertificateSigned (a request it cannot sign gets none)."""
+        signer = self._central.signer
+        if signer is None:
+            return
+        try:
+            chain = signer(self.id, csr)
+        except ValueError as e:
+            LOG.warning("%s: request not signed: %s", self.id, e)
+            return
+        answer = await self.request(call.CertificateSigned(certificate_chain=chain),
+                                    self._central.response_timeout)
+        self.charger.certificates_signed.append(answer.get("status"))
+
     @on(Action.log_status_notification)
     def on_log_status_notification(self, status, request_id=None):
         self.charger.log_status = status
@@ -340,8 +365,11 @@ class CentralSystemBase:
     and hands every inbound frame to `_received(id, text)`."""
 
     def __init__(self, authorized=("04A1B2C3D4E5F6",), heartbeat_interval=300, *, vendors=(),
-                 response_timeout=30):
+                 response_timeout=30, signer=None):
         self.authorized = set(authorized)
+        # (charger id, CSR PEM) -> certificateChain PEM: SignCertificate is Accepted and the
+        # chain sent in CertificateSigned (tools.certs.signer_for); None: Rejected
+        self.signer = signer
         self.heartbeat_interval = heartbeat_interval
         self.vendors = set(vendors)
         self.response_timeout = response_timeout
@@ -596,9 +624,9 @@ class CentralSystem(CentralSystemBase):
 
     def __init__(self, host, port, ca, cert, key, authorized=("04A1B2C3D4E5F6",),
                  heartbeat_interval=300, *, vendors=(), response_timeout=30, client_id="csms",
-                 reconnect_delay=0.25, max_reconnect_delay=5.0):
+                 reconnect_delay=0.25, max_reconnect_delay=5.0, signer=None):
         super().__init__(authorized, heartbeat_interval, vendors=vendors,
-                         response_timeout=response_timeout)
+                         response_timeout=response_timeout, signer=signer)
         self.host = host
         self.port = port
         self._tls = tls_context(ca, cert, key)

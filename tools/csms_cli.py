@@ -187,6 +187,9 @@ def parse_args(argv):
                         help="interval in BootNotification.conf, seconds (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=30,
                         help="seconds to wait for a charger's answer (default %(default)s)")
+    parser.add_argument("--sign-csrs", metavar="DIR",
+                        help="answer SignCertificate: the CA in DIR (tools.certs) issues the "
+                             "certificate, sent in CertificateSigned")
     parser.add_argument("--log", metavar="FILE", help="append every frame as a JSON line")
     parser.add_argument("--quiet", action="store_true", help="do not print frames")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -227,6 +230,10 @@ def central_system(args):
     """The Central System the command line asks for."""
     common = dict(authorized=args.authorize or (DEFAULT_TAG,), heartbeat_interval=args.heartbeat,
                   vendors=args.vendor, response_timeout=args.timeout)
+    if args.sign_csrs:
+        from tools.certs import signer_for
+
+        common["signer"] = signer_for(args.sign_csrs)
     if args.listen:
         tls = None
         if args.tls_cert:

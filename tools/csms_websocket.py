@@ -112,9 +112,10 @@ class WebSocketCentralSystem(CentralSystemBase):
 
     def __init__(self, host="127.0.0.1", port=0, path=DEFAULT_PATH, keys=None, ssl=None,
                  authorized=("04A1B2C3D4E5F6",), heartbeat_interval=300, *, chargers=None,
-                 vendors=(), response_timeout=30, ping_interval=None, max_size=2 ** 20):
+                 vendors=(), response_timeout=30, ping_interval=None, max_size=2 ** 20,
+                 signer=None):
         super().__init__(authorized, heartbeat_interval, vendors=vendors,
-                         response_timeout=response_timeout)
+                         response_timeout=response_timeout, signer=signer)
         self.host = host
         self.port = port
         self.path = "/" + path.strip("/") if path.strip("/") else ""

@@ -56,18 +56,39 @@ def build_board(cfg, store):
     return module.build(options, cfg, store)
 
 
-def build_transport(cfg, before_connect=None, installed_ca=(), say=print, wake=None):
+def build_transport(cfg, before_connect=None, installed_ca=(), say=print, wake=None,
+                    identity=None):
     """`installed_ca`: the Central System roots installed over OCPP (DER), trusted besides
     `mqtt.ca`. The context is built once: what InstallCertificate/DeleteCertificate change
-    applies from the next boot. `wake()`: called by the network thread for a frame in."""
+    applies from the next boot. `wake()`: called by the network thread for a frame in.
+    `identity`: (certificate, key) DER of the charger's own making (own_identity()),
+    presented instead of `mqtt.cert`/`mqtt.key`; a handshake the server fails before it ever
+    succeeded with it makes the link fall back to those files (tls.TlsLink) and the identity
+    feature marks it refused, so the next boots do not try it again."""
     from chargepoint.transport import mqtt, tls
 
     m = cfg["mqtt"]
-    ssl = tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca)
+    ssl = tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca, identity=identity)
+    if identity is not None:
+        def provisioned():
+            say("tls: own certificate refused at the handshake: back to config.json's")
+            return tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca)
+        ssl = tls.TlsLink(ssl, fallback=provisioned if m["cert"] else None)
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
                               topic_out=m["topic_out"], before_connect=before_connect, say=say,
                               wake=wake)
+
+
+def own_identity(store):
+    """(certificate DER, SEC 1 key DER) the charger had signed (chargepoint.model.identity),
+    unless a server refused it; None when there is none."""
+    import binascii
+
+    record = store.read("identity")
+    if not record or record.get("refused"):
+        return None
+    return binascii.a2b_base64(record["cert"]), binascii.a2b_base64(record["key"])
 
 
 def installed_roots(store):
@@ -116,6 +137,22 @@ def _ca_certificates(cfg):
         from chargepoint.transport import tls
 
         return tls.ca_certificates(ca)
+    return read
+
+
+def _client_certificate(cfg):
+    """config.json's client certificate (DER), read when the renewal check asks."""
+    path = cfg[cfg["transport"]].get("cert")
+    if not path:
+        return None
+
+    def read():
+        from chargepoint.transport import tls
+
+        try:
+            return tls.ca_certificates(path)[0]
+        except (OSError, ValueError, IndexError):
+            return None
     return read
 
 
@@ -244,7 +281,8 @@ def run(config_path="config.json", data_dir="data", safe=None):
                                                log.say, frames.set)
             table = table + (Connection,)
         else:
-            transport = build_transport(cfg, ntp, installed_roots(store), log.say, frames.set)
+            transport = build_transport(cfg, ntp, installed_roots(store), log.say, frames.set,
+                                        own_identity(store))
     except (OSError, ValueError) as e:
         print("config: TLS files rejected:", e)
         return None
@@ -254,7 +292,8 @@ def run(config_path="config.json", data_dir="data", safe=None):
 
     services = {"log": log, "upload": _upload, "updater": Updater(store, VERSION),
                 "folder": data_dir, "timesync": timesync, "ca_certificates": _ca_certificates(cfg),
-                "links": links}
+                "links": links, "charge_point_id": cfg["id"],
+                "client_certificate": _client_certificate(cfg)}
     cp = ChargePoint(board, transport, store, clock, _reboot(board, transport, log, data_dir),
                      info, services, table, safe)
     log.write("boot", "boot %d, firmware %s" % (cp.boot, VERSION))

@@ -412,7 +412,9 @@ def test_extended_trigger_log_status_is_the_get_log_under_way(rig, tmp_path):
     assert rig.payloads("LogStatusNotification")[-1] == {"status": "Uploading", "requestId": 7}
 
 
-def test_extended_trigger_sign_certificate_is_not_implemented(rig):
+def test_extended_trigger_sign_certificate_without_the_identity_feature_is_not_implemented(
+        rig):
+    assert rig.cp.identity is None  # (no "charge_point_id" service given)
     assert trigger(rig, "SignChargePointCertificate") == ("NotImplemented", [])
 
 

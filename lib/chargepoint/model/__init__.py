@@ -31,7 +31,8 @@ Services (a dict app.py builds once; a test gives what it needs): "log" (the eve
 chargepoint.platform.log.Log), "upload" (url, path: an HTTP PUT), "run_in_thread" (fn),
 "updater" (chargepoint.platform.update.Updater), "folder" (the flash folder of the records),
 "timesync" (chargepoint.platform.timesync.TimeSync), "ca_certificates" (() -> [DER] of
-config.json's CA). A test charge point gets what the test gives. A feature reaches the charge point's own parts through `cp` (config,
+config.json's CA), "charge_point_id" (config.json's `id`), "client_certificate" (() -> the DER
+of config.json's client certificate, or None). A test charge point gets what the test gives. A feature reaches the charge point's own parts through `cp` (config,
 engine, clock, store, connectors, call) and the features before it in the table by their
 names there (cp.security, cp.availability, ...); one that was not installed is None.
 Rarely used modules of a feature are imported for a request and dropped after it (unload).

@@ -70,7 +70,7 @@ _RESET_GRACE_MS = const(3000)  # lets the Reset answer and the stops leave befor
 # The standard features' names (chargepoint.model.features.FEATURES): cp.<name> is there,
 # None, whatever the table holds
 _NAMES = ("security", "availability", "remote", "metering", "smartcharging", "reservations",
-          "local_list", "diagnostics", "firmware")
+          "local_list", "diagnostics", "firmware", "identity")
 # What a charge point in safe mode answers (chargepoint.app): enough to be reached, looked at
 # and repaired; any other CALL of OCPP 1.6 is NotSupported
 SAFE_ACTIONS = ("ChangeConfiguration", "GetConfiguration", "Reset", "TriggerMessage",

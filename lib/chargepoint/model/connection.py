@@ -8,7 +8,7 @@ each profile). Keys:
   AuthorizationKey    write-only (never in GetConfiguration, never in a log): 32..40 hex
                       digits, sent as the Basic auth password hex-decoded, or 16..20
                       characters sent as they are (valid_key); config.json's at first boot
-  CpoName             RW, the CSR's organisation (for the certificates to come)
+  (CpoName, the CSR's organisation, is chargepoint.model.identity's)
   WebSocketPingInterval  RW, seconds, 0 = no pings; negative: Rejected
   SecurityProfileFallbackSeconds  RW: how long a new profile may take to connect
 
@@ -60,7 +60,6 @@ class Connection(Feature):
         self._state = 0
         config.declare("SecurityProfile", INT, links.profile, 0, self._allowed)
         config.declare("AuthorizationKey", STR, links.key, SECRET, valid_key)
-        config.declare("CpoName", STR, "", 0, lambda v: len(v) <= 64)
         config.declare("WebSocketPingInterval", INT, links.ping_interval, 0, _nonneg)
         config.declare("SecurityProfileFallbackSeconds", INT, _FALLBACK_S, 0, lambda v: v > 0)
         self._state = _LOADED

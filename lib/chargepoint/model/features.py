@@ -2,8 +2,8 @@
 model says what a feature is; chargepoint.model.chargepoint what each of these does). Its own
 module, so that a charge point built from another table (safe mode: chargepoint.app) imports
 none of the others."""
-from chargepoint.model import (availability, diagnostics, firmware, localauth, metering, remote,
-                              reservation, security, smartcharging)
+from chargepoint.model import (availability, diagnostics, firmware, identity, localauth, metering,
+                              remote, reservation, security, smartcharging)
 
 FEATURES = (
     security.Security,
@@ -15,4 +15,5 @@ FEATURES = (
     localauth.LocalList,
     diagnostics.Diagnostics,
     firmware.Firmware,
+    identity.Identity,
 )

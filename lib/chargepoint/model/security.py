@@ -119,8 +119,8 @@ class Security(Feature):
             unload("chargepoint.ocpp", "x509")
 
     def extended_trigger_message(self, p, stale):
-        # as TriggerMessage, and FirmwareStatusNotification is the signed update's; what
-        # nobody offers (SignChargePointCertificate: SignCertificate is not wired yet) is
+        # as TriggerMessage, and FirmwareStatusNotification is the signed update's,
+        # SignChargePointCertificate chargepoint.model.identity's; what nobody offers is
         # NotImplemented
         return {"status": self.cp.trigger_request(p["requestedMessage"], p.get("connectorId"),
                                                   True)}

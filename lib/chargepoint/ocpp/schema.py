@@ -40,6 +40,7 @@ TYPES = (
 # Central System -> charge point requests.
 REQUESTS = (
     "CancelReservation", "reservationId i 1 -",
+    "CertificateSigned", "certificateChain s 1 10000",
     "ChangeAvailability", "connectorId i 1 0;type e 1 Inoperative|Operative",
     "ChangeConfiguration", "key s 1 50;value s 1 500",
     "ClearCache", "",
@@ -90,6 +91,7 @@ CONFIRMATIONS = (
     "LogStatusNotification", "",
     "MeterValues", "",
     "SecurityEventNotification", "",
+    "SignCertificate", "status e 1 Accepted|Rejected",
     "SignedFirmwareStatusNotification", "",
     "StartTransaction", "idTagInfo o 1 IdTagInfo;transactionId i 1 -",
     "StatusNotification", "",

@@ -176,7 +176,7 @@ class MqttTransport(NetThread):
         self.connected = False
         self.status = {"state": "idle", "connects": 0, "failures": 0, "last_error": None,
                        "published": 0, "received": 0, "dropped": 0, "refused": 0,
-                       "oversize": 0}
+                       "oversize": 0, "fallback": None}
 
     # -- engine side (asyncio thread): never blocks beyond a lock held for a list op --------
 
@@ -394,6 +394,8 @@ class MqttTransport(NetThread):
         self.status["failures"] += 1
         self.status["last_error"] = _error_text(e)
         self.status["state"] = "backoff"
+        # the TLS link gave up the charger's own certificate for config.json's (tls.TlsLink)
+        self.status["fallback"] = self._link.fell_back
         self._say("mqtt: link down: %s" % self.status["last_error"])  # the one line it says
         self.reconnect.failed(self._ticks())
 

@@ -40,6 +40,7 @@ _BIG = const(256)
 OUT = const(512)  # bytes of small writes gathered into one (a StatusNotification's PUBLISH)
 _IPPROTO_TCP = const(6)  # Linux and lwIP alike
 _TCP_NODELAY = const(1)
+_STRIKES = const(2)  # handshakes failed before a certificate never proven is given up
 
 
 class Oversize:
@@ -63,8 +64,14 @@ class Oversize:
 class TlsLink:
     """umqtt.simple's `ssl=` object: TLS with SNI, bounded reads, inbound byte counting."""
 
-    def __init__(self, context, timeout_ms=10000, buffer=MAX_FRAME):
+    def __init__(self, context, timeout_ms=10000, buffer=MAX_FRAME, fallback=None):
         self.context = context
+        # () -> the context to use instead once `context` failed at the TLS layer before it
+        # ever connected (a certificate of the charger's own making the server refuses)
+        self._fallback = fallback
+        self.proven = False  # `context` has completed a handshake
+        self.fell_back = None  # why the fallback was taken
+        self.strikes = 0  # handshakes of `context` failed in a row
         self.timeout_s = timeout_ms / 1000
         self.rx = 0  # inbound reads that returned data; only the network thread touches it
         self.buf = bytearray(buffer)  # payloads up to this size are read into it
@@ -79,8 +86,32 @@ class TlsLink:
             pass
         tls = sock
         if self.context is not None:
-            tls = self.context.wrap_socket(sock, server_hostname=server_hostname)
+            try:
+                tls = self.context.wrap_socket(sock, server_hostname=server_hostname)
+            except (OSError, ValueError) as e:
+                self._failed(e)
+                raise
+            self.proven = True
         return _TimedSocket(self, sock, tls)
+
+    def _failed(self, e):
+        # A server refusing our certificate shows as its alert (an mbedTLS code, negative)
+        # or, as often, as the socket it closed under our next write (EPIPE, ECONNRESET):
+        # the same as a network failing in the middle of a handshake, so a context never
+        # proven is given up after _STRIKES such failures in a row, never for a timeout or
+        # for a ValueError (the server's certificate refused by us: the fallback would not
+        # help).
+        if self._fallback is None or self.proven or not isinstance(e, OSError):
+            return
+        code = e.args[0] if e.args else None
+        if code == _ETIMEDOUT:
+            return
+        self.strikes += 1
+        if self.strikes < _STRIKES:
+            return
+        self.context = self._fallback()
+        self._fallback = None
+        self.fell_back = "TLS handshake failed %d times (last: %s)" % (self.strikes, code)
 
 
 class _TimedSocket:
@@ -238,10 +269,12 @@ WHITEPAPER_SUITES = ("TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
                      "TLS-RSA-WITH-AES-128-GCM-SHA256", "TLS-RSA-WITH-AES-256-GCM-SHA384")
 
 
-def tls_context(cafile, certfile=None, keyfile=None, installed_ca=(), ciphers=None):
+def tls_context(cafile, certfile=None, keyfile=None, installed_ca=(), ciphers=None,
+                identity=None):
     """The server checked against `cafile` (and `installed_ca`), our certificate presented when
     `certfile` and `keyfile` are given (AWS IoT's mutual TLS; security profile 3), only the
-    suites in `ciphers` offered when given.
+    suites in `ciphers` offered when given. `identity`: (certificate DER, SEC 1 key DER) of
+    the charger's own making (chargepoint.model.enrolment), presented instead of the files.
 
     Files may be PEM or DER; `cafile` may be a bundle of several CA certificates (AWS's RSA
     and ECC roots, say). mbedTLS builds without PEM parsing (the unix port's, measured) reject
@@ -267,7 +300,9 @@ def tls_context(cafile, certfile=None, keyfile=None, installed_ca=(), ciphers=No
             ctx.load_verify_locations(cadata=der)
         except ValueError:
             print("tls: an installed CA certificate is unusable, left out")
-    if certfile:
+    if identity is not None:
+        ctx.load_cert_chain(identity[0], identity[1])
+    elif certfile:
         cert, key = _read(certfile), _read(keyfile)
         try:
             ctx.load_cert_chain(cert, key)
