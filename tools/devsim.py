@@ -325,7 +325,7 @@ class DevSim(Front):
         shown_wh = None
         shown_at = 0.0
         shown_firmware = firmware_key(self.last_answer or {})  # said already by start()
-        while True:
+        while not self.stopping.is_set():
             try:
                 answer = await self.control.request(cmd="status")
             except (ConnectionError, asyncio.TimeoutError, ValueError) as e:
@@ -455,7 +455,11 @@ class DevSim(Front):
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # Not gather: Python 3.11's asyncio.wait_for (the control connection's) swallows a
+            # cancellation that comes as its inner await completes, and the task goes on; a
+            # Ctrl-C under load hung here. The tasks also end at `stopping`.
+            await asyncio.wait(tasks, timeout=2)
         if self.control:
             self.control.close()
         if self.sim:
