@@ -43,7 +43,7 @@ def test_minimal_file_gets_defaults(folder):
         "mqtt": {"endpoint": "x-ats.iot.eu-west-1.amazonaws.com", "port": 8883,
                  "ca": str(folder / "ca.pem"), "cert": str(folder / "cert.pem"),
                  "key": str(folder / "key.pem"), "keepalive": 300,
-                 "topic_in": "{id}/in", "topic_out": "{id}/out"},
+                 "topic_in": "{id}/in", "topic_out": "{id}/out", "provision_template": ""},
         "wifi": {"ssid": "", "password": ""},
         "hardware": {"driver": "esp32", "connectors": 1},  # the device's own board
         "repl": False,
@@ -193,3 +193,16 @@ def test_websocket_mistakes_are_one_line(folder, section, words):
 
 def test_unknown_transport_is_refused(folder):
     assert "transport: expected" in error(folder, dict(minimal(), transport="http"))
+
+
+@pytest.mark.parametrize("template", ["x" * 37, "bad name", "caf\u00e9", "a/b"])
+def test_provision_template_is_an_aws_template_name(folder, template):
+    cfg = minimal()
+    cfg["mqtt"]["provision_template"] = template
+    assert "mqtt.provision_template: expected 1..36 of A-Z a-z 0-9 _ -" in error(folder, cfg)
+
+
+def test_provision_template_is_taken(folder):
+    cfg = minimal()
+    cfg["mqtt"]["provision_template"] = "Charger_fleet-2"
+    assert load(write(folder, cfg))["mqtt"]["provision_template"] == "Charger_fleet-2"

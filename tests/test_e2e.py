@@ -29,11 +29,11 @@ class Sim(Simulator):
     certificate of its PKI, with the heap of its code placement."""
 
     def __init__(self, broker, pki, state, cp_id="CP001", cert_cn=None, ca=None, port=None,
-                 lock=False, code="frozen", console=False, heap=None):
+                 lock=False, code="frozen", console=False, heap=None, provision_template=None):
         cert, key = pki.client(cert_cn or cp_id)
         super().__init__(cp_id, "127.0.0.1:%d" % (port or broker.port), ca or pki.ca, cert, key,
                          state, code=code, heap=heap or HEAP[code], lock=lock, console=console,
-                         timeout=T)
+                         timeout=T, provision_template=provision_template)
 
 
 @pytest.fixture

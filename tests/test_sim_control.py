@@ -136,6 +136,27 @@ def test_the_flash_of_an_mqtt_charger_is_as_before(tmp_path):
                               "cert": "cert.pem", "key": "key.pem", "keepalive": 60}
 
 
+def test_a_claim_charger_is_told_its_provisioning_template(tmp_path):
+    _, config = flash_config(tmp_path, "--id", "CP001", "--broker", "127.0.0.1:8883", "--ca",
+                             __file__, "--cert", __file__, "--key", __file__,
+                             "--provision-template", "chargers")
+    assert config["mqtt"]["provision_template"] == "chargers"
+
+
+@pytest.mark.parametrize("args,error", [
+    (["--provision-template", "no spaces"], "--provision-template must be 1..36 of"),
+    (WS + ["--url", "ws://127.0.0.1:9000/ocpp", "--provision-template", "chargers"],
+     "--provision-template is for --transport mqtt"),
+])
+def test_a_provisioning_template_is_checked(args, error):
+    base = [] if args[0] == "--id" else ["--id", "CP001", "--broker", "127.0.0.1:8883", "--ca",
+                                          __file__, "--cert", __file__, "--key", __file__,
+                                          "--state", "/tmp/s", "--control", "127.0.0.1:1"]
+    with pytest.raises(UsageError) as e:
+        tools_sim.parse_args(base + args)
+    assert error in str(e.value)
+
+
 @pytest.mark.parametrize("args,transport", [
     (WS + ["--url", "ws://127.0.0.1:9000/ocpp"], "websocket"),
     (["--id", "CP001", "--broker", "127.0.0.1:8883", "--ca", __file__, "--cert", __file__,

@@ -14,13 +14,15 @@ from tools.simclient import Simulator, sim_args
 def test_every_flag_of_the_simulator_can_be_given_and_reads_back():
     args = sim_args("CP007", ("127.0.0.1", 8883), __file__, __file__, __file__, "/tmp/s",
                     "127.0.0.1:7001", code="deployed", heap=240000, connectors=2,
-                    max_amps=16.0, lock=True, meter="s0", console=True)
+                    max_amps=16.0, lock=True, meter="s0", console=True,
+                    provision_template="chargers")
     assert args[1:3] == ["-m", "tools.sim"]
     a = sim_cli.parse_args(args[3:])
     assert (a.id, a.transport, a.broker_addr, a.control_addr, a.state) == (
         "CP007", "mqtt", ("127.0.0.1", 8883), ("127.0.0.1", 7001), "/tmp/s")
-    assert (a.code, a.heap, a.connectors, a.max_amps, a.lock, a.meter, a.console, a.quiet) == (
-        "deployed", 240000, 2, 16.0, True, "s0", True, True)
+    assert (a.code, a.heap, a.connectors, a.max_amps, a.lock, a.meter, a.console, a.quiet,
+            a.provision_template) == ("deployed", 240000, 2, 16.0, True, "s0", True, True,
+                                      "chargers")
     websocket = sim_args("CP007", ca=__file__, state="/tmp/s", control="127.0.0.1:7001",
                          transport="websocket", url="wss://127.0.0.1:9443/ocpp",
                          security_profile=2, auth_key="0123456789abcdef0123")

@@ -58,13 +58,19 @@ class Broker:
     """
 
     def __init__(self, state_dir, port=0, pki_dir=None, csms=certs.CSMS_CN,
-                 clientid_from_cert=True, max_packet=MAX_PACKET, bridges=BRIDGES):
+                 clientid_from_cert=True, max_packet=MAX_PACKET, bridges=BRIDGES,
+                 claim=certs.CLAIM_CN, provisioner=certs.PROVISIONER_CN, template="+"):
         self.state_dir = os.path.abspath(state_dir)
         self.pki_dir = os.path.abspath(pki_dir or os.path.join(self.state_dir, "pki"))
         self.csms = csms
         self.clientid_from_cert = clientid_from_cert
         self.max_packet = max_packet  # AWS's limit; tests raise it to send larger frames
         self.bridges = tuple(bridges)
+        # fleet provisioning by claim (tools/fleetprov.py): the claim certificate's CN may use
+        # the provisioning API of `template` ("+": any), the provisioner's answer it
+        self.claim = claim
+        self.provisioner = provisioner
+        self.template = template
         self._port = port or free_port()
         self._proc = None
         self._pki = None
@@ -113,9 +119,11 @@ class Broker:
         os.makedirs(persistence, exist_ok=True)
         # Least privilege, from the same rule table as the AWS IoT policies (tools/policy.py):
         # a charger publishes only to <id>/in and reads only <id>/out; the Central System reads
-        # every charger's /in and writes every charger's /out. Nothing else ($SYS, $aws/...).
+        # every charger's /in and writes every charger's /out; fleet provisioning's $aws/ topics
+        # for the claim and provisioner identities only (tools/fleetprov.py). Nothing else.
         with open(self.acl_path, "w") as f:
-            f.write(policy.mosquitto_acl(self.csms, self.bridges))
+            f.write(policy.mosquitto_acl(self.csms, self.bridges, self.claim, self.provisioner,
+                                         self.template))
         pki = self.pki
         # Run as whoever started us: as root, Mosquitto would otherwise switch to user
         # `mosquitto`, which cannot read our 0600 keys or write the persistence folder.
@@ -227,11 +235,17 @@ def main(argv=None):
     parser.add_argument("--charger", action="append", default=[], metavar="ID",
                         help="charge point id to issue a client certificate for (repeatable)")
     parser.add_argument("--csms", default=certs.CSMS_CN, help="CN of the Central System identity")
+    parser.add_argument("--provision-template", metavar="NAME",
+                        help="also answer AWS IoT fleet provisioning by claim for this template "
+                             "(tools.fleetprov); the claim certificate is PKI/%s.pem"
+                             % certs.CLAIM_CN)
     args = parser.parse_args(argv)
 
-    broker = Broker(args.state, port=args.port, pki_dir=args.pki, csms=args.csms)
+    broker = Broker(args.state, port=args.port, pki_dir=args.pki, csms=args.csms,
+                    template=args.provision_template or "+")
     for charge_point_id in args.charger:
         broker.client_cert(charge_point_id)
+    provisioning = None
 
     def on_sigterm(signum, frame):
         raise KeyboardInterrupt
@@ -241,12 +255,22 @@ def main(argv=None):
     try:
         print("AWS IoT stand-in on mqtts://%s:%d  CA %s  log %s"
               % (broker.host, broker.port, broker.ca, broker.log_path), flush=True)
+        if args.provision_template:
+            from tools.fleetprov import FleetProvisioning
+
+            claim = broker.client_cert(certs.CLAIM_CN)
+            provisioning = FleetProvisioning(broker.host, broker.port, broker.pki_dir,
+                                             (args.provision_template,)).start()
+            print("fleet provisioning by claim, template %s: claim certificate %s, key %s"
+                  % (args.provision_template, claim[0], claim[1]), flush=True)
         broker._proc.wait()
         print("mosquitto exited:\n" + broker.log_tail(), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
+        if provisioning is not None:
+            provisioning.stop()
         broker.stop()
 
 

@@ -23,6 +23,8 @@ CA_NAME = "ca"
 BROKER_NAME = "broker"
 CSMS_CN = "csms"
 CSMS_SERVER_NAME = "csms-server"  # the WebSocket Central System's wss:// certificate
+CLAIM_CN = "claim"  # fleet provisioning's shared claim certificate (tools/fleetprov.py)
+PROVISIONER_CN = "iot-provisioning"  # the stand-in's provisioning service
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
 # Validity starts a day back so a device whose clock is slightly behind still accepts the chain.
 _BACKDATE = datetime.timedelta(days=1)

@@ -10,7 +10,9 @@ and the stand-in then enforce the same grants:
   named "+". So `*` also spans levels: `*/in` admits `a/b/in`, which `+/in` does not.
 - Mosquitto: `{id}` becomes `%u` (the certificate CN, which the broker also makes the client id).
   The `$aws/...` topics belong to AWS services (Device Shadow, Jobs, lifecycle events) the
-  stand-in has not got, so they stay out of the ACL and the stand-in keeps denying them.
+  stand-in has not got, so they stay out of the ACL and the stand-in keeps denying them, but
+  for fleet provisioning's (`$aws/certificates/...`, `$aws/provisioning-templates/...`),
+  which tools/fleetprov.py answers there.
   `$SYS/...` topics are Mosquitto's own and exist only there: they stay out of AWS policies.
 """
 
@@ -46,14 +48,34 @@ BRIDGE = CSMS + (
     (READ, BRIDGE_PRESENCE_STANDIN),
 )
 
+# AWS IoT fleet provisioning by claim (its MQTT API: CreateCertificateFromCsr, RegisterThing),
+# which the stand-in emulates (tools/fleetprov.py). What a device holding the shared claim
+# certificate may do, and nothing else; `{template}` is the provisioning template's name.
+CREATE_FROM_CSR = "$aws/certificates/create-from-csr/json"
+REGISTER_THING = "$aws/provisioning-templates/{template}/provision/json"
+CLAIM = (
+    (WRITE, CREATE_FROM_CSR),
+    (READ, CREATE_FROM_CSR + "/+"),
+    (WRITE, REGISTER_THING),
+    (READ, REGISTER_THING + "/+"),
+)
+# The stand-in's provisioning service: the other end of the same topics, any template.
+PROVISIONER = (
+    (READ, CREATE_FROM_CSR),
+    (WRITE, CREATE_FROM_CSR + "/+"),
+    (READ, REGISTER_THING.replace("{template}", "+")),
+    (WRITE, REGISTER_THING.replace("{template}", "+") + "/+"),
+)
+
 THING_NAME = "${iot:Connection.Thing.ThingName}"
 _RESERVED = "$aws/"
+_EMULATED = ("$aws/certificates/", "$aws/provisioning-templates/")
 _STANDIN_ONLY = "$SYS/"
 
 
 def reserved(topic):
     """True for topics of AWS's own services, which the stand-in does not emulate."""
-    return topic.startswith(_RESERVED)
+    return topic.startswith(_RESERVED) and not topic.startswith(_EMULATED)
 
 
 def standin_only(topic):
@@ -63,12 +85,19 @@ def standin_only(topic):
 
 # --- Mosquitto -------------------------------------------------------------------------------
 
-def mosquitto_acl(csms, bridges=()):
+def mosquitto_acl(csms, bridges=(), claim=None, provisioner=None, template="+"):
     """The ACL file tools/broker.py writes: charger rules as `pattern` lines, then the csms user,
-    then one user per bridge identity (a certificate CN each: one MQTT session per shard)."""
+    then one user per bridge identity (a certificate CN each: one MQTT session per shard),
+    the claim certificate's CN (`claim`, for provisioning `template`, "+" any) and the
+    provisioning service's (`provisioner`) when given."""
     lines = ["pattern %s %s" % (access, topic.replace("{id}", "%u"))
              for access, topic in CHARGER if not reserved(topic)]
-    for user, rules in [(csms, CSMS)] + [(bridge, BRIDGE) for bridge in bridges]:
+    users = [(csms, CSMS)] + [(bridge, BRIDGE) for bridge in bridges]
+    if claim:
+        users.append((claim, tuple((a, t.replace("{template}", template)) for a, t in CLAIM)))
+    if provisioner:
+        users.append((provisioner, PROVISIONER))
+    for user, rules in users:
         lines += ["", "user " + user]
         lines += ["topic %s %s" % (access, topic) for access, topic in rules
                   if not reserved(topic)]
@@ -127,6 +156,15 @@ def bridge_policy(region, account, partition="aws"):
     arn = arn_prefix(region, account, partition)
     out = _statements(BRIDGE + ((READ, "bridge/+/+/in"),), arn, None, "bridge-*")
     return {"Version": "2012-10-17", "Statement": out}
+
+
+def claim_policy(region, account, template, partition="aws"):
+    """The claim certificate's policy (fleet provisioning by claim): connect with any client
+    id (each charger its own id, before it is a thing) and use the provisioning API of
+    `template` only."""
+    rules = tuple((a, t.replace("{template}", template)) for a, t in CLAIM)
+    return {"Version": "2012-10-17",
+            "Statement": _statements(rules, arn_prefix(region, account, partition), None, "*")}
 
 
 def dumps(document):

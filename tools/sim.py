@@ -2,13 +2,20 @@
 against simulated peripherals.
 
     python3 -m tools.sim --id CP001 --broker 127.0.0.1:8883 --ca CA.pem --cert CP001.pem \
-        --key CP001.key --state DIR --control 127.0.0.1:PORT [--heap BYTES] [--connectors N]
+        --key CP001.key [--provision-template NAME] --state DIR --control 127.0.0.1:PORT
+        [--heap BYTES] [--connectors N]
         [--lock] [--meter sdm630|sdm120|s0|ct] [--code frozen|deployed] [--console]
     python3 -m tools.sim --id CP001 --transport websocket --url ws://127.0.0.1:9000/ocpp \
         [--security-profile 0|1|2|3] [--auth-key KEY] [--ca CA.pem] [--cert CERT.pem
         --key KEY.pem] --state DIR --control 127.0.0.1:PORT [the same options]
 
 --transport mqtt (the default): to the broker (--broker), mutual TLS with --ca, --cert, --key.
+With --provision-template NAME, --cert and --key are the shared claim certificate of AWS IoT
+fleet provisioning: the charger makes its own key, has it certified through the broker's
+$aws/certificates/create-from-csr and $aws/provisioning-templates/NAME/provision MQTT API
+(AWS IoT Core's, or the stand-in's: tools.broker --provision-template NAME) and reconnects
+as its own thing (chargepoint.transport.claim); it keeps that identity across power cuts and
+resets, in DIR's flash.
 --transport websocket: straight to an OCPP 1.6 Central System over OCPP-J; the firmware
 connects to --url + "/" + the id percent-encoded, subprotocol ocpp1.6. --security-profile
 (OCPP 1.6 Security Whitepaper): 0 ws:// without authentication, 1 ws:// with HTTP Basic
@@ -77,7 +84,10 @@ world is left as it was).
 
 `status` besides: online, code (frozen|deployed), transport (mqtt|websocket, as given),
 heap_free and heap_peak (bytes, after a collection), uptime_ms, boots (firmware starts), mqtt
-(the transport's counters, whichever transport it is), queued (transaction messages waiting on
+(the transport's counters, whichever transport it is), identity ("config": config.json's
+certificate, from --cert; "claim": that, the claim certificate, while provisioning; "own":
+one made on the charger, by provisioning or by OCPP's SignCertificate; null over a
+websocket) and certificate_serial (hex, of the certificate the MQTT link presents), queued (transaction messages waiting on
 flash), heap_simulation (bytes of the live heap that are the simulation's own: its modules, the
 device models and the bus, not the drivers; measured in the firmware process as they are
 built), reader_failed, unlogged_frames, console; per connector: status, error, pilot_state, relay
@@ -170,6 +180,9 @@ def parse_args(argv):
     p.add_argument("--ca", help="mqtt: the broker's CA; websocket: the Central System's (wss://)")
     p.add_argument("--cert", help="mqtt: the client certificate; websocket: profile 3's")
     p.add_argument("--key", help="its private key")
+    p.add_argument("--provision-template", metavar="NAME",
+                   help="mqtt: --cert/--key are a claim certificate: provision by claim with "
+                        "this fleet provisioning template")
     p.add_argument("--state", required=True)
     p.add_argument("--control", required=True)
     p.add_argument("--heap", type=int, default=110000)
@@ -208,6 +221,11 @@ def _mqtt_args(a):
     for flag in ("url", "security_profile", "auth_key"):
         if getattr(a, flag) is not None:
             raise UsageError("--%s is for --transport websocket" % flag.replace("_", "-"))
+    template = a.provision_template
+    if template is not None and not (
+            1 <= len(template) <= 36 and all(c.isascii() and (c.isalnum() or c in "_-")
+                                             for c in template)):
+        raise UsageError("--provision-template must be 1..36 of A-Z a-z 0-9 _ -")
     missing = [flag for flag in ("broker", "ca", "cert", "key") if getattr(a, flag) is None]
     if missing:
         raise UsageError("the following arguments are required: %s"
@@ -221,6 +239,8 @@ def _websocket_args(a):
     """--url, --security-profile (its default), --auth-key, --ca, --cert and --key agree."""
     if a.broker is not None:
         raise UsageError("--broker is for --transport mqtt")
+    if a.provision_template is not None:
+        raise UsageError("--provision-template is for --transport mqtt")
     if a.url is None:
         raise UsageError("--transport websocket needs --url ws://HOST:PORT/PATH or wss://...")
     try:
@@ -261,6 +281,8 @@ def prepare_flash(a, bus_port):
     if a.transport == "mqtt":
         link = {"mqtt": {"endpoint": a.broker_addr[0], "port": a.broker_addr[1], "ca": "ca.pem",
                          "cert": "cert.pem", "key": "key.pem", "keepalive": 60}}
+        if a.provision_template:
+            link["mqtt"]["provision_template"] = a.provision_template
         files = (("ca", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem"))
     else:
         websocket = {"url": a.url, "security_profile": a.security_profile}
@@ -851,6 +873,8 @@ class Simulator:
                 "last_line": (None if running else self.crash_line
                               if self.firmware_state == "crashed" else self.output),
                 "restarts": self.restarts, "safe_mode": state.get("safe_mode", False),
+                "identity": (state.get("mqtt") or {}).get("identity"),
+                "certificate_serial": (state.get("mqtt") or {}).get("certificate_serial"),
                 "connectors": connectors}
 
     def warn_heap(self):

@@ -33,10 +33,10 @@ BAD_LOG = ("Traceback", "MemoryError")  # what a healthy firmware never prints
 def sim_args(cp_id, broker=None, ca=None, cert=None, key=None, state=None, control=None, *,
              transport=None, url=None, security_profile=None, auth_key=None, code=None,
              heap=None, connectors=None, max_amps=None, lock=False, meter=None, console=False,
-             quiet=True):
+             quiet=True, provision_template=None):
     """The `python3 -m tools.sim` command line; a flag left None (or False) is not given, so
     the simulator's own default holds. `broker` and `control` are "HOST:PORT" or (host, port).
-    Over MQTT: broker, ca, cert, key. With transport="websocket": url, and as the security
+    Over MQTT: broker, ca, cert, key (the claim's with provision_template). With transport="websocket": url, and as the security
     profile needs, security_profile, auth_key, ca (wss://), cert and key (profile 3)."""
     if state is None or control is None:
         raise TypeError("sim_args() needs state and control")
@@ -49,7 +49,8 @@ def sim_args(cp_id, broker=None, ca=None, cert=None, key=None, state=None, contr
         args += ["--transport", transport]
     for flag, value in (("--broker", None if broker is None else address(broker)),
                         ("--url", url), ("--security-profile", security_profile),
-                        ("--auth-key", auth_key), ("--ca", ca), ("--cert", cert), ("--key", key)):
+                        ("--auth-key", auth_key), ("--ca", ca), ("--cert", cert), ("--key", key),
+                        ("--provision-template", provision_template)):
         if value is not None:
             args += [flag, str(value)]
     args += ["--state", str(state), "--control", address(control)]

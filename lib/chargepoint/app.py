@@ -57,27 +57,67 @@ def build_board(cfg, store):
 
 
 def build_transport(cfg, before_connect=None, installed_ca=(), say=print, wake=None,
-                    identity=None):
+                    identity=None, store=None):
     """`installed_ca`: the Central System roots installed over OCPP (DER), trusted besides
     `mqtt.ca`. The context is built once: what InstallCertificate/DeleteCertificate change
     applies from the next boot. `wake()`: called by the network thread for a frame in.
     `identity`: (certificate, key) DER of the charger's own making (own_identity()),
     presented instead of `mqtt.cert`/`mqtt.key`; a handshake the server fails before it ever
     succeeded with it makes the link fall back to those files (tls.TlsLink) and the identity
-    feature marks it refused, so the next boots do not try it again."""
+    feature marks it refused, so the next boots do not try it again. With
+    `mqtt.provision_template` those files are the claim certificate: without an identity the
+    link provisions one first (chargepoint.transport.claim, `store` keeps its records), and
+    with one it never falls back to the claim."""
     from chargepoint.transport import mqtt, tls
 
     m = cfg["mqtt"]
+    template = m["provision_template"]
+    claim = None
+    kind = "config"
     ssl = tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca, identity=identity)
     if identity is not None:
+        kind = "own"
+
         def provisioned():
             say("tls: own certificate refused at the handshake: back to config.json's")
             return tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca)
-        ssl = tls.TlsLink(ssl, fallback=provisioned if m["cert"] else None)
+        ssl = tls.TlsLink(ssl, fallback=provisioned if m["cert"] and not template else None)
+    elif template:
+        from chargepoint.transport.claim import Claim
+
+        def own(cert, key):
+            return tls.tls_context(m["ca"], None, None, installed_ca, identity=(cert, key))
+        claim = Claim(store, template, cfg["id"], Clock().ticks_ms, say), own
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
                               topic_out=m["topic_out"], before_connect=before_connect, say=say,
-                              wake=wake)
+                              wake=wake, claim=claim, identity=kind,
+                              serial=_serial(identity[0] if identity else _der(m["cert"])))
+
+
+def _der(path):
+    if not path:
+        return None
+    from chargepoint.transport import tls
+
+    try:
+        return tls.ca_certificates(path)[0]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _serial(der):
+    """The serial number (hex) of a certificate's DER; None when there is none."""
+    if der is None:
+        return None
+    from chargepoint.ocpp import x509
+
+    try:
+        return x509.Certificate(der).serial
+    except (ValueError, IndexError):
+        return None
+    finally:
+        unload("chargepoint.ocpp", "x509")
 
 
 def own_identity(store):
@@ -145,15 +185,7 @@ def _client_certificate(cfg):
     path = cfg[cfg["transport"]].get("cert")
     if not path:
         return None
-
-    def read():
-        from chargepoint.transport import tls
-
-        try:
-            return tls.ca_certificates(path)[0]
-        except (OSError, ValueError, IndexError):
-            return None
-    return read
+    return lambda: _der(path)
 
 
 def _reboot(board, transport, log, data_dir):
@@ -282,7 +314,7 @@ def run(config_path="config.json", data_dir="data", safe=None):
             table = table + (Connection,)
         else:
             transport = build_transport(cfg, ntp, installed_roots(store), log.say, frames.set,
-                                        own_identity(store))
+                                        own_identity(store), store)
     except (OSError, ValueError) as e:
         print("config: TLS files rejected:", e)
         return None

@@ -47,6 +47,10 @@ Or, straight to a Central System over OCPP-J (chargepoint.transport.websocket)::
   names are taken relative to the folder of the configuration file. They must exist.
 - `mqtt.keepalive`: seconds, 30..1200 (AWS IoT's range). Topics: `{id}` is replaced by the
   id; at most 256 bytes and 7 slashes, no wildcards.
+- `mqtt.provision_template`: the AWS IoT fleet provisioning template (1..36 of A-Z a-z 0-9
+  _ -) for provisioning by claim: `cert`/`key` are then the shared claim certificate, and a
+  charger without its own certificate yet makes its key and has it certified through AWS's
+  MQTT API (chargepoint.transport.claim). "" (default): `cert`/`key` are the charger's own.
 - `wifi`: may be left out where there is no Wi-Fi (the host simulator): ssid "" then.
 - `repl`: true starts aiorepl (an asyncio REPL on the serial console) beside the firmware
   (chargepoint.platform.console); off by default: while mpremote runs a command there the
@@ -79,6 +83,7 @@ _MQTT = {
     "keepalive": ("int", 300),
     "topic_in": ("str", "{id}/in"),
     "topic_out": ("str", "{id}/out"),
+    "provision_template": ("str", ""),
 }
 _WEBSOCKET = {
     "url": ("str", None),
@@ -200,6 +205,13 @@ def check(cfg, path="config.json"):
             "wifi": wifi, "hardware": hardware, "repl": repl}
 
 
+def _name_chars(text):
+    for c in text:
+        if not (c.isalpha() or c.isdigit() or c in "_-") or ord(c) > 127:
+            return False
+    return True
+
+
 def _mqtt(path, base, cfg, cp_id):
     from chargepoint.transport.mqtt import check_client_id, make_topic
 
@@ -222,6 +234,10 @@ def _mqtt(path, base, cfg, cp_id):
             make_topic(mqtt[key], cp_id)
         except ValueError as e:
             raise ConfigError("%s: mqtt.%s: %s" % (path, key, e))
+    template = mqtt["provision_template"]
+    if template and not (len(template) <= 36 and _name_chars(template)):
+        raise ConfigError("%s: mqtt.provision_template: expected 1..36 of A-Z a-z 0-9 _ -, "
+                          "got %r" % (path, template))
     for key in ("ca", "cert", "key"):
         mqtt[key] = _resolve(base, mqtt[key])
         _check_credential(path, "mqtt." + key, mqtt[key])

@@ -141,8 +141,13 @@ class MqttTransport(NetThread):
                  inbox_bytes=4096,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
-                 before_connect=None, say=print, wake=None):
+                 before_connect=None, say=print, wake=None, claim=None, identity="config",
+                 serial=None):
         check_client_id(client_id)
+        # AWS fleet provisioning by claim (chargepoint.transport.claim) to go through first,
+        # on the link of the claim certificate: (Claim, (cert DER, key DER) -> the context
+        # of the identity it brings)
+        self.claim = claim
         # called in the network thread before each CONNECT: the place for blocking set-up
         # such as NTP (mbedTLS checks certificate dates against the RTC)
         self.before_connect = before_connect
@@ -176,7 +181,10 @@ class MqttTransport(NetThread):
         self.connected = False
         self.status = {"state": "idle", "connects": 0, "failures": 0, "last_error": None,
                        "published": 0, "received": 0, "dropped": 0, "refused": 0,
-                       "oversize": 0, "fallback": None}
+                       "oversize": 0, "fallback": None,
+                       # the certificate the link presents: "config" (config.json's), "own"
+                       # (made on the charger), "claim" (fleet provisioning's); its serial
+                       "identity": "claim" if claim else identity, "certificate_serial": serial}
 
     # -- engine side (asyncio thread): never blocks beyond a lock held for a list op --------
 
@@ -234,14 +242,27 @@ class MqttTransport(NetThread):
             client = self._factory(self.client_id, self.server, self.port, self.keepalive,
                                    self._link)
             client.set_callback(self._on_message)
-            present = client.connect(clean_session=False)
-            if not present:
-                client.subscribe(self.topic_out, 1)
+            if self.claim is not None:  # no session to keep: the claim identity is shared
+                client.connect(clean_session=True)
+                for topic in self.claim[0].topics():
+                    client.subscribe(topic, 1)
+                self.claim[0].connected()
+            else:
+                present = client.connect(clean_session=False)
+                if not present:
+                    client.subscribe(self.topic_out, 1)
         except Exception as e:
             self._close_socket(client)
             self._failed(e)
             return
         now = self._ticks()
+        if self.claim is not None:
+            self.keepalive_policy.start(now)
+            self.reconnect.connected(now)
+            self._rx_seen = self._link.rx
+            self._client = client
+            self.status["state"] = "provisioning"
+            return
         self.stale.connected(bool(present) and not self._fresh, now)
         self._fresh = self._refusing = False
         self.keepalive_policy.start(now)
@@ -261,6 +282,8 @@ class MqttTransport(NetThread):
         if ka.ping_due(now):
             client.ping()
             ka.pinged(now)
+        if self.claim is not None:
+            return self._provision(client)
         frame = self.outbox.peek()
         paced = 0  # ms until the next PUBLISH is allowed
         if frame is not None:
@@ -306,6 +329,35 @@ class MqttTransport(NetThread):
             return paced
         return _POLL_MS
 
+    def _provision(self, client):
+        """A turn of fleet provisioning on the claim link; once it is through, the link is
+        closed and the next connection presents the charger's own certificate."""
+        claim, identity_context = self.claim
+        busy = claim.step()
+        if claim.outgoing is not None:
+            client.publish(claim.outgoing[0].encode(), claim.outgoing[1], False, 1)
+            claim.sent()
+            self.keepalive_policy.sent(self._ticks())
+        while client.check_msg() is not None:
+            pass
+        self._note_rx()
+        client.sock.flush()
+        if not claim.done:
+            return 0 if busy else _POLL_MS
+        self.close()
+        cert, key = claim.identity
+        self._link.context = identity_context(cert, key)
+        self.claim = None
+        from chargepoint.model import unload
+        from chargepoint.ocpp import x509
+
+        self.status["certificate_serial"] = x509.Certificate(cert).serial
+        unload("chargepoint.ocpp", "x509")
+        unload("chargepoint.transport", "claim")
+        self.status["identity"] = "own"
+        self.status["state"] = "backoff"
+        return 0
+
     def _note_rx(self):
         link = self._link
         if link.rx != self._rx_seen:
@@ -314,6 +366,9 @@ class MqttTransport(NetThread):
 
     def _on_message(self, topic, msg):
         # Runs in the network thread, inside umqtt's check_msg/publish.
+        if self.claim is not None:
+            self.claim[0].on_message(topic, msg)
+            return
         if bytes(topic) != self.topic_out:
             self.status["dropped"] += 1
             return
