@@ -444,3 +444,96 @@ def test_acl_and_aws_policies_grant_the_same_topics():
     assert on_stand_in <= on_aws
     assert aws_allows(charger, "CP001", "iot:Connect", ARN + "client/CP001")
     assert not aws_allows(charger, "CP001", "iot:Connect", ARN + "client/CP002")
+
+
+# --- fleet provisioning by claim -------------------------------------------------------------
+
+class TemplateIot:
+    """moto's IoT client with the provisioning-template calls moto has not got, kept here as
+    AWS keeps them (a body per version, the default one answered)."""
+
+    def __init__(self, iot):
+        self._iot = iot
+        self.templates = {}
+        self.exceptions = iot.exceptions
+        self.meta = iot.meta
+
+    def __getattr__(self, name):
+        return getattr(self._iot, name)
+
+    def describe_provisioning_template(self, templateName):
+        if templateName not in self.templates:
+            raise self._iot.exceptions.ResourceNotFoundException(
+                {"Error": {"Code": "ResourceNotFoundException", "Message": templateName}},
+                "DescribeProvisioningTemplate")
+        return dict(self.templates[templateName])
+
+    def create_provisioning_template(self, templateName, templateBody, provisioningRoleArn,
+                                     enabled, description=""):
+        json.loads(templateBody)
+        self.templates[templateName] = {"templateName": templateName,
+                                        "templateBody": templateBody,
+                                        "provisioningRoleArn": provisioningRoleArn,
+                                        "enabled": enabled, "versions": 1}
+
+    def create_provisioning_template_version(self, templateName, templateBody, setAsDefault):
+        t = self.templates[templateName]
+        t["versions"] += 1
+        if setAsDefault:
+            t["templateBody"] = templateBody
+
+    def update_provisioning_template(self, templateName, provisioningRoleArn, enabled):
+        self.templates[templateName].update(provisioningRoleArn=provisioningRoleArn,
+                                            enabled=enabled)
+
+
+ROLE = "arn:aws:iam::%s:role/IoTFleetProvisioning" % ACCOUNT
+
+
+def test_claim_makes_the_template_the_claim_policy_and_certificate_once(aws, out, ca_file):
+    iot = TemplateIot(aws)
+    account = provision.Account(iot, boto3.client("sts", region_name=REGION))
+    done = provision.provision_claim(account, "chargers", out, ROLE, ca=ca_file)
+    assert done[:3] == ["policy ChargePointPolicy created",
+                        "claim policy ChargePointClaimPolicy created",
+                        "template chargers created"]
+    body = json.loads(iot.templates["chargers"]["templateBody"])
+    assert body["Resources"]["thing"]["Properties"]["ThingName"] == {"Ref": "SerialNumber"}
+    assert body["Resources"]["policy"]["Properties"]["PolicyName"] == "ChargePointPolicy"
+    assert body["Resources"]["certificate"]["Properties"]["Status"] == "ACTIVE"
+    folder = os.path.join(out, "claim-chargers")
+    record = json.load(open(os.path.join(folder, "claim.json")))
+    cert_id = record["certificateId"]
+    assert aws.describe_certificate(certificateId=cert_id)[
+        "certificateDescription"]["status"] == "ACTIVE"
+    [attached] = aws.list_attached_policies(target=record["certificateArn"])["policies"]
+    assert attached["policyName"] == "ChargePointClaimPolicy"
+    document = json.loads(aws.get_policy(policyName="ChargePointClaimPolicy")["policyDocument"])
+    assert document == policy.claim_policy(REGION, ACCOUNT, "chargers")
+    assert stat.S_IMODE(os.stat(os.path.join(folder, "claim.private.key")).st_mode) == 0o600
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    assert cfg["id"] == "" and cfg["mqtt"]["provision_template"] == "chargers"
+    assert (cfg["mqtt"]["cert"], cfg["mqtt"]["key"]) == ("claim.cert.pem", "claim.private.key")
+    # a config.json without the charger's id does not boot; with it, it is a claim charger's
+    with pytest.raises(devconfig.ConfigError, match="id"):
+        devconfig.load(os.path.join(folder, "config.json"))
+    cfg["id"] = "CP042"
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    assert devconfig.load(os.path.join(folder, "config.json"))["mqtt"][
+        "provision_template"] == "chargers"
+    # a second run changes nothing, the charger's id stays
+    assert provision.provision_claim(account, "chargers", out, ROLE, ca=ca_file) == []
+    assert json.load(open(os.path.join(folder, "config.json")))["id"] == "CP042"
+    # a changed role is set, the certificate kept
+    assert provision.provision_claim(account, "chargers", out, ROLE + "2") == [
+        "template chargers role and enabled set"]
+    # a claim certificate revoked is replaced
+    aws.update_certificate(certificateId=cert_id, newStatus="REVOKED")
+    done = provision.provision_claim(account, "chargers", out, ROLE + "2")
+    assert done[0].startswith("claim certificate ") and cert_id not in done[0]
+
+
+def test_claim_needs_a_role(aws, out, capsys):
+    assert run("--claim", "chargers", "--out", out) == 2
+    assert "--claim needs --role-arn" in capsys.readouterr().err

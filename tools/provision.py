@@ -4,11 +4,23 @@
     python3 -m tools.provision --csv chargers.csv [--thing-type T] [--thing-group G]
     python3 -m tools.provision --id CP001 --rotate        # new certificate, old one deactivated
     python3 -m tools.provision --csms-policy [--csms-id csms]   # prints the Central System policy
+    python3 -m tools.provision --claim chargers --role-arn ROLE_ARN [--ca AmazonRootCA1.pem]
 
 Each charger gets DIR/<id>/ with config.json (the device's format), <id>.cert.pem,
 <id>.private.key (0600) and the root CA. The folder is the record of what was issued: a second
 run finds its certificate attached to the thing and changes nothing. Credentials and region
 come from the usual AWS sources (AWS_PROFILE, AWS_REGION, ...). Private keys are never printed.
+
+Fleet provisioning by claim (--claim TEMPLATE): for a factory that flashes every charger with
+the same claim certificate, the charger making its own key and certificate on first boot
+(chargepoint.transport.claim). Made once, changed only where it differs: the provisioning
+template TEMPLATE (a thing named by the charger's SerialNumber, which it sends as its id, its
+certificate activated, the charger policy attached; --role-arn: the IAM role AWS IoT assumes
+to do that, with the AWSIoTThingsRegistration managed policy), the claim policy (the
+provisioning API of that template, nothing else: tools/policy.py) and the claim certificate
+in DIR/claim-TEMPLATE/: claim.cert.pem, claim.private.key (0600), claim.json (its id) and
+config.json with "provision_template" set and "id" empty: each charger's own id goes there
+(a config.json without one does not boot).
 """
 
 import argparse
@@ -21,12 +33,14 @@ import sys
 from tools import policy
 
 DEFAULT_POLICY = "ChargePointPolicy"
+CLAIM_POLICY = "ChargePointClaimPolicy"
 DEFAULT_OUT = "provisioned"
 CA_NAME = "AmazonRootCA1.pem"
 KEEPALIVE = 300
 PORT = 8883
 # AWS thing names: 1..128 of these; none of them is an MQTT wildcard, `/` or a policy wildcard.
 _THING_NAME = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
 CA_NOTE = """\
 The Amazon root CA is not in this folder yet.
@@ -180,7 +194,10 @@ class Account:
 
     def ensure_policy(self, name):
         """The shared charger policy; a new default version if the rule table changed."""
-        document = policy.charger_policy(self.region, self.account, self.partition)
+        return self._ensure_document(name, policy.charger_policy(self.region, self.account,
+                                                                 self.partition))
+
+    def _ensure_document(self, name, document):
         try:
             current = self.iot.get_policy(policyName=name)
         except self.iot.exceptions.ResourceNotFoundException:
@@ -196,6 +213,34 @@ class Account:
         self.iot.create_policy_version(policyName=name, policyDocument=policy.dumps(document),
                                        setAsDefault=True)
         return "updated"
+
+    def ensure_claim_policy(self, name, template):
+        """The claim certificate's policy; a new default version if it changed."""
+        return self._ensure_document(name, policy.claim_policy(self.region, self.account,
+                                                               template, self.partition))
+
+    def ensure_template(self, name, role_arn, policy_name):
+        """The fleet provisioning template, its body and role as template_body() says."""
+        body = template_body(policy_name)
+        try:
+            current = self.iot.describe_provisioning_template(templateName=name)
+        except self.iot.exceptions.ResourceNotFoundException:
+            self.iot.create_provisioning_template(
+                templateName=name, templateBody=json.dumps(body, sort_keys=True),
+                provisioningRoleArn=role_arn, enabled=True,
+                description="EV chargers: thing = SerialNumber, charger policy")
+            return "created"
+        done = []
+        if json.loads(current["templateBody"]) != body:
+            self.iot.create_provisioning_template_version(
+                templateName=name, templateBody=json.dumps(body, sort_keys=True),
+                setAsDefault=True)
+            done.append("new version")
+        if current.get("provisioningRoleArn") != role_arn or not current.get("enabled"):
+            self.iot.update_provisioning_template(templateName=name,
+                                                  provisioningRoleArn=role_arn, enabled=True)
+            done.append("role and enabled set")
+        return ", ".join(done) or None
 
     def ensure_thing(self, name, thing_type=None, group=None):
         done = []
@@ -330,8 +375,82 @@ def provision(account, cp_id, out, policy_name=DEFAULT_POLICY, ca=None, csr=None
     except ValueError:
         raise ProvisionError("%s: not valid JSON: fix or remove it" % config_path)
     cfg = device_config(existing, cp_id, account.endpoint, ca_name)
-    if _write(config_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n"):
+    if cfg != existing and _write(config_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n"):
         done.append("config.json written")
+    return done
+
+
+def template_body(policy_name):
+    """The provisioning template: the thing named by the SerialNumber the charger sends (its
+    id), the certificate made from its request activated, the charger policy attached."""
+    return {
+        "Parameters": {
+            "SerialNumber": {"Type": "String"},
+            "AWS::IoT::Certificate::Id": {"Type": "String"},
+        },
+        "Resources": {
+            "thing": {"Type": "AWS::IoT::Thing",
+                      "Properties": {"ThingName": {"Ref": "SerialNumber"},
+                                     "AttributePayload": {}}},
+            "certificate": {"Type": "AWS::IoT::Certificate",
+                            "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
+                                           "Status": "ACTIVE"}},
+            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": policy_name}},
+        },
+    }
+
+
+def provision_claim(account, template, out, role_arn, policy_name=DEFAULT_POLICY,
+                    claim_policy=CLAIM_POLICY, ca=None):
+    """Make fleet provisioning by claim ready; returns the list of what was changed."""
+    if not _TEMPLATE_NAME.match(template):
+        raise ProvisionError("--claim %r: a template name is 1..36 of A-Z a-z 0-9 _ -"
+                             % template)
+    done = []
+    for what, changed in (("policy " + policy_name, account.ensure_policy(policy_name)),
+                          ("claim policy " + claim_policy,
+                           account.ensure_claim_policy(claim_policy, template)),
+                          ("template " + template,
+                           account.ensure_template(template, role_arn, policy_name))):
+        if changed:
+            done.append("%s %s" % (what, changed))
+    folder = os.path.join(out, "claim-" + template)
+    os.makedirs(folder, exist_ok=True)
+    record_path = os.path.join(folder, "claim.json")
+    record = json.loads(_read(record_path) or "{}")
+    cert_id = record.get("certificateId")
+    status = None
+    if cert_id:
+        try:
+            status = account.iot.describe_certificate(
+                certificateId=cert_id)["certificateDescription"]["status"]
+        except account.iot.exceptions.ResourceNotFoundException:
+            status = None
+    if status != "ACTIVE":
+        made = account.iot.create_keys_and_certificate(setAsActive=True)
+        _write(os.path.join(folder, "claim.private.key"), made["keyPair"]["PrivateKey"], 0o600)
+        _write(os.path.join(folder, "claim.cert.pem"), made["certificatePem"])
+        cert_id = made["certificateId"]
+        _write(record_path, json.dumps({"certificateId": cert_id,
+                                        "certificateArn": made["certificateArn"]}, indent=2))
+        done.append("claim certificate %s issued" % cert_id)
+    arn = "arn:%s:iot:%s:%s:cert/%s" % (account.partition, account.region, account.account,
+                                        cert_id)
+    if claim_policy not in [p["policyName"] for p in
+                            account.iot.list_attached_policies(target=arn)["policies"]]:
+        account.iot.attach_policy(policyName=claim_policy, target=arn)
+        done.append("claim policy attached")
+    ca_name = os.path.basename(ca) if ca else CA_NAME
+    if ca and _write(os.path.join(folder, ca_name), _check_ca(ca)):
+        done.append("root CA copied")
+    config_path = os.path.join(folder, "config.json")
+    existing = json.loads(_read(config_path) or "{}")
+    cfg = device_config(existing, "", account.endpoint, ca_name)
+    cfg["id"] = existing.get("id", "")
+    cfg["mqtt"].update({"cert": "claim.cert.pem", "key": "claim.private.key",
+                        "provision_template": template})
+    if cfg != existing and _write(config_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n"):
+        done.append("config.json written (each charger's own \"id\" goes there)")
     return done
 
 
@@ -366,6 +485,9 @@ def main(argv=None):
     which.add_argument("--csv", metavar="FILE", help="charger ids, one a line or a column 'id'")
     which.add_argument("--csms-policy", action="store_true",
                        help="print the Central System's IoT policy (JSON) and stop")
+    which.add_argument("--claim", metavar="TEMPLATE",
+                       help="fleet provisioning by claim: the template, the claim policy and "
+                            "the claim certificate (needs --role-arn)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="parent folder of the per-charger "
                         "folders (default %(default)s)")
     parser.add_argument("--ca", metavar="FILE", help="Amazon root CA PEM to put beside the keys")
@@ -380,6 +502,9 @@ def main(argv=None):
     parser.add_argument("--region", help="AWS region (default: from the AWS configuration)")
     parser.add_argument("--account", help="with --csms-policy: account id, to print without "
                         "asking AWS")
+    parser.add_argument("--role-arn", help="with --claim: the IAM role AWS IoT assumes to "
+                        "register things (AWSIoTThingsRegistration)")
+    parser.add_argument("--claim-policy-name", default=CLAIM_POLICY)
     args = parser.parse_args(argv)
 
     cp_id = None
@@ -392,6 +517,17 @@ def main(argv=None):
                 acct = Account(iot, sts)
                 region, account, partition = acct.region, acct.account, acct.partition
             print(policy.dumps(policy.csms_policy(region, account, args.csms_id, partition)))
+            return 0
+        if args.claim:
+            if not args.role_arn:
+                raise ProvisionError("--claim needs --role-arn: the IAM role AWS IoT assumes "
+                                     "to register things")
+            if args.ca:
+                _check_ca(args.ca)
+            account = Account(*_clients(args.region))
+            done = provision_claim(account, args.claim, args.out, args.role_arn,
+                                   args.policy_name, args.claim_policy_name, args.ca)
+            print("claim %s: %s" % (args.claim, "; ".join(done) if done else "unchanged"))
             return 0
         ids = [check_id(args.id)] if args.id else read_csv(args.csv)
         csr = None
