@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from conftest import T0, Rig, schema
-from chargepoint.model import firmware
+from chargepoint.model import updating
 from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.log import Log
 
@@ -149,7 +149,7 @@ def test_a_package_for_another_board_fails_to_install_with_a_security_event(frig
     assert statuses(frig) == ["Downloading", "Downloaded", "InstallationFailed"]
     assert frig.reboots == [] and frig.cp.firmware.phase is None
     events = [p for p in frig.payloads("SecurityEventNotification")
-              if p["type"] == firmware.REFUSED_EVENT]
+              if p["type"] == updating.REFUSED_EVENT]
     assert [e["techInfo"] for e in events] == [WRONG]
     log.flush()
     with open(log.path(0)) as f:
@@ -187,7 +187,7 @@ def test_new_firmware_is_kept_once_the_central_system_accepts_it():
 def test_new_firmware_not_accepted_in_time_resets_for_the_rollback():
     up = FakeUpdater(outcome="trying")
     r = UpdateRig(up, online=False)
-    r.run(firmware.TRIAL_MS // 1000 - 1)
+    r.run(updating.TRIAL_MS // 1000 - 1)
     assert r.reboots == []
     r.run(2)
     assert r.reboots == [True] and up.done == []

@@ -5,7 +5,7 @@ import jsonschema
 import pytest
 
 from conftest import T0, Rig, schema
-from chargepoint.model import localauth
+from chargepoint.model import listupdate
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.ocpp.timestamps import iso
 from chargepoint.platform.clock import Clock
@@ -88,7 +88,8 @@ def keys_on_flash(rig):
 def fill(rig, n, version=1):
     """A Full list of n cards straight through the list (no 24-entry message limit)."""
     tags = ["%08X" % (i * 2654435761 & 0xFFFFFFFF) for i in range(n)]
-    assert rig.cp.local_list.update([card(t) for t in tags], version, True) == "Accepted"
+    assert listupdate.update(rig.cp.local_list, [card(t) for t in tags], version,
+                             True) == "Accepted"
     return tags
 
 
@@ -237,15 +238,11 @@ def test_id_tag_of_more_than_20_bytes_fails(flash):
 def test_a_failed_write_leaves_the_old_list(flash, monkeypatch):
     send_list(flash, 1, "Full", [card("AAA")])
 
-    class FullFlash:  # the module's os, with a rename that fails as on a full medium
-        stat = staticmethod(os.stat)
-        remove = staticmethod(os.remove)
+    def rename(src, dst):  # as on a full medium
+        raise OSError(28, "no space left on device")
 
-        @staticmethod
-        def rename(src, dst):
-            raise OSError(28, "no space left on device")
-
-    monkeypatch.setattr(localauth, "os", FullFlash)
+    # (the update's module is imported for the request: os is patched where it finds it)
+    monkeypatch.setattr(os, "rename", rename)
     assert send_list(flash, 2, "Differential", [card("BBB")]) == {"status": "Failed"}
     assert "locallist.tmp" not in os.listdir(flash.folder)
     monkeypatch.undo()
@@ -287,7 +284,7 @@ def test_lookup_ignores_expiry_until_the_clock_is_set(tmp_path):
     r = FlashRig(tmp_path / "store", online=False)
     r.step()
     assert r.cp.clock.wall() is None
-    r.cp.local_list.update([card("OLD", expiry=T0 - 86400)], 1, True)
+    listupdate.update(r.cp.local_list, [card("OLD", expiry=T0 - 86400)], 1, True)
     assert lookup(r, "OLD") == ("Accepted", None)
 
 

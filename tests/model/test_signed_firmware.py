@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from conftest import T0, schema
-from chargepoint.model import firmware
+from chargepoint.model import updating
 from chargepoint.ocpp.timestamps import iso
 from test_firmware import TAG, FakeUpdater, UpdateRig
 from tools import certs, fwpack
@@ -161,7 +161,7 @@ def test_a_package_altered_after_signing_is_refused(srig, up, pki):
     settle(srig)
     assert signed_statuses(srig) == ["Downloading", "Downloaded", "InvalidSignature"]
     assert up.done == [("download", "https://fw.example/0.9.0.cpfw")] and srig.reboots == []
-    assert events(srig, firmware.SIGNATURE_EVENT) == [
+    assert events(srig, updating.SIGNATURE_EVENT) == [
         "package https://fw.example/0.9.0.cpfw: signature does not check out"]
     assert srig.cp.firmware.phase is None and crypto_loaded() == []
 
@@ -172,7 +172,7 @@ def test_a_signature_by_another_key_is_refused(srig, up, pki):
     assert signed_update(srig, (cert, other_key)) == "Accepted"
     settle(srig)
     assert signed_statuses(srig)[-1] == "InvalidSignature" and ("install",) not in up.done
-    assert len(events(srig, firmware.SIGNATURE_EVENT)) == 1
+    assert len(events(srig, updating.SIGNATURE_EVENT)) == 1
 
 
 def test_a_signing_certificate_of_another_root_of_the_same_name_is_refused(srig, up, pki):
@@ -180,7 +180,7 @@ def test_a_signing_certificate_of_another_root_of_the_same_name_is_refused(srig,
     assert signed_update(srig, pki["forged"]) == "Accepted"
     settle(srig)
     assert signed_statuses(srig) == ["InvalidSignature"] and up.done == []
-    assert events(srig, firmware.CERTIFICATE_EVENT) == [
+    assert events(srig, updating.CERTIFICATE_EVENT) == [
         "signing certificate not signed by an installed ManufacturerRootCertificate"]
 
 
@@ -188,7 +188,7 @@ def test_an_expired_signing_certificate_is_an_invalid_certificate(srig, up, pki)
     assert signed_update(srig, pki["expired"]) == "InvalidCertificate"
     srig.step(100)
     assert signed_statuses(srig) == [] and up.done == []
-    assert "not valid now" in events(srig, firmware.CERTIFICATE_EVENT)[0]
+    assert "not valid now" in events(srig, updating.CERTIFICATE_EVENT)[0]
 
 
 def test_without_a_manufacturer_root_every_signing_certificate_is_invalid(up, pki):
@@ -196,7 +196,7 @@ def test_without_a_manufacturer_root_every_signing_certificate_is_invalid(up, pk
     r.step()
     assert signed_update(r, pki["signer-ec"]) == "InvalidCertificate"
     assert "not issued by an installed ManufacturerRootCertificate" in \
-        events(r, firmware.CERTIFICATE_EVENT)[0]
+        events(r, updating.CERTIFICATE_EVENT)[0]
     assert crypto_loaded() == []
 
 
@@ -204,7 +204,7 @@ def test_an_unreadable_signing_certificate_is_an_invalid_certificate(srig, up, p
     _, key = pki["signer-ec"]
     assert signed_update(srig, ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
                                 key)) == "InvalidCertificate"
-    assert events(srig, firmware.CERTIFICATE_EVENT)[0].startswith("signing certificate unreadable")
+    assert events(srig, updating.CERTIFICATE_EVENT)[0].startswith("signing certificate unreadable")
 
 
 def test_scheduled_download_and_install_are_reported(srig, up, pki):
@@ -238,7 +238,7 @@ def test_a_signed_package_for_another_board_fails_verification_of_the_install(sr
     settle(srig)
     assert signed_statuses(srig) == ["Downloading", "Downloaded", "SignatureVerified",
                                      "InstallVerificationFailed"]
-    assert len(events(srig, firmware.REFUSED_EVENT)) == 1 and srig.reboots == []
+    assert len(events(srig, updating.REFUSED_EVENT)) == 1 and srig.reboots == []
 
 
 def test_a_second_request_cancels_the_first(srig, up, pki):

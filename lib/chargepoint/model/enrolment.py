@@ -1,7 +1,10 @@
 """The charger's own key and certificate (OCPP 1.6 security whitepaper, SignCertificate and
 CertificateSigned): the P-256 key made on the device, the PKCS#10 request for it, and the
-check of the chain the Central System sends back. Imported by chargepoint.model.identity for
-the work and dropped after it (with chargepoint.crypto), so it costs no heap before.
+check of the chain the Central System sends back; and the work of the identity feature
+(chargepoint.model.identity: its state stays there) on the loop: the renewal check, the
+request and the chain check run in slices, CertificateSigned answered, the fallback of the
+link recorded. Imported by the feature when there is work and dropped after it (drop(), with
+chargepoint.crypto), so it costs no heap before.
 
 Records (chargepoint.platform.store, written atomically):
   "idkey.new"  {"key": SEC 1 DER in base64, "pub": 04||X||Y in base64}: the key the last
@@ -15,12 +18,154 @@ diagnostics upload carries it (the upload takes the event log, never the store's
 """
 import binascii
 
+from micropython import const
+
 from chargepoint.crypto import der
+from chargepoint.model import unload
 from chargepoint.ocpp import x509
 
 PENDING = "idkey.new"
 IDENTITY = "identity"
 _P256 = "1.2.840.10045.3.1.7"
+_EVENT = "InvalidChargePointCertificate"
+_DAY_MS = const(86400000)
+_SLICE_MS = const(4)  # slices started per loop for up to this long (as a signed update's)
+_SLICES = const(32)
+
+
+# -- the identity feature's work (chargepoint.model.identity: `identity` is the feature) ---
+
+def signed(identity, chain_pem):
+    """CertificateSigned.conf for `chain_pem`: what can be told at once (examine()); the
+    signatures are checked after, in slices."""
+    cp = identity.cp
+    if identity.work is not None:  # a request being made, or a chain checked: one at a time
+        cp.security.record(_EVENT, "CertificateSigned while a %s is worked on" % identity.job)
+        return {"status": "Rejected"}
+    why, left = examine(cp.store, cp.clock.wall(), chain_pem, _trusted(identity))
+    if why is not None:
+        cp.security.record(_EVENT, why)
+        return {"status": "Rejected"}
+    from chargepoint import crypto
+
+    identity.job = "chain"
+    identity.blocks = left[1]
+    identity.work = crypto.Work(signatures_steps(left[0]))
+    return {"status": "Accepted"}
+
+
+def _trusted(identity):
+    from chargepoint.model import certificates
+
+    store = identity.cp.store
+    found = certificates.roots(store) + certificates.roots(store, "ManufacturerRootCertificate")
+    unload("chargepoint.model", "certificates")
+    if identity.ca_certificates is not None:
+        found += identity.ca_certificates()
+    return found
+
+
+def tick(identity):
+    """The feature's tick when it has something to do (Identity.tick says when)."""
+    cp = identity.cp
+    status = cp.transport.status
+    if status.get("fallback") and status.get("connects") and not identity.fallback_seen:
+        _refused(identity, status["fallback"])
+    if identity.work is not None:
+        _slices(identity)
+        return
+    if cp.registration != "Accepted":
+        return
+    if identity.check_at is None or cp.clock.since(identity.check_at) >= 0:
+        identity.check_at = cp.clock.after(_DAY_MS)
+        if _renewal_due(identity):
+            identity.wanted = "renewal"
+    if identity.wanted is not None and not identity.asking:
+        identity.say("making a certificate request (%s)" % identity.wanted)
+        identity.wanted = None
+        from chargepoint import crypto
+
+        identity.job = "request"
+        identity.work = crypto.Work(request_steps(cp.store, identity.common_name,
+                                                  cp.config.get("CpoName")))
+
+
+def _slices(identity):
+    work = identity.work
+    cp = identity.cp
+    clock = cp.clock
+    start = clock.ticks_ms()
+    for _ in range(_SLICES):
+        if work.step():
+            break
+        if clock.since(start) >= _SLICE_MS:
+            return
+    else:
+        return
+    identity.work = None
+    job = identity.job
+    identity.job = None
+    if job == "request":
+        if work.error is not None:
+            identity.say("certificate request not made: %s" % work.error)
+            return
+        identity.asking = True
+        cp.call("SignCertificate", {"csr": work.result}, identity.answered,
+                identity.unanswered)
+        return
+    blocks = identity.blocks
+    identity.blocks = None
+    if work.result is not True:
+        cp.security.record(_EVENT, "certificate chain: a signature does not check out%s"
+                           % (": %s" % work.error if work.error else ""))
+        return
+    if adopt(cp.store, blocks):
+        identity.say("new charge point certificate stored: presented from the next connection")
+        cp.security.record("ReconfigurationOfSecurityParameters",
+                           "CertificateSigned: new charge point certificate")
+
+
+def _refused(identity, why):
+    """The TLS link fell back to config.json's certificate and connected with it: ours
+    was refused by the server; the next boots do not present it (chargepoint.app)."""
+    identity.fallback_seen = True
+    store = identity.cp.store
+    record = store.read(IDENTITY)
+    if record and not record.get("refused"):
+        record["refused"] = why
+        store.write(IDENTITY, record)
+    identity.cp.security.record(_EVENT, "serial %s refused by the server: %s; config.json's "
+                                "certificate in use" % ((record or {}).get("serial"), why))
+
+
+def _renewal_due(identity):
+    cp = identity.cp
+    days = cp.config.get("CertificateRenewalDays")
+    wall = cp.clock.wall()
+    if days <= 0 or wall is None:
+        return False
+    record = cp.store.read(IDENTITY)
+    end = None
+    if record and not record.get("refused"):
+        end = record.get("not_after")
+    elif identity.client_certificate is not None:
+        der_ = identity.client_certificate()
+        if der_:
+            end = not_after(der_)
+    return end is not None and end - wall <= days * 86400
+
+
+def drop():
+    """Give back the heap of this module and of the work's."""
+    for name in ("der", "p256", "ecdsa", "rsa", "keys", "csr"):
+        unload("chargepoint.crypto", name)
+    unload("chargepoint", "crypto")
+    unload("chargepoint.model", "enrolment")
+    unload("chargepoint.model", "certificates")
+    unload("chargepoint.ocpp", "x509")
+
+
+# -- the key, the request, the chain ----------------------------------------------------------
 
 
 def sec1(d, pub):

@@ -2,12 +2,14 @@
 install and confirm; the platform's updater (chargepoint.platform.update) does the work.
 
 A feature (`cp.firmware`, FirmwareManagement) installed where the platform gives the
-"updater" service (chargepoint.platform.update); its tick() runs every loop. The updater: `download(url)` and `install()` start work in a thread, `busy`
-and `error` say how it went, `refused` after a download says why a sound package is not for
-this board (its kind or target; None when it is: then install() fails at once with it as
-`error`), `outcome()` at start tells whether this firmware is an update on trial ("trying")
-or one was rolled back ("failed"), `commit()` keeps the firmware on trial, `forget()` clears
-a failed one.
+"updater" service (chargepoint.platform.update); its tick() runs every loop. It keeps the
+state of an update; the requests and the course of an update (chargepoint.model.updating) are
+imported for a request and stay while an update is under way. The updater: `download(url)`
+and `install()` start work in a thread, `busy` and `error` say how it went, `refused` after
+a download says why a sound package is not for this board (its kind or target; None when it
+is: then install() fails at once with it as `error`), `outcome()` at start tells whether this
+firmware is an update on trial ("trying") or one was rolled back ("failed"), `commit()` keeps
+the firmware on trial, `forget()` clears a failed one.
 
 The course of an update, each step reported as FirmwareStatusNotification:
   at retrieveDate (at once if it is past or the clock is not known) Downloading; the package
@@ -60,23 +62,11 @@ CiString50): REFUSED_EVENT, "InvalidFirmwarePackage", named as the whitepaper na
 firmware checks that fail. A security event, as someone may be trying to put foreign code
 on the charger; a Central System that sends the wrong package by mistake learns why.
 """
-from micropython import const
-
 from chargepoint.model import Feature, unload
 from chargepoint.ocpp.config import BOOL
-from chargepoint.ocpp.errors import CallError
-from chargepoint.ocpp.timestamps import parse_iso
 
-_JOB = "fwjob"
-_REQUEST = "fwreq"  # {"id"}: the requestId of a signed update, across its reboot
-TRIAL_MS = const(600000)  # the new firmware's time to be accepted by the Central System
-REFUSED_EVENT = "InvalidFirmwarePackage"  # a sound package of a kind or target not this board's
-# A signature check's share of a loop: slices (each at most ~7 ms on an ESP32, README) until
-# this much time has passed, and never more than so many (a fake clock does not move)
-_CHECK_MS = const(4)
-_CHECK_SLICES = const(32)
-SIGNATURE_EVENT = "InvalidFirmwareSignature"
-CERTIFICATE_EVENT = "InvalidFirmwareSigningCertificate"
+JOB = "fwjob"
+REQUEST = "fwreq"  # {"id"}: the requestId of a signed update, across its reboot
 
 
 class Firmware(Feature):
@@ -94,73 +84,49 @@ class Firmware(Feature):
         self.status = "Idle"
         # {"url", "at" (unix), "retries", "interval", "tries"}; a signed update's also "id"
         # (requestId), "cert" (signing certificate, PEM), "sig" (base64), "install" (unix)
-        self.job = cp.store.read(_JOB)
+        self.job = cp.store.read(JOB)
         self.phase = None
         self.request_id = None  # a signed update's: its statuses are SignedFirmwareStatus...
         self.work = None  # the signature check under way (chargepoint.crypto.Work)
+        self.course = None  # chargepoint.model.updating while an update is under way
         if self.job is not None:
             self.request_id = self.job.get("id")
             self.phase = "check" if "cert" in self.job else "wait"
         self.due = None  # ticks of the next try
         outcome = updater.outcome()
         if outcome is not None:
-            self.request_id = (cp.store.read(_REQUEST) or {}).get("id")
+            self.request_id = (cp.store.read(REQUEST) or {}).get("id")
         if outcome == "trying":
             self.phase = "trial"
             self.since = cp.clock.ticks_ms()
         elif outcome == "failed":
             self.phase = "failed"
 
+    def _course(self):
+        if self.course is None:
+            from chargepoint.model import updating
+
+            self.course = updating
+        return self.course
+
+    def _done(self):
+        """With no update under way the course goes."""
+        if self.phase is None and self.course is not None:
+            self.course = None
+            unload("chargepoint.model", "updating")
+
     def update_firmware(self, p, stale):
         # Carried out even when stale: nothing is installed before it has been checked.
-        cp = self.cp
-        if cp.config.get("SignedFirmwareOnly"):
-            from chargepoint.model import signing
-
-            try:
-                refused = signing.installed(cp.store)
-            finally:
-                _drop_signing()
-            if refused:
-                self._log("unsigned UpdateFirmware refused: SignedFirmwareOnly")
-                raise CallError("SecurityError", "unsigned firmware refused: a "
-                                "ManufacturerRootCertificate is installed (SignedFirmwareOnly)")
-        self._start({"url": p["location"], "at": parse_iso(p["retrieveDate"]) or 0,
-                     "retries": p.get("retries", 0), "interval": p.get("retryInterval", 60),
-                     "tries": 0}, "wait")
-        return {}
+        try:
+            return self._course().update_firmware(self, p)
+        finally:
+            self._done()
 
     def signed_update_firmware(self, p, stale):
-        cp = self.cp
-        fw = p["firmware"]
-        from chargepoint.model import signing
-
         try:
-            why = signing.check(cp.store, cp.clock.wall(), fw["signingCertificate"])
+            return self._course().signed_update_firmware(self, p)
         finally:
-            _drop_signing()
-        if why is not None:
-            self._log(why)
-            cp.security.record(CERTIFICATE_EVENT, why)
-            return {"status": "InvalidCertificate"}
-        status = "AcceptedCanceled" if self.job is not None else "Accepted"
-        self._start({"url": fw["location"], "at": parse_iso(fw["retrieveDateTime"]) or 0,
-                     "retries": p.get("retries", 0), "interval": p.get("retryInterval", 60),
-                     "tries": 0, "id": p["requestId"], "cert": fw["signingCertificate"],
-                     "sig": fw["signature"],
-                     "install": parse_iso(fw.get("installDateTime")) or 0}, "check")
-        return {"status": status}
-
-    def _start(self, job, phase):
-        if self.work is not None:  # the check of the update this one replaces
-            _drop_signing()
-        self.job = job
-        self.request_id = job.get("id")
-        self.status = "Idle"  # until this update reports (a trigger meanwhile says Idle)
-        self.cp.store.write(_JOB, job)
-        self.phase = phase
-        self.due = None
-        self.work = None
+            self._done()
 
     def trigger(self, message, cid, extended):
         busy = self.phase is not None
@@ -173,171 +139,10 @@ class Firmware(Feature):
             busy = busy and self.request_id is None
             self.cp.call(message, {"status": self.status if busy else "Idle"})
 
-    def report(self, status):
-        self.status = status
-        if self.request_id is None:
-            self.cp.call("FirmwareStatusNotification", {"status": status})
-        else:
-            self.cp.call("SignedFirmwareStatusNotification",
-                         {"status": status, "requestId": self.request_id})
-
-    def _end(self, status):
-        self.report(status)
-        self.job = None
-        self.phase = None
-        self.request_id = None
-        self.cp.store.remove(_JOB)
-
-    def _verdict(self, make):
-        """This loop's slices of a signature check (`make(signing)` gives its generator): None
-        while it runs, then whether the signature checked out."""
-        if self.work is None:
-            from chargepoint import crypto
-            from chargepoint.model import signing
-
-            self.work = crypto.Work(make(signing))
-        clock = self.cp.clock
-        start = clock.ticks_ms()
-        for _ in range(_CHECK_SLICES):
-            if self.work.step():
-                break
-            if clock.since(start) >= _CHECK_MS:
-                return None
-        else:
-            return None
-        ok = self.work.result is True
-        if self.work.error is not None:
-            self._log("signature check: %s" % self.work.error)
-        self.work = None
-        _drop_signing()
-        return ok
-
-    def _finished(self, status):
-        """The update on trial is over (Installed or InstallationFailed)."""
-        self.phase = None
-        self.report(status)
-        if self.request_id is not None:
-            self.request_id = None
-            self.cp.store.remove(_REQUEST)
-
     def tick(self):
-        phase = self.phase
-        if phase is None:
+        if self.phase is None:
             return
-        cp = self.cp
-        up = self.updater
-        if phase == "trial":
-            if cp.registration == "Accepted":
-                up.commit()
-                self._finished("Installed")
-                cp.security.record("FirmwareUpdated", "now running %s" % up.version)
-            elif cp.clock.since(self.since) > TRIAL_MS:
-                self.phase = None
-                # not accepted: the old firmware comes back
-                cp.reboot(True, "firmware update not accepted: rolling back")
-            return
-        if phase == "failed":
-            if cp.registration == "Accepted":
-                up.forget()
-                self._finished("InstallationFailed")
-            return
-        if up.busy:
-            return
-        job = self.job
-        if phase == "check":  # the signing certificate's signature by its root
-            wall = cp.clock.wall()
-            if wall is None:
-                return  # (after a power cut) until the clock is known
-            ok = self._verdict(lambda s: s.certificate_steps(cp.store, wall, job["cert"]))
-            if ok is None:
-                return
-            if not ok:
-                why = "signing certificate not signed by an installed ManufacturerRootCertificate"
-                self._log(why)
-                cp.security.record(CERTIFICATE_EVENT, why)
-                self._end("InvalidSignature")
-                return
-            self.phase = "wait"
-            if wall < job["at"]:
-                self.report("DownloadScheduled")
-        elif phase == "verify":  # the package's signature
-            ok = self._verdict(lambda s: s.package_steps(job["cert"], job["sig"], up.digest))
-            if ok is None:
-                return
-            if not ok:
-                self._log("the package's signature does not check out")
-                cp.security.record(SIGNATURE_EVENT, "package %s: signature does not check out"
-                                   % job["url"])
-                self._end("InvalidSignature")
-                return
-            self.phase = "downloaded"
-            self.report("SignatureVerified")
-        elif phase == "wait":
-            wall = cp.clock.wall()
-            if wall is not None and wall < self.job["at"]:
-                return
-            if self.due is not None and cp.clock.since(self.due) < 0:
-                return
-            self.phase = "download"
-            if self.job["tries"] == 0:  # a retry is still Downloading
-                self.report("Downloading")
-            up.download(self.job["url"])
-        elif phase == "download":
-            if up.error is None:
-                self.phase = "verify" if "cert" in job else "downloaded"
-                self.report("Downloaded")
-                return
-            job = self.job
-            job["tries"] += 1
-            self._log("download failed: %s" % up.error)
-            if job["tries"] > job["retries"]:
-                self._end("DownloadFailed")
-                return
-            cp.store.write(_JOB, job)
-            self.phase = "wait"
-            self.due = cp.clock.after(job["interval"] * 1000)
-        elif phase == "downloaded":
-            if up.refused is None:  # (a refused package fails at once: nothing installs)
-                wall = cp.clock.wall()
-                later = wall is not None and wall < job.get("install", 0)
-                for c in cp.connectors:
-                    if c.tx is not None:
-                        later = True  # installing waits for the transactions to end
-                if later:
-                    if self.request_id is not None and self.status != "InstallScheduled":
-                        self.report("InstallScheduled")
-                    return
-                self.report("Installing")
-            self.phase = "install"
-            up.install()
-        elif phase == "install":
-            if up.error is not None:
-                self._log("install failed: %s" % up.error)
-                refused = up.refused is not None
-                self._end("InstallVerificationFailed" if refused and self.request_id is not None
-                          else "InstallationFailed")
-                if refused:
-                    cp.security.record(REFUSED_EVENT, up.error)
-                return
-            self.job = None
-            self.phase = None
-            cp.store.remove(_JOB)
-            if self.request_id is not None:  # its statuses after the reboot carry it too
-                cp.store.write(_REQUEST, {"id": self.request_id})
-                self.report("InstallRebooting")
-            # the Installing notification goes first
-            cp.request_reset(True, "firmware update to %s" % up.new_version)
-
-    def _log(self, line):
-        if self.log is not None:
-            self.log.write("update", line)
-
-
-def _drop_signing():
-    """Give back the heap of the signature checks' modules (imported for a signed update)."""
-    for name in ("der", "p256", "ecdsa", "rsa", "keys", "csr"):
-        unload("chargepoint.crypto", name)
-    unload("chargepoint", "crypto")
-    unload("chargepoint.model", "signing")
-    unload("chargepoint.model", "certificates")
-    unload("chargepoint.ocpp", "x509")
+        try:
+            self._course().tick(self)
+        finally:
+            self._done()

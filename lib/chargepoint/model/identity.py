@@ -1,7 +1,9 @@
 """The charge point's own key and certificate (OCPP 1.6 security whitepaper, edition 3):
 ExtendedTriggerMessage(SignChargePointCertificate), SignCertificate, CertificateSigned, and
-the renewal of the client certificate before it expires. A feature (`cp.identity`); the work
-(key, request, chain check) is chargepoint.model.enrolment, imported for it and dropped after.
+the renewal of the client certificate before it expires. A feature (`cp.identity`) that keeps
+only its state, its keys and a tick that tells whether there is work; the work (key, request,
+chain check, the renewal check, the answer to CertificateSigned) is chargepoint.model.
+enrolment, imported for it and dropped after.
 
 The flow. A trigger (or the renewal check) asks for a request: the P-256 key is made on the
 device the first time (kept on flash, "idkey.new", until a certificate for it comes), the
@@ -31,15 +33,8 @@ every day after, the client certificate in use (the identity, else config.json's
 as for a trigger. A SignCertificate refused or unanswered is not repeated before the next
 day's check (or a new trigger).
 """
-from micropython import const
-
-from chargepoint.model import Feature, unload
+from chargepoint.model import Feature
 from chargepoint.ocpp.config import INT, STR
-
-_EVENT = "InvalidChargePointCertificate"
-_DAY_MS = const(86400000)
-_SLICE_MS = const(4)  # slices started per loop for up to this long (as a signed update's)
-_SLICES = const(32)
 
 
 class Identity(Feature):
@@ -72,152 +67,41 @@ class Identity(Feature):
         self.wanted = "ExtendedTriggerMessage"
 
     def certificate_signed(self, p, stale):
-        if self.work is not None:  # a request being made, or a chain checked: one at a time
-            self.cp.security.record(_EVENT, "CertificateSigned while a %s is worked on"
-                                    % self.job)
-            return {"status": "Rejected"}
-        from chargepoint.model import enrolment
-
-        why, left = enrolment.examine(self.cp.store, self.cp.clock.wall(),
-                                      p["certificateChain"], self._trusted())
-        if why is not None:
-            _drop()
-            self.cp.security.record(_EVENT, why)
-            return {"status": "Rejected"}
-        from chargepoint import crypto
-
-        self.job = "chain"
-        self.blocks = left[1]
-        self.work = crypto.Work(enrolment.signatures_steps(left[0]))
-        return {"status": "Accepted"}
-
-    def _trusted(self):
-        from chargepoint.model import certificates
-
-        store = self.cp.store
-        found = certificates.roots(store) + certificates.roots(store,
-                                                               "ManufacturerRootCertificate")
-        unload("chargepoint.model", "certificates")
-        if self.ca_certificates is not None:
-            found += self.ca_certificates()
-        return found
-
-    def tick(self):
-        cp = self.cp
-        status = cp.transport.status
-        if status.get("fallback") and status.get("connects") and not self.fallback_seen:
-            self._refused(status["fallback"])
-        if self.work is not None:
-            self._slices()
-            return
-        if cp.registration != "Accepted":
-            return
-        if self.check_at is None or cp.clock.since(self.check_at) >= 0:
-            self.check_at = cp.clock.after(_DAY_MS)
-            if self._renewal_due():
-                self.wanted = "renewal"
-        if self.wanted is not None and not self.asking:
-            self._say("making a certificate request (%s)" % self.wanted)
-            self.wanted = None
-            from chargepoint.model import enrolment
-            from chargepoint import crypto
-
-            self.job = "request"
-            self.work = crypto.Work(enrolment.request_steps(
-                cp.store, self.common_name, cp.config.get("CpoName")))
-
-    def _slices(self):
-        work = self.work
-        clock = self.cp.clock
-        start = clock.ticks_ms()
-        for _ in range(_SLICES):
-            if work.step():
-                break
-            if clock.since(start) >= _SLICE_MS:
-                return
-        else:
-            return
-        self.work = None
-        job = self.job
-        self.job = None
-        if job == "request":
-            _drop()
-            if work.error is not None:
-                self._say("certificate request not made: %s" % work.error)
-                return
-            self.asking = True
-            self.cp.call("SignCertificate", {"csr": work.result}, self._answered,
-                         self._unanswered)
-            return
-        blocks = self.blocks
-        self.blocks = None
-        if work.result is not True:
-            _drop()
-            self.cp.security.record(_EVENT, "certificate chain: a signature does not check "
-                                            "out%s" % (": %s" % work.error if work.error else ""))
-            return
         from chargepoint.model import enrolment
 
         try:
-            adopted = enrolment.adopt(self.cp.store, blocks)
+            return enrolment.signed(self, p["certificateChain"])
         finally:
-            _drop()
-        if adopted:
-            self._say("new charge point certificate stored: presented from the next connection")
-            self.cp.security.record("ReconfigurationOfSecurityParameters",
-                                    "CertificateSigned: new charge point certificate")
+            if self.work is None:
+                enrolment.drop()
 
-    def _refused(self, why):
-        """The TLS link fell back to config.json's certificate and connected with it: ours
-        was refused by the server; the next boots do not present it (chargepoint.app)."""
-        self.fallback_seen = True
-        store = self.cp.store
-        record = store.read("identity")
-        if record and not record.get("refused"):
-            record["refused"] = why
-            store.write("identity", record)
-        self.cp.security.record(_EVENT, "serial %s refused by the server: %s; config.json's "
-                                "certificate in use" % ((record or {}).get("serial"), why))
+    def tick(self):
+        """Every loop: enrolment's tick() when there is something to do (a link that fell
+        back, work under way, a renewal check due, a request wanted), else nothing."""
+        cp = self.cp
+        if self.work is None:
+            status = cp.transport.status
+            if ((self.fallback_seen or not status.get("fallback") or not status.get("connects"))
+                    and (cp.registration != "Accepted"
+                         or (self.check_at is not None and cp.clock.since(self.check_at) < 0
+                             and (self.wanted is None or self.asking)))):
+                return
+        from chargepoint.model import enrolment
 
-    def _answered(self, payload):
+        try:
+            enrolment.tick(self)
+        finally:
+            if self.work is None:  # kept while a request or a chain is worked on
+                enrolment.drop()
+
+    def answered(self, payload):
         self.asking = False
-        self._say("SignCertificate: %s" % payload.get("status"))
+        self.say("SignCertificate: %s" % payload.get("status"))
 
-    def _unanswered(self, code, _):
+    def unanswered(self, code, _):
         self.asking = False
-        self._say("SignCertificate not answered: %s" % code)
+        self.say("SignCertificate not answered: %s" % code)
 
-    def _renewal_due(self):
-        days = self.cp.config.get("CertificateRenewalDays")
-        wall = self.cp.clock.wall()
-        if days <= 0 or wall is None:
-            return False
-        record = self.cp.store.read("identity")
-        end = None
-        if record and not record.get("refused"):
-            end = record.get("not_after")
-        elif self.client_certificate is not None:
-            der = self.client_certificate()
-            if der:
-                from chargepoint.ocpp import x509
-
-                try:
-                    end = x509.Certificate(der).not_after
-                except (ValueError, IndexError):
-                    end = None
-                unload("chargepoint.ocpp", "x509")
-        return end is not None and end - wall <= days * 86400
-
-    def _say(self, line):
+    def say(self, line):
         if self.log is not None:
             self.log.write("identity", line)
-
-
-def _drop():
-    """Give back the heap of the work's modules."""
-    for name in ("der", "p256", "ecdsa", "rsa", "keys", "csr"):
-        unload("chargepoint.crypto", name)
-    unload("chargepoint", "crypto")
-    unload("chargepoint.model", "enrolment")
-    unload("chargepoint.model", "certificates")
-    unload("chargepoint.ocpp", "x509")
