@@ -154,3 +154,32 @@ def test_a_power_cut_in_the_middle_goes_on_from_what_was_kept(fleet, cut):
             else:
                 assert service.requests[-2:] == ["csr", "register"]
     run(scenario())
+
+
+def test_a_certificate_ending_soon_is_renewed_through_the_same_api(fleet):
+    service, (broker, pki, make_sim, make_csms) = fleet
+
+    async def scenario():
+        async with make_csms() as cs:
+            sim = _claimed(make_sim)
+            await sim.start()
+            await cs.wait_for(lambda: "CP001" in cs.chargers and cs.chargers["CP001"].boots, T)
+            first = (await sim.until(lambda s: s["online"]))["certificate_serial"]
+            # the stand-in issues for 365 days: renewal 400 days ahead makes it due
+            assert (await cs.change_configuration("CP001", "CertificateRenewalDays", "400"))[
+                "status"] == "Accepted"
+            cp = cs.chargers["CP001"]
+            boots = len(cp.boots)
+            assert (await cs.reset("CP001", "Soft")) == {"status": "Accepted"}
+            await cs.wait_for(lambda: len(cp.boots) > boots, T)
+            await until(lambda: len(service.things) == 1 and len(service.certificates) == 2)
+            s = await sim.until(lambda s: s["online"] and s["certificate_serial"] != first)
+            assert s["identity"] == "own"
+            assert s["certificate_serial"] == _serial(
+                service.certificates[service.things["CP001"]]["pem"])
+            assert _record(sim, "identity")["serial"] == s["certificate_serial"]
+            assert not cp.csrs  # not through the Central System
+            # OCPP goes on over the new certificate
+            assert (await cs.get_configuration("CP001", ["CertificateRenewalDays"]))[
+                "configurationKey"][0]["value"] == "400"
+    run(scenario())

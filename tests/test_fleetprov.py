@@ -122,10 +122,16 @@ def test_the_claim_certificate_may_do_nothing_else(stand_in):
             cp.publish("CP001/in", b"marker")
             assert csms.expect() == ("CP001/in", b"marker")
         assert csms.messages.empty()
-    with Peer(broker, "CP001").connect() as charger:  # nor may a charger provision
-        charger.publish(CREATE_FROM_CSR, json.dumps({"certificateSigningRequest": csr(
-            "CP001")[0]}))
     assert service.requests == []
+
+
+def test_a_charger_renews_through_the_same_api(stand_in):
+    service, _, broker, _ = stand_in
+    with Peer(broker, "CP001").connect() as charger:
+        assert charger.subscribe(CREATE_FROM_CSR + "/+") == [1]
+        kind, answer = ask(charger, CREATE_FROM_CSR, {"certificateSigningRequest": csr(
+            "CP001")[0]})
+        assert kind == "accepted"
 
 
 def test_the_claim_policy_on_aws_is_the_same_rules():

@@ -283,17 +283,23 @@ def test_charger_policy_document(aws, out, ca_file):
         grants[statement["Action"]] = [
             r.replace("${iot:Connection.Thing.ThingName}", "CP001")
             for r in statement["Resource"]]
+    csr_api = "$aws/certificates/create-from-csr/json"
+    register_api = "$aws/provisioning-templates/*/provision/json"
     assert grants == {
         "iot:Connect": [ARN + "client/CP001"],
         "iot:Publish": [ARN + "topic/CP001/in",
                         ARN + "topic/$aws/things/CP001/shadow/*",
-                        ARN + "topic/$aws/things/CP001/jobs/*"],
+                        ARN + "topic/$aws/things/CP001/jobs/*",
+                        ARN + "topic/" + csr_api, ARN + "topic/" + register_api],
         "iot:Subscribe": [ARN + "topicfilter/CP001/out",
                           ARN + "topicfilter/$aws/things/CP001/shadow/*",
-                          ARN + "topicfilter/$aws/things/CP001/jobs/*"],
+                          ARN + "topicfilter/$aws/things/CP001/jobs/*",
+                          ARN + "topicfilter/" + csr_api + "/*",
+                          ARN + "topicfilter/" + register_api + "/*"],
         "iot:Receive": [ARN + "topic/CP001/out",
                         ARN + "topic/$aws/things/CP001/shadow/*",
-                        ARN + "topic/$aws/things/CP001/jobs/*"],
+                        ARN + "topic/$aws/things/CP001/jobs/*",
+                        ARN + "topic/" + csr_api + "/*", ARN + "topic/" + register_api + "/*"],
     }
     # One policy for every charger: the thing name is a policy variable, not written in.
     assert "CP001" not in json.dumps(document)
@@ -318,8 +324,13 @@ def test_csms_policy_asks_aws_for_the_account(aws, capsys):
 
 def test_mosquitto_acl_is_the_stand_ins(aws):
     assert policy.mosquitto_acl("csms") == (
-        "pattern write %u/in\npattern read %u/out\n\nuser csms\ntopic read +/in\n"
-        "topic write +/out\n")
+        "pattern write %u/in\npattern read %u/out\n"
+        # fleet provisioning's API, which the stand-in answers: a charger renews through it
+        "pattern write $aws/certificates/create-from-csr/json\n"
+        "pattern read $aws/certificates/create-from-csr/json/+\n"
+        "pattern write $aws/provisioning-templates/+/provision/json\n"
+        "pattern read $aws/provisioning-templates/+/provision/json/+\n"
+        "\nuser csms\ntopic read +/in\ntopic write +/out\n")
 
 
 # --- one table, two enforcers ----------------------------------------------------------------

@@ -21,7 +21,20 @@ import json
 WRITE = "write"
 READ = "read"
 
-# What a charge point may do, besides connecting with its own id as client id.
+# AWS IoT fleet provisioning by claim (its MQTT API: CreateCertificateFromCsr, RegisterThing),
+# which the stand-in emulates (tools/fleetprov.py). What a device holding the shared claim
+# certificate may do, and nothing else; `{template}` is the provisioning template's name.
+CREATE_FROM_CSR = "$aws/certificates/create-from-csr/json"
+REGISTER_THING = "$aws/provisioning-templates/{template}/provision/json"
+CLAIM = (
+    (WRITE, CREATE_FROM_CSR),
+    (READ, CREATE_FROM_CSR + "/+"),
+    (WRITE, REGISTER_THING),
+    (READ, REGISTER_THING + "/+"),
+)
+
+# What a charge point may do, besides connecting with its own id as client id. The same
+# provisioning API (any template) renews its certificate (chargepoint.transport.mqtt.renew).
 CHARGER = (
     (WRITE, "{id}/in"),
     (READ, "{id}/out"),
@@ -29,7 +42,7 @@ CHARGER = (
     (READ, "$aws/things/{id}/shadow/#"),
     (WRITE, "$aws/things/{id}/jobs/#"),
     (READ, "$aws/things/{id}/jobs/#"),
-)
+) + tuple((a, t.replace("{template}", "+")) for a, t in CLAIM)
 
 # What the Central System may do: every charger's /in and /out, nothing of theirs in $aws.
 CSMS = (
@@ -48,17 +61,6 @@ BRIDGE = CSMS + (
     (READ, BRIDGE_PRESENCE_STANDIN),
 )
 
-# AWS IoT fleet provisioning by claim (its MQTT API: CreateCertificateFromCsr, RegisterThing),
-# which the stand-in emulates (tools/fleetprov.py). What a device holding the shared claim
-# certificate may do, and nothing else; `{template}` is the provisioning template's name.
-CREATE_FROM_CSR = "$aws/certificates/create-from-csr/json"
-REGISTER_THING = "$aws/provisioning-templates/{template}/provision/json"
-CLAIM = (
-    (WRITE, CREATE_FROM_CSR),
-    (READ, CREATE_FROM_CSR + "/+"),
-    (WRITE, REGISTER_THING),
-    (READ, REGISTER_THING + "/+"),
-)
 # The stand-in's provisioning service: the other end of the same topics, any template.
 PROVISIONER = (
     (READ, CREATE_FROM_CSR),

@@ -66,13 +66,14 @@ def build_transport(cfg, before_connect=None, installed_ca=(), say=print, wake=N
     succeeded with it makes the link fall back to those files (tls.TlsLink) and the identity
     feature marks it refused, so the next boots do not try it again. With
     `mqtt.provision_template` those files are the claim certificate: without an identity the
-    link provisions one first (chargepoint.transport.claim, `store` keeps its records), and
-    with one it never falls back to the claim."""
+    link provisions one first (chargepoint.transport.claim, `store` keeps its records), with
+    one it never falls back to the claim, and its renewal goes through the same API
+    (MqttTransport.renew)."""
     from chargepoint.transport import mqtt, tls
 
     m = cfg["mqtt"]
     template = m["provision_template"]
-    claim = None
+    provisioning = None
     kind = "config"
     ssl = tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca, identity=identity)
     if identity is not None:
@@ -83,15 +84,18 @@ def build_transport(cfg, before_connect=None, installed_ca=(), say=print, wake=N
             return tls.tls_context(m["ca"], m["cert"], m["key"], installed_ca)
         ssl = tls.TlsLink(ssl, fallback=provisioned if m["cert"] and not template else None)
     elif template:
-        from chargepoint.transport.claim import Claim
+        kind = "claim"
+    if template:
+        def provisioning():  # (its module is imported only for the work, dropped after)
+            from chargepoint.transport.claim import Claim
 
-        def own(cert, key):
-            return tls.tls_context(m["ca"], None, None, installed_ca, identity=(cert, key))
-        claim = Claim(store, template, cfg["id"], Clock().ticks_ms, say), own
+            def own(cert, key):
+                return tls.tls_context(m["ca"], None, None, installed_ca, identity=(cert, key))
+            return Claim(store, template, cfg["id"], Clock().ticks_ms, say), own
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
                               topic_out=m["topic_out"], before_connect=before_connect, say=say,
-                              wake=wake, claim=claim, identity=kind,
+                              wake=wake, provisioning=provisioning, identity=kind,
                               serial=_serial(identity[0] if identity else _der(m["cert"])))
 
 

@@ -59,11 +59,13 @@ def ca():
     return make_ca()
 
 
-def make_rig(ca, files=None, client_certificate=None):
+def make_rig(ca, files=None, client_certificate=None, renew=None):
     services = {"charge_point_id": CP_ID, "ca_certificates": lambda: [der(ca[0])]}
     if client_certificate is not None:
         services["client_certificate"] = lambda: der(client_certificate)
     r = Rig(files=files, services=services)
+    if renew is not None:
+        r.transport.renew = renew
     r.step()
     return r
 
@@ -237,6 +239,20 @@ def test_renewal_asks_for_a_certificate_when_the_one_in_use_ends_soon(ca):
     assert len(rig.payloads("SignCertificate")) == 1  # 20 days left, 30 asked for
     rig.run(3600)
     assert len(rig.payloads("SignCertificate")) == 1  # not again before a day
+
+
+def test_renewal_goes_through_fleet_provisioning_on_a_link_that_can(ca):
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (cx509.CertificateSigningRequestBuilder().subject_name(_name(CP_ID))
+           .sign(key, hashes.SHA256()))
+    ending = issue(csr, ca, valid=(NOW - 300 * DAY, NOW + 20 * DAY))
+    asked = []  # a link of a charger provisioned by claim
+    rig = make_rig(ca, client_certificate=ending, renew=lambda: asked.append(1) or True)
+    for _ in range(200):
+        rig.step(20)
+    assert asked == [1] and rig.payloads("SignCertificate") == []
+    rig.run(3600)
+    assert asked == [1]  # not again before a day
 
 
 def test_no_renewal_while_the_certificate_has_long_to_run(ca):

@@ -79,7 +79,13 @@ def tick(identity):
     if identity.check_at is None or cp.clock.since(identity.check_at) >= 0:
         identity.check_at = cp.clock.after(_DAY_MS)
         if _renewal_due(identity):
-            identity.wanted = "renewal"
+            # a charger provisioned by claim renews through the same API (AWS IoT fleet
+            # provisioning) on its link; any other asks the Central System (SignCertificate)
+            renew = getattr(cp.transport, "renew", None)
+            if renew is not None and renew():
+                identity.say("renewing the certificate through AWS IoT fleet provisioning")
+            else:
+                identity.wanted = "renewal"
     if identity.wanted is not None and not identity.asking:
         identity.say("making a certificate request (%s)" % identity.wanted)
         identity.wanted = None

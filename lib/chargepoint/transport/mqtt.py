@@ -141,13 +141,16 @@ class MqttTransport(NetThread):
                  inbox_bytes=4096,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
-                 before_connect=None, say=print, wake=None, claim=None, identity="config",
-                 serial=None):
+                 before_connect=None, say=print, wake=None, provisioning=None,
+                 identity="config", serial=None):
         check_client_id(client_id)
-        # AWS fleet provisioning by claim (chargepoint.transport.claim) to go through first,
-        # on the link of the claim certificate: (Claim, (cert DER, key DER) -> the context
-        # of the identity it brings)
-        self.claim = claim
+        # AWS IoT fleet provisioning (chargepoint.transport.claim): () -> (Claim, (cert DER,
+        # key DER) -> the TLS context of the identity it brings). With identity "claim" it
+        # goes through first, on the link of the claim certificate, before any OCPP; renew()
+        # has it run beside the frames on the charger's own link, for a new certificate.
+        self._provisioning = provisioning
+        self.claim = provisioning() if identity == "claim" else None
+        self._renewing = False  # renew() asked; the network thread takes it up
         # called in the network thread before each CONNECT: the place for blocking set-up
         # such as NTP (mbedTLS checks certificate dates against the RTC)
         self.before_connect = before_connect
@@ -184,7 +187,7 @@ class MqttTransport(NetThread):
                        "oversize": 0, "fallback": None,
                        # the certificate the link presents: "config" (config.json's), "own"
                        # (made on the charger), "claim" (fleet provisioning's); its serial
-                       "identity": "claim" if claim else identity, "certificate_serial": serial}
+                       "identity": identity, "certificate_serial": serial}
 
     # -- engine side (asyncio thread): never blocks beyond a lock held for a list op --------
 
@@ -242,21 +245,21 @@ class MqttTransport(NetThread):
             client = self._factory(self.client_id, self.server, self.port, self.keepalive,
                                    self._link)
             client.set_callback(self._on_message)
-            if self.claim is not None:  # no session to keep: the claim identity is shared
+            claiming = self.status["identity"] == "claim"
+            if claiming:  # no session to keep: the claim identity is shared
                 client.connect(clean_session=True)
-                for topic in self.claim[0].topics():
-                    client.subscribe(topic, 1)
-                self.claim[0].connected()
             else:
                 present = client.connect(clean_session=False)
                 if not present:
                     client.subscribe(self.topic_out, 1)
+            if self.claim is not None:
+                self._claim_link(client)
         except Exception as e:
             self._close_socket(client)
             self._failed(e)
             return
         now = self._ticks()
-        if self.claim is not None:
+        if claiming:
             self.keepalive_policy.start(now)
             self.reconnect.connected(now)
             self._rx_seen = self._link.rx
@@ -282,8 +285,16 @@ class MqttTransport(NetThread):
         if ka.ping_due(now):
             client.ping()
             ka.pinged(now)
-        if self.claim is not None:
+        if self.status["identity"] == "claim":
             return self._provision(client)
+        if self._renewing and self.claim is None:
+            self.claim = self._provisioning()
+            self._claim_link(client)
+        if self.claim is not None:
+            busy = self._claim_turn(client)
+            if busy is None:  # through: the link was closed for the new certificate
+                return 0
+            now = self._ticks()
         frame = self.outbox.peek()
         paced = 0  # ms until the next PUBLISH is allowed
         if frame is not None:
@@ -329,25 +340,49 @@ class MqttTransport(NetThread):
             return paced
         return _POLL_MS
 
+    def renew(self):
+        """(asyncio side) Have the certificate renewed through fleet provisioning on this
+        link: a new key, CreateCertificateFromCsr and RegisterThing beside the frames, then
+        a reconnection with it. False when this link cannot (no provisioning template)."""
+        if self._provisioning is None:
+            return False
+        self._renewing = True
+        return True
+
+    def _claim_link(self, client):
+        for topic in self.claim[0].topics():
+            client.subscribe(topic, 1)
+        self.claim[0].connected()
+
     def _provision(self, client):
-        """A turn of fleet provisioning on the claim link; once it is through, the link is
-        closed and the next connection presents the charger's own certificate."""
-        claim, identity_context = self.claim
-        busy = claim.step()
-        if claim.outgoing is not None:
-            client.publish(claim.outgoing[0].encode(), claim.outgoing[1], False, 1)
-            claim.sent()
-            self.keepalive_policy.sent(self._ticks())
+        """A turn of fleet provisioning on the claim link, before any OCPP."""
+        busy = self._claim_turn(client)
+        if busy is None:
+            return 0
         while client.check_msg() is not None:
             pass
         self._note_rx()
         client.sock.flush()
+        return 0 if busy else _POLL_MS
+
+    def _claim_turn(self, client):
+        """A step of fleet provisioning and its request published; whether there is work to
+        go on with at once, or None once it is through: the link is then closed, and the
+        next connection presents the new certificate."""
+        claim, identity_context = self.claim
+        busy = claim.step()
+        if claim.outgoing is not None:
+            self._publish(client, claim.outgoing[1], claim.outgoing[0].encode())
+            claim.sent()
+            self.keepalive_policy.sent(self._ticks())
         if not claim.done:
-            return 0 if busy else _POLL_MS
-        self.close()
+            return busy
         cert, key = claim.identity
-        self._link.context = identity_context(cert, key)
         self.claim = None
+        self._renewing = False
+        self.close()  # (the persistent session stays: it goes on with the new certificate)
+        self._fresh = True  # what the session kept meanwhile is seconds old, not stale
+        self._link.context = identity_context(cert, key)
         from chargepoint.model import unload
         from chargepoint.ocpp import x509
 
@@ -356,7 +391,7 @@ class MqttTransport(NetThread):
         unload("chargepoint.transport", "claim")
         self.status["identity"] = "own"
         self.status["state"] = "backoff"
-        return 0
+        return None
 
     def _note_rx(self):
         link = self._link
@@ -366,7 +401,7 @@ class MqttTransport(NetThread):
 
     def _on_message(self, topic, msg):
         # Runs in the network thread, inside umqtt's check_msg/publish.
-        if self.claim is not None:
+        if self.claim is not None and bytes(topic[:5]) == b"$aws/":
             self.claim[0].on_message(topic, msg)
             return
         if bytes(topic) != self.topic_out:
@@ -412,9 +447,9 @@ class MqttTransport(NetThread):
         self.status["refused"] += 1
         raise _Refused()
 
-    def _publish(self, client, frame):
+    def _publish(self, client, frame, topic=None):
         try:
-            client.publish(self.topic_in, frame, False, 1)
+            client.publish(topic or self.topic_in, frame, False, 1)
             return
         except _Refused:  # a PUBLISH came in during the PUBACK wait and was refused
             pass
