@@ -89,14 +89,24 @@ def build_transport(cfg, before_connect=None, installed_ca=(), say=print, wake=N
         def provisioning():  # (its module is imported only for the work, dropped after)
             from chargepoint.transport.claim import Claim
 
-            def own(cert, key):
-                return tls.tls_context(m["ca"], None, None, installed_ca, identity=(cert, key))
-            return Claim(store, template, cfg["id"], Clock().ticks_ms, say), own
+            return Claim(store, template, cfg["id"], Clock().ticks_ms, say,
+                         lambda cert, key: tls.tls_context(m["ca"], None, None, installed_ca,
+                                                           identity=(cert, key)))
+    der = identity[0] if identity else _der(m["cert"])
+    serial = None
+    if der is not None:
+        from chargepoint.ocpp import x509
+
+        try:
+            serial = x509.Certificate(der).serial
+        except (ValueError, IndexError):
+            pass
+        unload("chargepoint.ocpp", "x509")
     return mqtt.MqttTransport(cfg["id"], m["endpoint"], port=m["port"], ssl=ssl,
                               keepalive=m["keepalive"], topic_in=m["topic_in"],
                               topic_out=m["topic_out"], before_connect=before_connect, say=say,
                               wake=wake, provisioning=provisioning, identity=kind,
-                              serial=_serial(identity[0] if identity else _der(m["cert"])))
+                              serial=serial)
 
 
 def _der(path):
@@ -108,20 +118,6 @@ def _der(path):
         return tls.ca_certificates(path)[0]
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _serial(der):
-    """The serial number (hex) of a certificate's DER; None when there is none."""
-    if der is None:
-        return None
-    from chargepoint.ocpp import x509
-
-    try:
-        return x509.Certificate(der).serial
-    except (ValueError, IndexError):
-        return None
-    finally:
-        unload("chargepoint.ocpp", "x509")
 
 
 def own_identity(store):

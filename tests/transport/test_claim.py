@@ -112,7 +112,15 @@ def test_an_unanswered_request_goes_again_after_10_s_and_on_a_new_link(rig):
     claim.step()
     assert claim.outgoing[0] == CSR_TOPIC
     claim.sent()
-    claim.connected()  # the link went down and came back
+
+    class Client:
+        subscribed = []
+
+        def subscribe(self, topic, qos):
+            self.subscribed.append((topic, qos))
+    client = Client()
+    claim.link(client)  # the link went down and came back
+    assert client.subscribed == [(t, 1) for t in claim.topics()]
     assert json.loads(claim.outgoing[1]) == doc
 
 

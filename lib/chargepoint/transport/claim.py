@@ -42,15 +42,18 @@ _RESEND_MS = const(10000)
 _RETRY_FIRST_MS = const(2000)
 _RETRY_CAP_MS = const(600000)
 _SLICE_MS = const(5)  # crypto work per turn of the network thread
+_POLL_MS = const(25)  # the transport's sleep on the socket when there is nothing to do
 
 
 class Claim:
     """`store`: chargepoint.platform.store; `template`: the provisioning template's name;
     `serial`: the charger's id (CN of its request, SerialNumber, the thing's name);
-    `ticks_ms`: the clock; `say`: a line for the log."""
+    `ticks_ms`: the clock; `say`: a line for the log; `context`: (certificate DER, key DER)
+    -> the TLS context presenting them (chargepoint.transport.tls)."""
 
-    def __init__(self, store, template, serial, ticks_ms, say=print):
+    def __init__(self, store, template, serial, ticks_ms, say=print, context=None):
         self.store = store
+        self._context = context
         self.serial = serial
         self.register_topic = "$aws/provisioning-templates/%s/provision/json" % template
         self._ticks = ticks_ms
@@ -72,12 +75,53 @@ class Claim:
             out += [(base + "/accepted").encode(), (base + "/rejected").encode()]
         return out
 
-    def connected(self):
-        """A new claim link: a request sent on the last one, unanswered, goes again (the
-        answer, if any, went to a session that is no more)."""
+    def link(self, client):
+        """A new link (umqtt's client, connected): the answers subscribed to, and a request
+        sent on the last one, unanswered, goes again (its answer, if any, went to a session
+        that is no more)."""
+        for topic in self.topics():
+            client.subscribe(topic, 1)
         sent = self._sent
         if sent is not None and self.outgoing is None:
             self.outgoing = sent[1], sent[2]
+
+    def turn(self, transport, client):
+        """A turn of the MQTT transport's network thread (chargepoint.transport.mqtt) while
+        provisioning goes on: a step, its request published, and on the claim link the
+        answers read; how long the thread may sleep (ms), or None when the transport goes
+        on with its frames (a renewal on the charger's own link)."""
+        busy = self.step()
+        if self.outgoing is not None:
+            transport._publish(client, self.outgoing[1], self.outgoing[0].encode())
+            self.sent()
+            transport.keepalive_policy.sent(self._ticks())
+        if self.done:
+            cert, key = self.identity
+            from chargepoint.ocpp import x509
+
+            # the link closes (the persistent session stays), and the next connection
+            # presents the new certificate
+            transport.claim = None
+            transport._renewing = False
+            transport.close()
+            transport._fresh = True  # what the session kept meanwhile is not stale
+            transport._link.context = self._context(cert, key)
+            status = transport.status
+            status["certificate_serial"] = x509.Certificate(cert).serial
+            status["identity"] = "own"
+            status["state"] = "backoff"
+            _drop()
+            from chargepoint.model import unload
+
+            unload("chargepoint.transport", "claim")
+            return 0
+        if transport.status["identity"] != "claim":
+            return None
+        while client.check_msg() is not None:
+            pass
+        transport._note_rx()
+        client.sock.flush()
+        return 0 if busy else _POLL_MS
 
     @property
     def done(self):

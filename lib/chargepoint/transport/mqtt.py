@@ -144,10 +144,9 @@ class MqttTransport(NetThread):
                  before_connect=None, say=print, wake=None, provisioning=None,
                  identity="config", serial=None):
         check_client_id(client_id)
-        # AWS IoT fleet provisioning (chargepoint.transport.claim): () -> (Claim, (cert DER,
-        # key DER) -> the TLS context of the identity it brings). With identity "claim" it
-        # goes through first, on the link of the claim certificate, before any OCPP; renew()
-        # has it run beside the frames on the charger's own link, for a new certificate.
+        # AWS IoT fleet provisioning: () -> a chargepoint.transport.claim.Claim. With identity
+        # "claim" it goes through first, on the link of the claim certificate, before any
+        # OCPP; renew() has it run beside the frames on the charger's own link.
         self._provisioning = provisioning
         self.claim = provisioning() if identity == "claim" else None
         self._renewing = False  # renew() asked; the network thread takes it up
@@ -253,7 +252,7 @@ class MqttTransport(NetThread):
                 if not present:
                     client.subscribe(self.topic_out, 1)
             if self.claim is not None:
-                self._claim_link(client)
+                self.claim.link(client)
         except Exception as e:
             self._close_socket(client)
             self._failed(e)
@@ -285,15 +284,13 @@ class MqttTransport(NetThread):
         if ka.ping_due(now):
             client.ping()
             ka.pinged(now)
-        if self.status["identity"] == "claim":
-            return self._provision(client)
         if self._renewing and self.claim is None:
             self.claim = self._provisioning()
-            self._claim_link(client)
-        if self.claim is not None:
-            busy = self._claim_turn(client)
-            if busy is None:  # through: the link was closed for the new certificate
-                return 0
+            self.claim.link(client)
+        if self.claim is not None:  # (chargepoint.transport.claim)
+            wait = self.claim.turn(self, client)
+            if wait is not None:  # on the claim link; or through, the link closed
+                return wait
             now = self._ticks()
         frame = self.outbox.peek()
         paced = 0  # ms until the next PUBLISH is allowed
@@ -349,50 +346,6 @@ class MqttTransport(NetThread):
         self._renewing = True
         return True
 
-    def _claim_link(self, client):
-        for topic in self.claim[0].topics():
-            client.subscribe(topic, 1)
-        self.claim[0].connected()
-
-    def _provision(self, client):
-        """A turn of fleet provisioning on the claim link, before any OCPP."""
-        busy = self._claim_turn(client)
-        if busy is None:
-            return 0
-        while client.check_msg() is not None:
-            pass
-        self._note_rx()
-        client.sock.flush()
-        return 0 if busy else _POLL_MS
-
-    def _claim_turn(self, client):
-        """A step of fleet provisioning and its request published; whether there is work to
-        go on with at once, or None once it is through: the link is then closed, and the
-        next connection presents the new certificate."""
-        claim, identity_context = self.claim
-        busy = claim.step()
-        if claim.outgoing is not None:
-            self._publish(client, claim.outgoing[1], claim.outgoing[0].encode())
-            claim.sent()
-            self.keepalive_policy.sent(self._ticks())
-        if not claim.done:
-            return busy
-        cert, key = claim.identity
-        self.claim = None
-        self._renewing = False
-        self.close()  # (the persistent session stays: it goes on with the new certificate)
-        self._fresh = True  # what the session kept meanwhile is seconds old, not stale
-        self._link.context = identity_context(cert, key)
-        from chargepoint.model import unload
-        from chargepoint.ocpp import x509
-
-        self.status["certificate_serial"] = x509.Certificate(cert).serial
-        unload("chargepoint.ocpp", "x509")
-        unload("chargepoint.transport", "claim")
-        self.status["identity"] = "own"
-        self.status["state"] = "backoff"
-        return None
-
     def _note_rx(self):
         link = self._link
         if link.rx != self._rx_seen:
@@ -402,7 +355,7 @@ class MqttTransport(NetThread):
     def _on_message(self, topic, msg):
         # Runs in the network thread, inside umqtt's check_msg/publish.
         if self.claim is not None and bytes(topic[:5]) == b"$aws/":
-            self.claim[0].on_message(topic, msg)
+            self.claim.on_message(topic, msg)
             return
         if bytes(topic) != self.topic_out:
             self.status["dropped"] += 1
