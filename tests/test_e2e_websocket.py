@@ -5,6 +5,7 @@ CA, a downgrade); link faults (the Central System restarted mid-session, a messa
 a profile upgrade that connects and one that falls back; a new AuthorizationKey mid-session."""
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -31,13 +32,13 @@ def ws_world(tmp_path):
         sims.append(s)
         return s
 
-    def csms(secure=False, keys=None, client_ca=False, port=0):
+    def csms(secure=False, keys=None, client_ca=False, port=0, signer=None):
         tls = None
         if secure:
             from tools.csms_websocket import server_tls_context
             tls = server_tls_context(server_cert, server_key, pki.ca if client_ca else None,
                                      client_cert_required=client_ca)
-        return WebSocketCentralSystem(port=port, keys=keys, ssl=tls)
+        return WebSocketCentralSystem(port=port, keys=keys, ssl=tls, signer=signer)
 
     yield pki, sim, csms
     for s in sims:
@@ -475,4 +476,35 @@ def test_a_central_system_with_none_of_our_code(ws_world, profile):
             assert cs.stops == ["EVDisconnected", "Remote"] and cs.boots == 2
             if profile == 3:
                 assert "CP001" in str(cs.peers)
+    run(scenario())
+
+
+def test_profile_3_presents_the_certificate_the_charger_had_signed(ws_world):
+    """SignCertificate over the WebSocket; from the next connection the charger presents its
+    own key's certificate instead of config.json's (issue 21)."""
+    pki, make_sim, make_csms = ws_world
+
+    async def scenario():
+        async with make_csms(secure=True, client_ca=True,
+                             signer=certs.signer_for(pki.dir)) as cs:
+            sim = make_sim(url_of(cs, True), **profile_flags(pki, 3))
+            cp = await online(sim, cs)
+            first = cp.sessions[-1].certificate_serial
+            assert first is not None
+            assert (await cs.extended_trigger_message("CP001", "SignChargePointCertificate")) \
+                == {"status": "Accepted"}
+            await cs.wait_for(lambda: cp.certificates_signed, T)
+            assert cp.certificates_signed == ["Accepted"]
+            path = os.path.join(sim.state, "fs", "data", "identity")
+            await sim.until(lambda s: os.path.exists(path))
+            with open(path, "rb") as f:
+                raw = f.read()
+            record = json.loads(raw[raw.index(b"{"):raw.rindex(b"}") + 1])
+            sessions = len(cp.sessions)
+            assert (await cs.reset("CP001", "Hard")) == {"status": "Accepted"}
+            await cs.wait_for(lambda: len(cp.sessions) > sessions and cp.sessions[-1].open, T)
+            await sim.until(lambda s: s["online"])
+            now = cp.sessions[-1]
+            assert now.certificate_cn == "CP001"
+            assert now.certificate_serial == record["serial"] != first
     run(scenario())

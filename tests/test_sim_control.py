@@ -235,7 +235,10 @@ def test_a_firmware_that_cannot_start_is_reported_at_once(make_pki, make_broker,
             await sim.writer.drain()
             answer = json.loads(await asyncio.wait_for(sim.reader.readline(), 2))
             assert time.monotonic() - t0 < 1.0
-            assert answer == {"ok": False, "error": "firmware not running: " + s["last_line"]}
+            # (restarted meanwhile, a later boot may die elsewhere: after 5 failed boots in a
+            # row it starts in safe mode, which imports less)
+            assert answer["ok"] is False and answer["error"].startswith(
+                "firmware not running: MemoryError: memory allocation failed"), answer
         finally:
             sim.stop()
     run(scenario())

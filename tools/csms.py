@@ -92,6 +92,7 @@ class Session:
     peer: str  # "host:port" of the charger's end
     subprotocol: str
     certificate_cn: str = None  # CN of its verified client certificate (security profile 3)
+    certificate_serial: str = None  # its serial number (hex, lower case, no leading zeroes)
     basic_user: str = None  # the user-id of its HTTP Basic authorization (profiles 1 and 2)
     closed: str = None
     close_code: int = None  # the WebSocket close code, 1006 for a connection that just ended

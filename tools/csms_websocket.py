@@ -89,15 +89,17 @@ def _offered_subprotocols(headers):
             for word in value.split(",")]
 
 
-def _certificate_cn(connection):
-    """The CN of the charger's verified client certificate, or None."""
+def _certificate(connection):
+    """(CN, serial number in hex) of the charger's verified client certificate, or Nones."""
     tls = connection.transport.get_extra_info("ssl_object")
     peer = tls.getpeercert() if tls is not None else None
+    serial = (peer or {}).get("serialNumber")
+    serial = serial.lower().lstrip("0") or "0" if serial else None
     for rdn in (peer or {}).get("subject", ()):
         for name, value in rdn:
             if name == "commonName":
-                return value
-    return None
+                return value, serial
+    return None, serial
 
 
 class WebSocketCentralSystem(CentralSystemBase):
@@ -227,7 +229,7 @@ class WebSocketCentralSystem(CentralSystemBase):
         if self.allowed is not None and cp_id not in self.allowed:
             return self._refuse(connection, path, cp_id, 404, "unknown charge point")
         password = self._passwords.get(cp_id)
-        if password is not None and _certificate_cn(connection) is None:
+        if password is not None and _certificate(connection)[0] is None:
             credentials = _basic_credentials(request.headers.get("Authorization"))
             if credentials is None:
                 return self._refuse(connection, path, cp_id, 401, "Basic authorization needed")
@@ -248,9 +250,10 @@ class WebSocketCentralSystem(CentralSystemBase):
         cp_id = self._charger_id(connection.request.path)
         credentials = _basic_credentials(connection.request.headers.get("Authorization"))
         peer = connection.remote_address
+        cn, serial = _certificate(connection)
         session = Session(opened=utc_now(), peer="%s:%s" % (peer[0], peer[1]),
                           subprotocol=connection.subprotocol,
-                          certificate_cn=_certificate_cn(connection),
+                          certificate_cn=cn, certificate_serial=serial,
                           basic_user=credentials[0] if credentials else None)
         charger = self.charger(cp_id)
         charger.sessions.append(session)

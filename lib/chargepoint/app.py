@@ -310,7 +310,7 @@ def run(config_path="config.json", data_dir="data", safe=None):
             from chargepoint.model.connection import Connection
 
             transport, links = build_websocket(cfg, lambda: installed_roots(store), ntp,
-                                               log.say, frames.set)
+                                               log.say, frames.set, own_identity(store))
             table = table + (Connection,)
         else:
             transport = build_transport(cfg, ntp, installed_roots(store), log.say, frames.set,

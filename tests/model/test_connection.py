@@ -20,7 +20,7 @@ class LinkedTransport(LoopbackTransport):
         self.reconnects = 0
         self.ping_s = None
 
-    def configure(self, url=None, ssl=None, password=None):
+    def configure(self, url=None, ssl=None, password=None, fallback=None):
         self.configured.append((url, ssl, password))
 
     def reconnect(self):
@@ -48,7 +48,7 @@ class Links:
 
     def settings(self, profile, key):
         return ("wss" if profile >= 2 else "ws", "tls-%d" % profile if profile >= 2 else False,
-                key.encode() if profile in (1, 2) else False)
+                key.encode() if profile in (1, 2) else False, None)
 
 
 def rig(links=None, files=None):

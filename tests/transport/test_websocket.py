@@ -382,3 +382,53 @@ def test_wss_without_a_context_is_refused_not_sent_in_the_clear():
     r.t.step()
     assert not r.t.connected and r.servers == []
     assert "needs an SSL context" in r.t.status["last_error"]
+
+
+class Context:
+    """An SSL context whose handshakes fail with `error` (a server refusing our certificate:
+    an mbedTLS alert), or pass the socket through."""
+
+    def __init__(self, name, error=None):
+        self.name = name
+        self.error = error
+        self.used = 0
+
+    def wrap_socket(self, sock, server_hostname=None):
+        self.used += 1
+        if self.error is not None:
+            raise self.error
+        return sock
+
+
+def test_own_certificate_refused_twice_falls_back_to_the_files_for_good():
+    own = Context("own", OSError(-30592))
+    files = Context("files")
+    r = Rig(url="wss://csms.example/ocpp")
+    r.t.configure(ssl=own, fallback=lambda: files)
+    for _ in range(2):
+        r.ticks.advance(200000)
+        r.t.step()
+        assert not r.t.connected
+    assert own.used == 2 and r.t.status["fallback"] == "TLS handshake failed 2 times (last: -30592)"
+    r.ticks.advance(200000)
+    r.up()
+    assert files.used == 1 and own.used == 2
+    r.t.reconnect()
+    r.t.step()
+    r.ticks.advance(200000)
+    r.up()
+    assert files.used == 2 and own.used == 2  # the fallback is kept
+
+
+def test_own_certificate_that_got_through_is_never_given_up():
+    own = Context("own")
+    r = Rig(url="wss://csms.example/ocpp")
+    r.t.configure(ssl=own, fallback=lambda: Context("files"))
+    r.up()
+    r.t.reconnect()
+    r.t.step()
+    own.error = OSError(-30592)
+    for _ in range(3):
+        r.ticks.advance(200000)
+        r.t.step()
+    assert own.used == 4 and r.t.status["fallback"] is None

@@ -212,7 +212,7 @@ class WebSocketTransport(NetThread):
         self.connected = False
         self.status = {"state": "idle", "connects": 0, "failures": 0, "last_error": None,
                        "published": 0, "received": 0, "dropped": 0, "refused": 0,
-                       "oversize": 0, "unauthorized": 0, "pongs": 0}
+                       "oversize": 0, "unauthorized": 0, "pongs": 0, "fallback": None}
 
     # -- engine side (asyncio thread) -----------------------------------------------------
 
@@ -222,14 +222,20 @@ class WebSocketTransport(NetThread):
         data = text.encode() if isinstance(text, str) else bytes(text)
         return self.outbox.put(data, len(data))
 
-    def configure(self, url=None, ssl=None, password=None):
+    def configure(self, url=None, ssl=None, password=None, fallback=None):
         """What the next connection uses (None: as before; ssl False / password False: none).
-        A url is checked at once (ValueError)."""
+        A url is checked at once (ValueError). `fallback`: () -> the context to use instead
+        once `ssl` failed at the TLS layer before it ever connected (a certificate of the
+        charger's own making the server refuses: chargepoint.transport.tls.TlsLink)."""
         if url is not None:
             parse_url(url, self.cp_id)
             self._url = url
         if ssl is not None:
             self._ssl = ssl or None
+            link = self._link
+            link._fallback = fallback
+            link.proven = False
+            link.strikes = 0
         if password is not None:
             self._password = password or None
 
@@ -293,7 +299,12 @@ class WebSocketTransport(NetThread):
             raw = self._open(host, port)
             link = self._link
             link.context = self._ssl if secure else None
-            sock = link.wrap_socket(raw, server_hostname=host)
+            try:
+                sock = link.wrap_socket(raw, server_hostname=host)
+            finally:
+                if link.fell_back and link.context is not self._ssl and secure:
+                    self._ssl = link.context  # given up for the fallback: kept
+                    self.status["fallback"] = link.fell_back
             self._handshake(sock, host, port if port != (443 if secure else 80) else None,
                             path)
         except Exception as e:
