@@ -25,6 +25,7 @@ def test_a_short_fault_campaign_loses_and_duplicates_nothing():
     assert fig["register_backwards"] == 0 and fig["memory_errors"] == 0, fig
     assert fig["safe_mode_entries"] == 0 and fig["restarts"] == 0, fig
     assert fig["delivered"] >= fig["transactions_started"], fig
+    assert fig["outage_transactions_max"] <= fig["transactions_started"], fig
     stream = fig["hostile_stream"]  # 300 hostile frames during a session first
     assert stream["frames"] == 300 and stream["restarts"] == 0 and stream["boots"] == 1, fig
     assert 0 < stream["heap_peak_bytes"] < 107456, fig

@@ -19,7 +19,9 @@ Central System, once each), lost (started, never delivered: must be 0), duplicat
 session delivered as two transactions: must be 0), unfinished (delivered without their stop),
 register_backwards (a meterStart below the meterStop before it on that connector, or a stop
 below its start: must be never), safe_mode_entries, hostile_frames, memory_errors (in the
-firmware logs: must be 0), restarts (a firmware that crashed), seconds.
+firmware logs: must be 0), restarts (a firmware that crashed), seconds; of the long outages,
+outage_queued_max (the most transaction messages one charger held on flash when the link came
+back) and outage_transactions_max (the most transactions the chargers started in one).
 
     python3 -m tools.soak [--cuts 500] [--chargers 3] [--seed 1] [--outage-sessions 40]
 """
@@ -55,7 +57,8 @@ class Campaign:
         self.rnd = random.Random(args.seed)
         self.fig = {"cuts": 0, "sessions": 0, "transactions_started": 0, "hostile_frames": 0,
                     "broker_restarts": 0, "broker_hangs": 0, "csms_outages": 0,
-                    "long_outages": 0, "safe_mode_entries": 0}
+                    "long_outages": 0, "outage_queued_max": 0, "outage_transactions_max": 0,
+                    "safe_mode_entries": 0}
         self.safe_seen = set()
         self.cuts_left = args.cuts
         self.online_needed = True  # sessions wait for the link only outside a long outage
@@ -135,7 +138,19 @@ class Campaign:
                 self.fig["long_outages"] += 1
                 broker.stop()
                 self.log("long outage: broker down")
+                started = self.fig["transactions_started"]
                 await asyncio.sleep(self.a.outage_s)
+                # what waited on the chargers' flash when the link came back
+                queued = []
+                for sim in sims:
+                    try:
+                        queued.append((await sim.ask(cmd="status")).get("queued") or 0)
+                    except Exception:  # noqa: BLE001 - a charger being cut just now
+                        pass
+                fig = self.fig
+                fig["outage_queued_max"] = max([fig["outage_queued_max"]] + queued)
+                fig["outage_transactions_max"] = max(fig["outage_transactions_max"],
+                                                     fig["transactions_started"] - started)
                 broker.start()
             elif r < 0.35:
                 self.fig["broker_restarts"] += 1
