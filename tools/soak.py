@@ -61,7 +61,7 @@ class Campaign:
                     "safe_mode_entries": 0}
         self.safe_seen = set()
         self.cuts_left = args.cuts
-        self.online_needed = True  # sessions wait for the link only outside a long outage
+        self.in_outage = False  # a long outage goes on: sessions go on through it
 
     def log(self, *parts):
         if not self.a.quiet:
@@ -119,7 +119,7 @@ class Campaign:
             else:
                 await self.session(sim)
             await asyncio.sleep(self.rnd.uniform(0.1, 1.0))
-            if self.cuts_left <= 0:
+            if self.cuts_left <= 0 and not self.in_outage:
                 stop.set()
 
     # -- the network's life ----------------------------------------------------------------
@@ -139,7 +139,9 @@ class Campaign:
                 broker.stop()
                 self.log("long outage: broker down")
                 started = self.fig["transactions_started"]
+                self.in_outage = True  # the cuts running out does not end the campaign now
                 await asyncio.sleep(self.a.outage_s)
+                self.in_outage = False
                 # what waited on the chargers' flash when the link came back
                 queued = []
                 for sim in sims:

@@ -110,6 +110,7 @@ def build_transport(cfg, before_connect=None, installed_ca=(), say=print, wake=N
 
 
 def _der(path):
+    """The DER of the first certificate of a PEM or DER file; None when there is none."""
     if not path:
         return None
     from chargepoint.transport import tls

@@ -258,19 +258,16 @@ class MqttTransport(NetThread):
             self._failed(e)
             return
         now = self._ticks()
-        if claiming:
-            self.keepalive_policy.start(now)
-            self.reconnect.connected(now)
-            self._rx_seen = self._link.rx
-            self._client = client
-            self.status["state"] = "provisioning"
-            return
-        self.stale.connected(bool(present) and not self._fresh, now)
-        self._fresh = self._refusing = False
+        if not claiming:
+            self.stale.connected(bool(present) and not self._fresh, now)
+            self._fresh = self._refusing = False
         self.keepalive_policy.start(now)
         self.reconnect.connected(now)
         self._rx_seen = self._link.rx
         self._client = client
+        if claiming:  # the engine's link stays down: no OCPP on the claim
+            self.status["state"] = "provisioning"
+            return
         self.connected = True
         self.status["state"] = "connected"
         self.status["connects"] += 1
