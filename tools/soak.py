@@ -316,7 +316,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--long-outages", type=int, default=2,
                    help="times the broker stays down for --outage-s while sessions go on")
-    p.add_argument("--outage-s", type=float, default=120.0)
+    p.add_argument("--outage-s", type=float, default=240.0,
+                   help="long enough for 100+ transactions of 3 chargers to queue")
     p.add_argument("--drain-s", type=float, default=600.0)
     p.add_argument("--hostile", type=int, default=10000,
                    help="hostile frames streamed during a session before the campaign")
