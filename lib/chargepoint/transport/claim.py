@@ -110,9 +110,9 @@ class Claim:
             status["certificate_serial"] = x509.Certificate(cert).serial
             status["identity"] = "own"
             status["state"] = "backoff"
-            _drop()
             from chargepoint.model import unload
 
+            unload("chargepoint.ocpp", "x509")
             unload("chargepoint.transport", "claim")
             return 0
         if transport.status["identity"] != "claim":
@@ -176,7 +176,9 @@ class Claim:
             if ticks_diff(self._ticks(), start) >= _SLICE_MS:
                 return True
         self.work = None
-        _drop()
+        from chargepoint.model import enrolment
+
+        enrolment.drop()  # (the work's modules with it)
         if work.error is not None:
             self._rejected("certificate request not made: %s" % work.error)
             return False
@@ -255,7 +257,7 @@ class Claim:
         cert = binascii.a2b_base64(record["cert"])
         key = binascii.a2b_base64(pending["key"])
         adopted = enrolment.adopt(self.store, [cert])
-        _drop()
+        enrolment.drop()
         if not adopted:
             self._rejected("the flash refused the new identity")
             return
@@ -294,12 +296,3 @@ def _why(doc):
 def _b64(data):
     return binascii.b2a_base64(data).decode().strip()
 
-
-def _drop():
-    from chargepoint.model import unload
-
-    for name in ("der", "p256", "ecdsa", "rsa", "keys", "csr"):
-        unload("chargepoint.crypto", name)
-    unload("chargepoint", "crypto")
-    unload("chargepoint.model", "enrolment")
-    unload("chargepoint.ocpp", "x509")
