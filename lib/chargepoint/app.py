@@ -326,8 +326,7 @@ def run(config_path="config.json", data_dir="data", safe=None):
     services = {"log": log, "upload": _upload, "updater": Updater(store, VERSION),
                 "folder": data_dir, "timesync": timesync, "ca_certificates": _ca_certificates(cfg),
                 "links": links, "charge_point_id": cfg["id"],
-                "client_certificate": _client_certificate(cfg),
-                "renew": transport.renew if links is None else None}
+                "client_certificate": _client_certificate(cfg)}
     cp = ChargePoint(board, transport, store, clock, _reboot(board, transport, log, data_dir),
                      info, services, table, safe)
     log.write("boot", "boot %d, firmware %s" % (cp.boot, VERSION))
