@@ -327,6 +327,8 @@ def run(config_path="config.json", data_dir="data", safe=None):
                 "folder": data_dir, "timesync": timesync, "ca_certificates": _ca_certificates(cfg),
                 "links": links, "charge_point_id": cfg["id"],
                 "client_certificate": _client_certificate(cfg)}
+    if links is None and cfg["mqtt"].get("provision_template"):  # renewal by the same API
+        services["renew"] = transport.renew
     cp = ChargePoint(board, transport, store, clock, _reboot(board, transport, log, data_dir),
                      info, services, table, safe)
     log.write("boot", "boot %d, firmware %s" % (cp.boot, VERSION))

@@ -63,9 +63,9 @@ def make_rig(ca, files=None, client_certificate=None, renew=None):
     services = {"charge_point_id": CP_ID, "ca_certificates": lambda: [der(ca[0])]}
     if client_certificate is not None:
         services["client_certificate"] = lambda: der(client_certificate)
-    r = Rig(files=files, services=services)
     if renew is not None:
-        r.transport.renew = renew
+        services["renew"] = renew
+    r = Rig(files=files, services=services)
     r.step()
     return r
 

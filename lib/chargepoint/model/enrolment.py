@@ -81,7 +81,7 @@ def tick(identity):
         if _renewal_due(identity):
             # a charger provisioned by claim renews through the same API (AWS IoT fleet
             # provisioning) on its link; any other asks the Central System (SignCertificate)
-            renew = getattr(cp.transport, "renew", None)
+            renew = identity.renew
             if renew is not None and renew():
                 identity.say("renewing the certificate through AWS IoT fleet provisioning")
             else:

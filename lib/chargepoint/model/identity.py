@@ -40,7 +40,8 @@ from chargepoint.ocpp.config import INT, STR
 class Identity(Feature):
     """Needs "charge_point_id" (the identity the charger connects with: the request's CN).
     Services it uses when given: "log", "ca_certificates" (config.json's CA),
-    "client_certificate" (() -> the DER of config.json's client certificate, or None)."""
+    "client_certificate" (() -> the DER of config.json's client certificate, or None),
+    "renew" (() -> True when the link renews the certificate itself)."""
     name = "identity"
     needs = ("charge_point_id",)
     keys = (("CertificateRenewalDays", INT, 30, 0),)
@@ -55,6 +56,9 @@ class Identity(Feature):
         self.log = services.get("log")
         self.ca_certificates = services.get("ca_certificates")
         self.client_certificate = services.get("client_certificate")
+        # () -> whether the link renews the certificate itself (MqttTransport.renew: AWS IoT
+        # fleet provisioning); None: renewal asks the Central System (SignCertificate)
+        self.renew = services.get("renew")
         self.work = None  # chargepoint.crypto.Work under way
         self.job = None  # what it is: "request" or "chain"
         self.blocks = None  # the DER of the chain whose signatures are being checked
