@@ -36,6 +36,7 @@ import tempfile
 import time
 
 from tools.bench.rig import TAG, Lab
+from tools.csms import utc_now
 
 HEAP = 110000
 T = 30  # seconds any single expectation may take
@@ -61,6 +62,7 @@ class Campaign:
                     "safe_mode_entries": 0}
         self.safe_seen = set()
         self.cuts_left = args.cuts
+        self.started = []  # each session the relay was seen closed in: charger, time, register
         self.in_outage = False  # a long outage goes on: sessions go on through it
 
     def log(self, *parts):
@@ -98,6 +100,7 @@ class Campaign:
             await sim.ask(cmd="ev", connector=1, state="A")
             return
         self.fig["transactions_started"] += 1
+        self.started.append(await self._started(sim))
         await asyncio.sleep(self.rnd.uniform(0.5, 4))
         end = self.rnd.random()
         if self.cuts_left > 0 and end < 0.35:
@@ -110,6 +113,12 @@ class Campaign:
         else:
             await sim.ask(cmd="ev", connector=1, state="A")
         await sim.until(lambda s: s["connectors"]["1"]["id_tag"] is None, T)
+
+    async def _started(self, sim):
+        s = await sim.ask(cmd="status")
+        c = s["connectors"]["1"]
+        return {"cp": sim.cp_id, "at": utc_now(), "boots": s["boots"], "online": s["online"],
+                "transaction_id": c["transaction_id"], "wh": c["energy_wh"]}
 
     async def charger(self, sim, stop):
         while not stop.is_set():
@@ -246,6 +255,7 @@ class Campaign:
         fig = self.fig
         delivered = duplicated = unfinished = backwards = 0
         seen = set()
+        twins = []  # what each duplicate was made of
         for sim in sims:
             cp = stage.cs.chargers.get(sim.cp_id)
             txs = sorted(cp.transactions.values(), key=lambda t: t.id) if cp else []
@@ -254,6 +264,7 @@ class Campaign:
                 key = (t.connector_id, t.id_tag, t.meter_start, t.started_at)
                 if (sim.cp_id,) + key in seen:
                     duplicated += 1
+                    twins.append(self._explain(cp, key))
                     continue
                 seen.add((sim.cp_id,) + key)
                 delivered += 1
@@ -269,7 +280,39 @@ class Campaign:
                    register_backwards=backwards,
                    lost=max(0, fig["transactions_started"] - delivered),
                    memory_errors=sum(s.firmware_log().count("MemoryError") for s in sims))
+        if twins:
+            fig["duplicates"] = twins
         return fig
+
+    @staticmethod
+    def _explain(cp, key):
+        """A duplicate's transactions and the StartTransaction frames that made them (their
+        message ids name the boot that sent them: "boot.n"), to tell a message delivered twice
+        from two sessions that only look alike."""
+        conn, tag, wh, at = key
+        txs = [vars(t).copy() for t in cp.transactions.values()
+               if (t.connector_id, t.id_tag, t.meter_start, t.started_at) == key]
+        for t in txs:
+            t.pop("meter_values", None)
+        frames = []
+        for f in cp.frames:
+            m = f.message() if f.direction == "in" and '"StartTransaction"' in f.text else None
+            if m and len(m) == 4 and isinstance(m[3], dict) and m[3].get("timestamp") == at \
+                    and m[3].get("meterStart") == wh:
+                frames.append({"time": f.time, "id": m[1]})
+        return {"cp": cp.id, "transactions": txs, "start_frames": frames}
+
+    def _keep_record(self, root, stage, sims):
+        """`record.json` beside the chargers' state: the sessions started as the campaign saw
+        them and the transactions as the Central System has them, to trace any loss."""
+        record = {"started": self.started, "transactions": {}}
+        for sim in sims:
+            cp = stage.cs.chargers.get(sim.cp_id)
+            record["transactions"][sim.cp_id] = [
+                dict((k, v) for k, v in vars(t).items() if k != "meter_values")
+                for t in (cp.transactions.values() if cp else ())]
+        with open(os.path.join(root, "record.json"), "w") as f:
+            json.dump(record, f, indent=1)
 
     async def run(self):
         t0 = time.monotonic()
@@ -301,6 +344,7 @@ class Campaign:
                     restarts += (await sim.ask(cmd="status"))["restarts"]
                 fig = self.count(stage, sims)
                 fig["restarts"] = restarts
+                self._keep_record(root, stage, sims)
                 stage.sims = []  # their logs show what the campaign did to them on purpose
         finally:
             lab.close()
