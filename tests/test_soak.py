@@ -23,6 +23,7 @@ def test_a_short_fault_campaign_loses_and_duplicates_nothing():
     assert fig["cuts"] == 5 and fig["transactions_started"] >= 1, fig
     assert fig["lost"] == 0 and fig["duplicated"] == 0 and fig["unfinished"] == 0, fig
     assert fig["register_backwards"] == 0 and fig["memory_errors"] == 0, fig
+    assert fig["start_stamps_backwards"] == 0, fig
     assert fig["safe_mode_entries"] == 0 and fig["restarts"] == 0, fig
     assert fig["delivered"] >= fig["transactions_started"], fig
     assert fig["outage_transactions_max"] <= fig["transactions_started"], fig

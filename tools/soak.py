@@ -18,7 +18,9 @@ last line): cuts, sessions, transactions_started (the relay seen closed), delive
 Central System, once each), lost (started, never delivered: must be 0), duplicated (one
 session delivered as two transactions: must be 0), unfinished (delivered without their stop),
 register_backwards (a meterStart below the meterStop before it on that connector, or a stop
-below its start: must be never), safe_mode_entries, hostile_frames, memory_errors (in the
+below its start: must be never), start_stamps_backwards (a StartTransaction's timestamp
+before the one delivered before it by that charger: stamps taken while the clock was unknown
+are estimates, never the delivery time, never going backwards; must be never), safe_mode_entries, hostile_frames, memory_errors (in the
 firmware logs: must be 0), restarts (a firmware that crashed), seconds; of the long outages,
 outage_queued_max (the most transaction messages one charger held on flash when the link came
 back) and outage_transactions_max (the most transactions the chargers started in one).
@@ -27,6 +29,7 @@ back) and outage_transactions_max (the most transactions the chargers started in
 """
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import random
@@ -50,6 +53,10 @@ HOSTILE = (
     '[2, "h7", "DataTransfer", {"vendorId": "' + "v" * 6000 + '"}]',
     '[2, "' + "i" * 60 + '", "ClearCache", {}]', "\u00ff\u00fe" * 10, "null", "[4]",
 )
+
+
+def _when(stamp):
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 class Campaign:
@@ -253,20 +260,31 @@ class Campaign:
 
     def count(self, stage, sims):
         fig = self.fig
-        delivered = duplicated = unfinished = backwards = 0
-        seen = set()
+        delivered = duplicated = unfinished = backwards = stamps_backwards = 0
+        seen = {}
         twins = []  # what each duplicate was made of
         for sim in sims:
             cp = stage.cs.chargers.get(sim.cp_id)
             txs = sorted(cp.transactions.values(), key=lambda t: t.id) if cp else []
             last_stop = None
+            last_start = None
             for t in txs:
+                # in the order they were delivered (the queue's), each started no earlier
+                # than the one before: never the delivery time, never an estimate behind
+                at = _when(t.started_at)
+                if last_start is not None and at < last_start:
+                    stamps_backwards += 1
+                last_start = at
                 key = (t.connector_id, t.id_tag, t.meter_start, t.started_at)
-                if (sim.cp_id,) + key in seen:
+                twin = seen.get((sim.cp_id,) + key)
+                # a session under a second and a watt-hour starts as the one before it did:
+                # two sessions when that one had stopped by then, else one delivered twice
+                if twin is not None and not (twin.stopped and t.stopped and twin.meter_stop
+                                             <= t.meter_start and _when(twin.stopped_at) <= at):
                     duplicated += 1
                     twins.append(self._explain(cp, key))
                     continue
-                seen.add((sim.cp_id,) + key)
+                seen[(sim.cp_id,) + key] = t
                 delivered += 1
                 if not t.stopped:
                     unfinished += 1
@@ -277,7 +295,7 @@ class Campaign:
                 if t.stopped:
                     last_stop = t.meter_stop
         fig.update(delivered=delivered, duplicated=duplicated, unfinished=unfinished,
-                   register_backwards=backwards,
+                   register_backwards=backwards, start_stamps_backwards=stamps_backwards,
                    lost=max(0, fig["transactions_started"] - delivered),
                    memory_errors=sum(s.firmware_log().count("MemoryError") for s in sims))
         if twins:
@@ -369,7 +387,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     fig = asyncio.run(Campaign(args).run())
     print(json.dumps(fig))
-    bad = fig["lost"] or fig["duplicated"] or fig["register_backwards"] or fig["memory_errors"]
+    bad = (fig["lost"] or fig["duplicated"] or fig["register_backwards"]
+           or fig["start_stamps_backwards"] or fig["memory_errors"])
     return 1 if bad else 0
 
 

@@ -150,6 +150,55 @@ def test_a_charger_restarting_again_and_again_offline_never_stamps_ahead_of_the_
     assert real - 12 * 60 <= start <= real + 1  # behind by the saves it missed, never ahead
 
 
+def start_stamps(r, n=0):
+    return [parse_iso(p["timestamp"]) for p in r.payloads("StartTransaction")[n:]]
+
+
+def test_sessions_across_more_restarts_than_boots_kept_carry_when_they_started_in_order():
+    # 40 boots offline, a session in each: more boots than the wall record keeps entries for
+    # (32), so the oldest markers are resolved from the estimate written into them
+    r = offline_rig()
+    r.run(600)
+    for _ in range(40):
+        session(r, 1)
+        r.run(60)
+        r.power_cut()
+        r.step()
+    r.run(60)
+    r.transport.connected = True
+    r.run(120)
+    stamps = start_stamps(r)
+    assert len(stamps) == 40 and stamps == sorted(stamps) and len(set(stamps)) == 40
+    assert stamps[0] < r.cp.clock.wall() - 40 * 120  # never the delivery time
+
+
+def test_a_boot_offline_after_a_message_answered_stamps_nothing_earlier_than_it():
+    # online with the clock set: a transaction delivered 50 s after the wall time was last
+    # kept, then a power cut and a boot offline: its estimate starts from that message, not
+    # from the wall time kept before it
+    r = Rig()
+    r.step()
+    r.run(65)  # the wall time kept once
+    r.run(50)
+    r.tap(TAG)
+    r.ev("C")
+    r.run(1)
+    r.tap(TAG)
+    r.ev("A")
+    r.run(1)
+    assert len(r.cp.txq) == 0
+    stop = parse_iso(r.payloads("StopTransaction")[0]["timestamp"])
+    r.transport.connected = False
+    r.power_cut()  # before the wall time is kept again
+    r.step()
+    session(r, 1)
+    r.power_cut()  # that boot never learns the time: its start is sent with its estimate
+    r.step()
+    r.transport.connected = True
+    r.run(30)
+    assert start_stamps(r)[1] > stop
+
+
 def offline_unknown_card_charging(max_energy):
     """An unknown card charging offline (AllowOfflineTxForUnknownId) 300 Wh, then the link
     back and its StartTransaction answered Invalid, StopTransactionOnInvalidId false."""

@@ -152,8 +152,8 @@ class SmartCharging(Feature):
         if ref:
             stamp = c.tx["ts"]
             clock = self.clock
-            if stamp[:1] == "@":  # "@<boot>:<ticks>": started before the wall clock was known
-                self._ticks[i] = int(stamp.partition(":")[2])
+            if stamp[:1] == "@":  # "@<boot>:<ticks>[:<estimate>]": before the clock was known
+                self._ticks[i] = int(stamp.split(":")[1])
             else:
                 wall = clock.estimate()
                 self._ticks[i] = clock.after(((parse_iso(stamp) - wall) if wall is not None

@@ -4,8 +4,9 @@ On the flash, segments: logs of records (chargepoint.platform.store: append, sca
 "q.<number of their first message>", each closed at _SEGMENT bytes, so that one LittleFS block
 holds about ten messages (a file over 128 bytes takes a 4 KB block of its own: a file per
 message held a block per message, about 220 messages on the 960 KB filesystem of a 4 MB
-board with OTA partitions); and "qf": the number of the last message answered (or given up)
-and the failed attempts at the one after it. A push appends to the last segment; an answer
+board with OTA partitions); and "qf": the number of the last message answered (or given up),
+the failed attempts at the one after it and the latest time the messages answered carried
+(unix seconds: a boot whose clock is unknown stamps nothing earlier, see newest()). A push appends to the last segment; an answer
 writes "qf"; a segment whose messages are all answered is removed. Only the front message
 is held in RAM, and a few integers.
 
@@ -54,6 +55,8 @@ class TxQueue:
         front = store.read(_FRONT, {})
         self.done = front.get("s", 0)  # the number of the last message answered or given up
         self._attempts = front.get("n", 0)  # failed attempts at the one after it
+        t = front.get("t")
+        self._sent_t = t if isinstance(t, int) else None  # latest time of those answered
         self.dropped = 0
         self.count = 0  # messages queued
         self.meters = 0  # of them MeterValues
@@ -153,15 +156,21 @@ class TxQueue:
         return False
 
     def newest(self):
-        """Unix seconds of the latest time in the last queued message (Clock.seconds), None
-        without one: a boot whose clock is unknown stamps nothing earlier."""
+        """Unix seconds of the latest time in the last queued message (Clock.seconds), or in
+        the messages already answered; None without one: a boot whose clock is unknown stamps
+        nothing earlier (the wall time kept every minute may be behind a message answered just
+        before a power cut)."""
         last = self._held[-1] if self._held else None
         if last is None and self.segs:
             for last, _ in self._scan(self.segs[-1]):
                 pass
-        if last is None:
-            return None
-        p = last["p"]
+        t = self._stamped(last) if last is not None else None
+        sent = self._sent_t
+        return sent if t is None or (sent is not None and sent > t) else t
+
+    def _stamped(self, r):
+        """Unix seconds of the latest time in the message `r`, None if it has none known."""
+        p = r["p"]
         stamps = [p.get("timestamp", "")]
         for key in ("meterValue", "transactionData"):
             for mv in p.get(key, ()):
@@ -239,7 +248,10 @@ class TxQueue:
         front = self._front
         self.done = r["s"]
         self._attempts = 0
-        self.store.write(_FRONT, {"s": self.done, "n": 0})
+        t = self._stamped(r)
+        if t is not None and (self._sent_t is None or t > self._sent_t):
+            self._sent_t = t
+        self.store.write(_FRONT, {"s": self.done, "n": 0, "t": self._sent_t})
         self._counted(r, -1)
         self._front = None
         if front[1] is None:
@@ -316,7 +328,8 @@ class TxQueue:
                     self.dropped += 1
                     self.on_answer(r["a"], r, None)
                     return
-                self.store.write(_FRONT, {"s": self.done, "n": self._attempts})
+                self.store.write(_FRONT, {"s": self.done, "n": self._attempts,
+                                          "t": self._sent_t})
                 wait = interval * self._attempts
             self._not_before = self.clock.after(wait) if wait else None
         return fail

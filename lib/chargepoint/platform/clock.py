@@ -44,7 +44,11 @@ class Clock:
     marker of this boot is resolved exactly once the clock is set; one of another boot from
     its entry: exact when the clock was set in that boot, else an estimate (the last wall
     time known before the boot, never less than anything stamped before it; see
-    chargepoint.model.chargepoint); of a boot without one, the time it is resolved.
+    chargepoint.model.chargepoint). A boot with an estimate also writes it into its markers
+    ("@<boot>:<ms>:<unix s>"): the entries kept are bounded (the last 32 boots), and a
+    charger cut again and again through a long outage would otherwise send its oldest
+    markers with the time they are resolved. Only a marker of a boot that had neither is
+    resolved to the time it is sent.
     """
 
     def __init__(self, boot=0, ticks_ms=None):
@@ -102,6 +106,13 @@ class Clock:
             return None
         return self._at(self._ticks())
 
+    def _marker(self, stamp):
+        """(entry of its boot or None, its ticks, the estimate written in it or None) of a
+        marker; ValueError for a malformed one."""
+        parts = stamp[1:].split(":")
+        return (self.boots.get(int(parts[0])), int(parts[1]),
+                int(parts[2]) if len(parts) > 2 else None)
+
     def estimate(self):
         """Unix seconds: the wall time, or while it is unknown this boot's estimate (from the
         last wall time kept on flash, see the class); None when there is neither."""
@@ -113,7 +124,11 @@ class Clock:
     def stamp(self):
         w = self.wall()
         if w is None:
-            return "@%d:%d" % (self.boot, self._ticks())
+            t = self._ticks()
+            known = self.boots.get(self.boot)
+            if known is None:
+                return "@%d:%d" % (self.boot, t)
+            return "@%d:%d:%d" % (self.boot, t, (known[0] + t) // 1000)
         return iso(w)
 
     def seconds(self, stamp):
@@ -121,12 +136,11 @@ class Clock:
         estimated); None for anything else."""
         if stamp[:1] != "@":
             return parse_iso(stamp)
-        boot, _, t = stamp[1:].partition(":")
         try:
-            known = self.boots.get(int(boot))
-            return None if known is None else (known[0] + int(t)) // 1000
-        except ValueError:
+            known, t, estimate = self._marker(stamp)
+        except (ValueError, IndexError):
             return None
+        return estimate if known is None else (known[0] + t) // 1000
 
     def resolve(self, stamp):
         """Turn a marker from `stamp()` into ISO 8601 (see the class). A marker is kept as it
@@ -135,9 +149,13 @@ class Clock:
             return stamp
         if self._base is None:
             return stamp
-        boot, _, t = stamp[1:].partition(":")
-        known = self.boots.get(int(boot))
-        if known is None:  # no entry left for that boot: late, but never 1970
+        try:
+            known, t, estimate = self._marker(stamp)
+        except (ValueError, IndexError):  # not one of ours (a record of another firmware)
             return iso(self.wall())
-        return iso((known[0] + int(t)) // 1000)  # (as the clock was when first set: a step
-        # of the clock later on does not move what was taken before it)
+        if known is not None:
+            return iso((known[0] + t) // 1000)  # (as the clock was when first set: a step
+            # of the clock later on does not move what was taken before it)
+        if estimate is not None:  # its boot's entry is gone: the estimate it was taken with
+            return iso(estimate)
+        return iso(self.wall())  # nothing known of that boot: late, but never 1970
