@@ -12,17 +12,27 @@ for a read); a write puts every following byte into that register; a read answer
 following byte with the addressed register and takes that byte as the next address.
 Then `present("04A1B2C3")`, `remove()`, `broken = True` (the chip stops answering: MISO reads 0).
 """
+import time
+
 IDLE, READY, ACTIVE, HALT = 0, 1, 2, 3
 
 _COMMAND, _COM_IRQ, _ERROR, _FIFO_DATA, _FIFO_LEVEL = 0x01, 0x04, 0x06, 0x09, 0x0A
 _CONTROL, _BIT_FRAMING, _TX_CONTROL, _TX_ASK, _T_MODE, _VERSION = (
     0x0C, 0x0D, 0x14, 0x15, 0x2A, 0x37)
+_T_PRESCALER, _T_RELOAD_H, _T_RELOAD_L = 0x2B, 0x2C, 0x2D
 _TRANSCEIVE, _SOFT_RESET = 0x0C, 0x0F
 # register values after a reset (datasheet table 20 onwards); the rest are 0
 _RESET = ((_COMMAND, 0x20), (0x02, 0x80), (0x04, 0x14), (_FIFO_LEVEL, 0x00), (0x0C, 0x10),
           (0x11, 0x3F), (0x14, 0x80), (0x16, 0x10), (0x17, 0x84), (0x18, 0x84), (0x19, 0x4D),
           (0x1A, 0x63), (0x22, 0xFF), (0x21, 0xFF), (0x24, 0x26), (0x26, 0x48), (0x27, 0x88),
           (0x28, 0x20), (0x29, 0x00))
+
+
+def _now_ms():
+    try:
+        return time.ticks_ms()  # MicroPython (the twin)
+    except AttributeError:
+        return time.monotonic() * 1000
 
 
 def crc_a(data):
@@ -105,6 +115,7 @@ class MFRC522Model:
         self._reset()
 
     def _reset(self):
+        self._timer_due = None  # when the timer runs out on a frame no card answered
         self.regs = bytearray(64)
         for reg, value in _RESET:
             self.regs[reg] = value
@@ -160,7 +171,20 @@ class MFRC522Model:
             return v
         if reg == _FIFO_LEVEL:
             return len(self.fifo)
+        due = self._timer_due
+        if reg == _COM_IRQ and due is not None and _now_ms() - due >= 0:
+            self.regs[_COM_IRQ] |= 0x01  # TimerIRq, once the time the registers set is over
+            self._timer_due = None
         return self.regs[reg]
+
+    def timeout_ms(self):
+        """How long the timer waits for an answer (datasheet 9.3.1.6: f = 13.56 MHz /
+        (2 TPreScaler + 1), (TReload + 1) periods); the driver busy-waits for it when no card
+        is in the field, as it would on the chip."""
+        r = self.regs
+        prescaler = ((r[_T_MODE] & 0x0F) << 8) | r[_T_PRESCALER]
+        reload = (r[_T_RELOAD_H] << 8) | r[_T_RELOAD_L]
+        return (reload + 1) * (2 * prescaler + 1) / 13560.0
 
     def _write(self, reg, v):
         regs = self.regs
@@ -209,8 +233,8 @@ class MFRC522Model:
             elif bits == 7 and frame in (b"\x26", b"\x52"):
                 self.empty_scans += 1  # the reader looked for a card and found none
         if answer is None:
-            if regs[_T_MODE] & 0x80:  # TAuto: the timer ran out waiting for an answer
-                regs[_COM_IRQ] |= 0x01
+            if regs[_T_MODE] & 0x80:  # TAuto: the timer runs out waiting for an answer
+                self._timer_due = _now_ms() + self.timeout_ms()
             return
         self.fifo = bytearray(answer)
         regs[_COM_IRQ] |= 0x20  # RxIRq
