@@ -6,9 +6,9 @@ holds about ten messages (a file over 128 bytes takes a 4 KB block of its own: a
 message held a block per message, about 220 messages on the 960 KB filesystem of a 4 MB
 board with OTA partitions); and "qf": the number of the last message answered (or given up),
 the failed attempts at the one after it and the latest time the messages answered carried
-(unix seconds: a boot whose clock is unknown stamps nothing earlier, see newest()). A push appends to the last segment; an answer
-writes "qf"; a segment whose messages are all answered is removed. Only the front message
-is held in RAM, and a few integers.
+(unix seconds: a boot whose clock is unknown stamps nothing earlier, see newest()). A push
+appends to the last segment; an answer writes "qf"; a segment whose messages are all
+answered is removed. Only the front message is held in RAM, and a few integers.
 
 The bound: at most `MAX` (1000) messages. A full queue (or a full flash) makes room by
 dropping the MeterValues of its oldest segment that has any (not the front message): about
