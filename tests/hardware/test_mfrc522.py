@@ -53,6 +53,18 @@ def test_four_byte_uid_is_upper_case_hex(rig):
     assert rig.chip.card.state == HALT
 
 
+def test_scans_cut_short_before_the_chips_timer_leave_it_ready_for_the_next(rig):
+    # the model runs the chip's timer in real time from its registers (1.6 s at the longest
+    # reload); the driver waits 2 ms at most for a WUPA's answer (a busy wait on the loop)
+    # and stops the command: the chip is still waiting then, and the next scans work
+    rig.chip.regs[0x2C] = rig.chip.regs[0x2D] = 0xFF
+    assert rig.chip.timeout_ms() > 1500
+    assert rig.scan(3) == [] and rig.chip.empty_scans == 3
+    assert rig.chip._timer_due is not None  # (it never ran out)
+    rig.chip.present("04a1b2c3")
+    assert rig.scan() == ["04A1B2C3"]
+
+
 def test_seven_byte_uid_through_two_cascade_levels(rig):
     rig.chip.present("04112233445566")
     assert rig.scan() == ["04112233445566"]

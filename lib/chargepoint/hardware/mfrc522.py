@@ -46,6 +46,11 @@ _SAK_INCOMPLETE = const(0x04)
 _HLTA = const(0x50)
 
 _IRQ_WAIT_MS = const(15)  # the chip's own timer gives up after 5 ms
+# A WUPA into an empty field (every scan but the ones that find a card) and an HLTA (never
+# answered) are waited for this long only, not for the chip's timer: the wait is a busy one
+# on the loop, and a card answers a WUPA within half a millisecond (ISO 14443-3: about 90 us,
+# then 2 bytes at 106 kbit/s). Ticks are whole ms: between 1 and 2 ms.
+_ANSWER_MS = const(2)
 _BAD_CHECKS = const(2)  # consecutive failed health checks before the reader counts as failed
 _VERSIONS = b"\x88\x91\x92"  # FM17522 clone, MFRC522 v1.0, v2.0
 
@@ -135,10 +140,9 @@ class MFRC522:
             if r(_VERSION) not in _VERSIONS:
                 return False
             w(_T_MODE, 0x80)  # TAuto: the timer starts at the end of each transmission
-            # 40 kHz; reload 200: a transceive gives up after 5 ms. A card answers a WUPA,
-            # an anticollision or a SELECT within half a millisecond (ISO 14443-3: about
-            # 90 us, then 2 or 3 bytes at 106 kbit/s); the wait for an empty field is a busy
-            # one, and 25 ms (the usual Arduino setting) held the loop 20 % of the time
+            # 40 kHz; reload 200: a transceive gives up after 5 ms (a card answers an
+            # anticollision or a SELECT within half a millisecond; 25 ms, the usual Arduino
+            # setting, held the loop a fifth of the time with an empty field: see _ANSWER_MS)
             w(_T_PRESCALER, 0xA9)
             w(_T_RELOAD_H, 0x00)
             w(_T_RELOAD_L, 0xC8)
@@ -162,9 +166,10 @@ class MFRC522:
 
     # -- ISO 14443A ------------------------------------------------------------------------
 
-    def _transceive(self, n, bits=0):
+    def _transceive(self, n, bits=0, wait_ms=_IRQ_WAIT_MS):
         """Send _frame[:n] (last byte `bits` long, 0 = 8); the answer lands in _fifo. Returns its
-        length, 0 when no card answered, -1 for a garbled answer."""
+        length, 0 when no card answered (the chip's timer ran out, or `wait_ms` did: the
+        command is stopped), -1 for a garbled answer."""
         w = self._write
         r = self._read
         w(_COMMAND, _IDLE)
@@ -181,8 +186,8 @@ class MFRC522:
             irq = r(_COM_IRQ)
             if irq & (_RX_IRQ | _IDLE_IRQ | _TIMER_IRQ):
                 break
-            if _ticks_diff(_ticks_ms(), start) > _IRQ_WAIT_MS:
-                break  # not even the timer fired: the chip is not working
+            if _ticks_diff(_ticks_ms(), start) >= wait_ms:
+                break  # no answer in time (or not even the timer fired: a chip not working)
         w(_BIT_FRAMING, bits)
         w(_COMMAND, _IDLE)
         if not irq & (_RX_IRQ | _IDLE_IRQ):
@@ -204,7 +209,7 @@ class MFRC522:
         d = self._fifo
         uid = self._uid
         f[0] = _WUPA
-        k = self._transceive(1, 7)
+        k = self._transceive(1, 7, _ANSWER_MS)
         if k != 2:
             return 0 if k == 0 else -1
         n = 0
@@ -240,7 +245,7 @@ class MFRC522:
         crc = crc_a(f, 2)
         f[2] = crc & 0xFF
         f[3] = crc >> 8
-        self._transceive(4)  # a halted card does not answer
+        self._transceive(4, 0, _ANSWER_MS)  # a halted card does not answer
 
     # -- the board interface ---------------------------------------------------------------
 
