@@ -21,9 +21,11 @@ register_backwards (a meterStart below the meterStop before it on that connector
 below its start: must be never), start_stamps_backwards (a StartTransaction's timestamp
 before the one delivered before it by that charger: stamps taken while the clock was unknown
 are estimates, never the delivery time, never going backwards; must be never),
-safe_mode_entries, hostile_frames, memory_errors (in the firmware logs: must be 0), restarts (a firmware that crashed), seconds; of the long outages,
-outage_queued_max (the most transaction messages one charger held on flash when the link came
-back) and outage_transactions_max (the most transactions the chargers started in one).
+safe_mode_entries, hostile_frames, memory_errors (in the firmware logs: must be 0), restarts
+(a firmware that crashed), seconds; of the long outages, outage_queued_max (the most
+transaction messages one charger held on flash when the link came back) and
+outage_transactions_max (the most transactions the chargers started in one); the record
+behind them in record.json beside the chargers' state.
 
     python3 -m tools.soak [--cuts 500] [--chargers 3] [--seed 1] [--outage-sessions 40]
 """
