@@ -61,6 +61,11 @@ def _when(stamp):
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def _record(t):
+    """A Central System's transaction as JSON, without its MeterValues."""
+    return dict((k, v) for k, v in vars(t).items() if k != "meter_values")
+
+
 class Campaign:
     def __init__(self, args):
         self.a = args
@@ -310,10 +315,8 @@ class Campaign:
         message ids name the boot that sent them: "boot.n"), to tell a message delivered twice
         from two sessions that only look alike."""
         conn, tag, wh, at = key
-        txs = [vars(t).copy() for t in cp.transactions.values()
+        txs = [_record(t) for t in cp.transactions.values()
                if (t.connector_id, t.id_tag, t.meter_start, t.started_at) == key]
-        for t in txs:
-            t.pop("meter_values", None)
         frames = []
         for f in cp.frames:
             m = f.message() if f.direction == "in" and '"StartTransaction"' in f.text else None
@@ -329,8 +332,7 @@ class Campaign:
         for sim in sims:
             cp = stage.cs.chargers.get(sim.cp_id)
             record["transactions"][sim.cp_id] = [
-                dict((k, v) for k, v in vars(t).items() if k != "meter_values")
-                for t in (cp.transactions.values() if cp else ())]
+                _record(t) for t in (cp.transactions.values() if cp else ())]
         with open(os.path.join(root, "record.json"), "w") as f:
             json.dump(record, f, indent=1)
 

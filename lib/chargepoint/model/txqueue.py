@@ -164,9 +164,7 @@ class TxQueue:
         if last is None and self.segs:
             for last, _ in self._scan(self.segs[-1]):
                 pass
-        t = self._stamped(last) if last is not None else None
-        sent = self._sent_t
-        return sent if t is None or (sent is not None and sent > t) else t
+        return _later(self._stamped(last) if last is not None else None, self._sent_t)
 
     def _stamped(self, r):
         """Unix seconds of the latest time in the message `r`, None if it has none known."""
@@ -248,9 +246,7 @@ class TxQueue:
         front = self._front
         self.done = r["s"]
         self._attempts = 0
-        t = self._stamped(r)
-        if t is not None and (self._sent_t is None or t > self._sent_t):
-            self._sent_t = t
+        self._sent_t = _later(self._stamped(r), self._sent_t)
         self.store.write(_FRONT, {"s": self.done, "n": 0, "t": self._sent_t})
         self._counted(r, -1)
         self._front = None
@@ -336,6 +332,11 @@ class TxQueue:
 
 
 _ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues")
+
+
+def _later(a, b):
+    """The later of two unix times, either of them None when unknown."""
+    return a if b is None or (a is not None and a > b) else b
 
 
 def _usable(r):
