@@ -3,6 +3,8 @@
 micropython mqtt_probe.py MODE HOST PORT CA CERT KEY SECONDS
   roundtrip  publish one frame on CP001/in, wait for one frame on CP001/out
   listen     wait for one frame on CP001/out (e.g. the backlog of a resumed session)
+  wake       roundtrip, but the network thread's idle sleep on the socket is a minute and the
+             frame is queued once it sleeps: only the frame waking it gets it out in time
   stall      only run the asyncio loop next to the (failing) network thread
 Every mode measures the longest gap between iterations of a 10 ms asyncio task and prints
 JSON lines: {"event": ...}. The test drives the other side (broker, paho, fake servers).
@@ -33,11 +35,22 @@ async def ticker(gaps, duration_ms):
         last = now
 
 
-async def roundtrip(t, seconds, send=True):
+def lazy(t):
+    """The thread's idle sleep made a minute long (it sleeps what step() returns)."""
+    step = t.step
+
+    def lazy_step():
+        ms = step()
+        return 60000 if ms and t.connected and not len(t.outbox) else ms
+    t.step = lazy_step
+
+
+async def roundtrip(t, seconds, send=True, settle_ms=0):
     sent = not send
     deadline = time.ticks_add(time.ticks_ms(), seconds * 1000)
     while time.ticks_diff(deadline, time.ticks_ms()) > 0:
         if t.connected and not sent:
+            await asyncio.sleep_ms(settle_ms)  # the thread is asleep by then
             emit(event="connected", status=t.status)
             sent = t.send('[2,"boot-1","BootNotification",{"chargePointVendor":"Acme"}]')
             if sent:
@@ -54,11 +67,13 @@ async def main(mode, host, port, ca, cert, key, seconds):
     gc.collect()
     t = MqttTransport("CP001", host, port, ssl=tls_context(ca, cert, key), keepalive=60,
                       io_timeout_ms=2000)
+    if mode == "wake":
+        lazy(t)
     t.start()
     gaps = [0]
     tick = asyncio.create_task(ticker(gaps, seconds * 1000))
-    if mode in ("roundtrip", "listen"):
-        await roundtrip(t, seconds, mode == "roundtrip")
+    if mode in ("roundtrip", "listen", "wake"):
+        await roundtrip(t, seconds, mode != "listen", 300 if mode == "wake" else 0)
         tick.cancel()
     else:
         await tick

@@ -2,6 +2,7 @@
 the network thread itself (NetThread: what the MQTT and WebSocket transports share)."""
 import _thread
 import time
+from os import urandom
 
 from micropython import const
 
@@ -9,6 +10,7 @@ from chargepoint.platform.clock import ticks_add, ticks_diff
 
 _BRISK_MS = const(1)  # the thread's longest sleep while the engine is about to queue a frame
 _BRISK_WINDOW_MS = const(100)  # ... that is, after an inbound frame
+_BELL_TRIES = const(8)
 
 try:
     sleep_ms = time.sleep_ms
@@ -71,9 +73,16 @@ class NetThread:
     at once), at most the ms `step()` asked, or _BRISK_MS for _BRISK_WINDOW_MS after a frame
     came in (`arrived()`: the engine's answer or next CALL is about to be queued), and
     `arrived()` calls `wake()` (app.py's ThreadSafeFlag.set: the loop runs at once while a
-    CALL of ours waits for its answer). A subclass sets outbox, inbox, status, connected,
-    _ticks, _wake and _stack_size (None: the default stack), and gives `_socket()`: the
-    link's socket to sleep on, None while it is not to be read."""
+    CALL of ours waits for its answer). A frame the engine queues (`put()`) rings a bell that
+    the thread sleeps on beside the socket, so an unprompted CALL (an Authorize after a card
+    tap) leaves at once instead of after the rest of the sleep: a datagram to the thread's
+    own UDP socket on the loopback interface (lwIP's on an ESP32). Without that socket (a
+    stack without loopback) it leaves within the sleep, as before. A subclass sets outbox,
+    inbox, status, connected, _ticks, _wake and _stack_size (None: the default stack), and
+    gives `_socket()`: the link's socket to sleep on, None while it is not to be read."""
+    _bell = None  # the thread's datagram socket, its address, the engine side's socket
+    _bell_to = None
+    _bell_tx = None
 
     def can_send(self):
         """Whether a frame sent now would be taken: the engine reads an inbound frame only
@@ -82,6 +91,18 @@ class NetThread:
 
     def receive(self):
         return self.inbox.get()
+
+    def put(self, frame):
+        """Queue `frame` (bytes) for the thread and wake it: False when the outbox refuses."""
+        if not self.outbox.put(frame, len(frame)):
+            return False
+        tx = self._bell_tx
+        if tx is not None:
+            try:
+                tx.sendto(b"!", self._bell_to)
+            except OSError:  # no buffer for it just now: the frame leaves within the sleep
+                pass
+        return True
 
     def start(self):
         if self._running or self._thread_alive:
@@ -108,14 +129,53 @@ class NetThread:
 
     def _run(self):
         try:
+            self._hang_bell()
             while self._running:
                 wait = self.step()
                 if wait:
                     self._sleep(wait)
         finally:
-            self.close()
-            self.status["state"] = "stopped"
-            self._thread_alive = False
+            try:
+                self.close()
+            finally:
+                self._unhang_bell()
+                self.status["state"] = "stopped"
+                self._thread_alive = False
+
+    def _hang_bell(self):
+        import socket
+
+        rx = tx = None
+        try:
+            rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for _ in range(_BELL_TRIES):  # no getsockname() on MicroPython: a port at random
+                r = urandom(2)
+                to = socket.getaddrinfo("127.0.0.1", 49152 + ((r[0] << 8 | r[1]) & 0x3FFF))[0][-1]
+                try:
+                    rx.bind(to)
+                    break
+                except OSError:  # taken
+                    to = None
+            if to is None:
+                raise OSError("no port for the bell")
+            rx.setblocking(False)
+            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            tx.setblocking(False)
+        except OSError as e:
+            self._say("network thread: no wake-up socket (%s); frames wait for the poll" % e)
+            for sock in (rx, tx):
+                if sock is not None:
+                    sock.close()
+            return
+        self._bell, self._bell_to, self._bell_tx = rx, to, tx
+        self._bell_buf = bytearray(1)
+
+    def _unhang_bell(self):
+        rx, tx = self._bell, self._bell_tx
+        self._bell = self._bell_tx = None
+        for sock in (rx, tx):
+            if sock is not None:
+                sock.close()
 
     def _sleep(self, ms):
         sock = self._socket()
@@ -124,7 +184,11 @@ class NetThread:
             return
         if ticks_diff(self._brisk_until, self._ticks()) > 0:
             ms = min(ms, _BRISK_MS)
-        sock.wait(ms)  # an inbound frame wakes it at once
+        bell = self._bell
+        sock.wait(ms, bell)  # an inbound frame, or a frame queued, wakes it at once
+        if bell is not None:
+            while bell.readinto(self._bell_buf):  # None once empty (non-blocking)
+                pass
 
     def arrived(self):
         """A frame is in the inbox (network thread)."""

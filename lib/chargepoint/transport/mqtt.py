@@ -48,9 +48,9 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   CALL the engine gets the head and size, to answer it with a CALLERROR; any other is
   dropped here (status["dropped"]). The link stays up.
 
-Latency: the thread sleeps on the socket, at most `_POLL_MS`, and an inbound frame wakes the
-engine (chargepoint.transport.mailbox.NetThread); a PUBLISH goes as one TLS record and one
-segment (TlsLink).
+Latency: the thread sleeps on the socket, at most `_POLL_MS`; an inbound frame wakes the
+engine and a frame the engine queues wakes the thread (chargepoint.transport.mailbox.NetThread);
+a PUBLISH goes as one TLS record and one segment (TlsLink).
 
 Policy (chargepoint.transport.policy): the thread body only calls `step()` and sleeps; when
 to reconnect, when to ping and which frames are stale is decided by pure classes with an
@@ -69,7 +69,7 @@ MAX_PAYLOAD = const(131072)  # AWS IoT: 128 KB per message
 _MAX_TOPIC = const(256)
 _MAX_SLASHES = const(7)
 _MAX_CLIENT_ID = const(128)
-_POLL_MS = const(25)  # longest sleep of the thread on the socket: an unprompted send waits
+_POLL_MS = const(25)  # longest sleep of the thread on the socket (a frame queued rings it awake)
 _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
 _PUBLISH_GAP_MS = const(20)  # 50 PUBLISH/s on average: half AWS IoT's 100/s per connection
 _BURST = const(10)  # PUBLISHes that may go back to back (a boot's statuses, a backlog)
@@ -199,7 +199,7 @@ class MqttTransport(NetThread):
             return False
         if len(frame) > MAX_PAYLOAD:
             raise ValueError("frame of %d bytes exceeds the 128 KB MQTT payload limit" % len(frame))
-        return self.outbox.put(frame, len(frame))
+        return self.put(frame)
 
     # -- network thread -----------------------------------------------------------------
 

@@ -215,14 +215,17 @@ class _TimedSocket:
             if not self._blocking:
                 self._raw.settimeout(0)
 
-    def wait(self, ms):
-        """Flush, then sleep until the socket has bytes to read or `ms` have passed."""
+    def wait(self, ms, bell=None):
+        """Flush, then sleep until the socket (or `bell`, always the same one) has bytes to
+        read or `ms` have passed."""
         if self._out:
             self.flush()
         poll = self._poll
         if poll is None:
             poll = self._poll = select.poll()
             poll.register(self._raw, select.POLLIN)
+            if bell is not None:
+                poll.register(bell, select.POLLIN)
         poll.poll(ms)
 
     def setblocking(self, flag):

@@ -37,8 +37,8 @@ pong timeout or size cap):
   here: there is no broker to keep frames while we are away.
 - `configure(url=..., ssl=..., password=...)` changes what the next connection uses and
   `reconnect()` drops the current one (a security profile or AuthorizationKey change).
-- Latency: the thread sleeps on the socket, at most _POLL_MS, and a message in wakes the
-  engine (chargepoint.transport.mailbox.NetThread). TCP_NODELAY: a frame leaves at once.
+- Latency: the thread sleeps on the socket, at most _POLL_MS; a message in wakes the engine
+  and a frame queued wakes the thread (chargepoint.transport.mailbox.NetThread). TCP_NODELAY: a frame leaves at once.
 """
 import binascii
 
@@ -51,7 +51,7 @@ from chargepoint.transport.policy import Reconnect
 from chargepoint.transport.tls import TlsLink
 
 PONG_MS = const(10000)  # a pong later than this after our ping: the link is dead
-_POLL_MS = const(20)  # longest sleep of the thread on the socket: an unprompted send waits
+_POLL_MS = const(20)  # longest sleep of the thread on the socket (a frame queued rings it awake)
 _SLICE_MS = const(200)  # longest sleep while backing off, so stop() is prompt
 _DRAIN = const(4)  # inbound frames read per step before looking at the outbox again
 _HEADER_MAX = const(2048)  # bytes of the HTTP answer to the upgrade
@@ -219,8 +219,7 @@ class WebSocketTransport(NetThread):
     def send(self, text):
         if not self.connected:
             return False
-        data = text.encode() if isinstance(text, str) else bytes(text)
-        return self.outbox.put(data, len(data))
+        return self.put(text.encode() if isinstance(text, str) else bytes(text))
 
     def configure(self, url=None, ssl=None, password=None, fallback=None):
         """What the next connection uses (None: as before; ssl False / password False: none).
