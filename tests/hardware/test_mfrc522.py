@@ -24,6 +24,10 @@ class Rig:
         self.reader = MFRC522(machine.SPI(SPI_BUS), machine.Pin(CS),
                               machine.Pin(RST) if rst else None, ticks_ms=self.ticks, **kw)
 
+    def retry_scans(self):
+        """The scans in one retry_ms."""
+        return self.reader.retry_ms // self.reader.interval_ms
+
     def scan(self, times=1):
         """Let a scan interval pass `times` times; every UID reported on the way."""
         got = []
@@ -89,7 +93,7 @@ def test_removed_then_presented_again_gives_another_event(rig):
     rig.chip.present("04A1B2C3")
     assert rig.scan(3) == ["04A1B2C3"]
     rig.chip.remove()
-    assert rig.scan(3) == []
+    assert rig.scan(rig.reader.gone_polls) == []
     rig.chip.present("04A1B2C3")
     assert rig.scan(3) == ["04A1B2C3"]
 
@@ -98,7 +102,9 @@ def test_one_missed_scan_is_not_a_new_presentation(rig):
     rig.chip.present("04A1B2C3")
     assert rig.scan() == ["04A1B2C3"]
     rig.chip.remove()
-    assert rig.scan() == []  # a single scan without an answer: the card is at the edge
+    # scans without an answer for less than gone_polls * interval_ms (200 ms): the card
+    # is at the edge of the field
+    assert rig.scan(rig.reader.gone_polls - 1) == []
     rig.chip.present("04A1B2C3")
     assert rig.scan(3) == []
 
@@ -119,8 +125,8 @@ def test_polls_between_scans_leave_the_bus_alone(rig):
     rig.chip.present("04A1B2C3")
     rig.scan()
     n = len(rig.chip.frames)
-    for _ in range(4):  # the charge point's loop polls every 20 ms
-        rig.ticks.advance(20)
+    for _ in range(4):  # the charge point's loop polls more often than the reader scans
+        rig.ticks.advance(rig.reader.interval_ms // 5)
         assert rig.reader.poll() is None
     assert len(rig.chip.frames) == n
     rig.ticks.advance(20)
@@ -142,7 +148,7 @@ def test_reader_failure_reported_once_and_recovered(rig):
     assert reader.failures == 1
     rig.chip.broken = False
     rig.chip._reset()  # it came back from a power cycle: antenna off, registers reset
-    got = rig.scan(60)  # re-initialised within retry_ms
+    got = rig.scan(rig.retry_scans())  # re-initialised within retry_ms
     assert not reader.failed
     assert got == ["04A1B2C3"]  # the card held meanwhile counts as a new presentation
 
@@ -153,7 +159,7 @@ def test_dead_reader_retried_at_a_bounded_rate(rig):
     assert rig.reader.failed
     inits = []
     rig.reader.init = lambda real=rig.reader.init: inits.append(1) or real()
-    rig.scan(100)  # 10 s
+    rig.scan(2 * rig.retry_scans())  # 10 s
     assert len(inits) == 2  # every retry_ms (5 s)
 
 
@@ -204,7 +210,7 @@ def test_reset_pin_wakes_the_chip():
     machine.Pin(RST).value(0)  # someone powered it down
     assert r.scan(2) == []
     assert r.reader.failed
-    assert r.scan(60) == ["04A1B2C3"]  # the retry pulses NRSTPD
+    assert r.scan(r.retry_scans()) == ["04A1B2C3"]  # the retry pulses NRSTPD
     assert not r.reader.failed
 
 

@@ -23,7 +23,7 @@ from tools.bench.rig import CARDS, T, TAG, PhaseError, closed, percentiles, plug
 REACTIONS = ("tap_to_relay_closed", "remote_start_to_relay_closed", "unplug_to_relay_open",
              "rcd_to_relay_open", "unplug_to_relay_open_broker_hung")
 # s between two taps on one reader: the simulator leaves a card in the field 300 ms and takes
-# the next one only once the reader has scanned an empty field 3 times (every 100 ms); a tap
+# the next one only once the reader has scanned an empty field 4 times (every 50 ms); a tap
 # sooner would wait for that inside the timed request
 READER_GAP = 0.8
 # reactions to a request that the request's own answer can show: how often it did

@@ -15,7 +15,7 @@ MICROOCPP = {"heap_idle_bytes": 12300, "heap_peak_bytes": 21900,
 
 WHAT = {
     "tap_to_relay_closed": "EV plugged and asking; card tapped: the reader's scan (every "
-                           "100 ms), Authorize to the Central System and back over MQTT/TLS, "
+                           "50 ms), Authorize to the Central System and back over MQTT/TLS, "
                            "the transaction record written, relay closes",
     "remote_start_to_relay_closed": "EV plugged; the Central System publishes "
                                     "RemoteStartTransaction; relay closes",
@@ -374,7 +374,7 @@ def _reactions(h, info, images):
            "than the 25 ms settle; only what exceeds `control_round_trip` could be the "
            "firmware's.")
     yield ("- `tap_to_relay_closed`: the `rfid` answer comes once the reader has taken the card "
-           "(it scans every 100 ms; no settle), before the Authorize round trip is over; the "
+           "(it scans every 50 ms; no settle), before the Authorize round trip is over; the "
            "clock then stops at the first `status` poll (each one a control round trip) "
            "showing the contacts closed. `remote_start_to_relay_closed`: from the Central "
            "System publishing the call, the same polls. Both include the polling: the contacts "

@@ -66,7 +66,8 @@ _IPPROTO_TCP = 6  # Linux values (the unix port's socket module names neither)
 _TCP_NODELAY = 1
 _PHYSICS_MS = 100
 _CARD_MS = 300  # a tap leaves the card in the field this long
-_GONE_SCANS = 3  # a card taken away is gone for the reader once it scanned an empty field so often
+_GONE_SCANS = 4  # a card taken away is gone for the reader once it scanned an empty field so
+# often (the driver's gone_polls)
 _GONE_MS = 2000  # ... or after this, whatever the reader did
 _READ_MS = 400  # an rfid request waits at most this long for the reader to take the card
 _SETTLE_MS = 25  # a pilot reading is at most 20 ms old: the firmware has seen a change by then
@@ -322,7 +323,7 @@ class Board:
             start = time.ticks_ms()
             card = self.reader.card
             while card.state == 0 and time.ticks_diff(time.ticks_ms(), start) < _READ_MS:
-                self.cp.loop()  # until the reader has taken the card (it scans every 100 ms)
+                self.cp.loop()  # until the reader has taken the card (it scans every 50 ms)
                 await asyncio.sleep_ms(10)
             self.cp.loop()
 
