@@ -108,3 +108,34 @@ def test_a_dying_main_loop_leaves_relays_open_and_pwm_off(mpy_lib, tmp_path, kin
     assert result == {"ended": "MemoryError" if kind == "memory" else "RuntimeError",
                       "polls": 10, "live": result["live"],
                       "relays": [False, False], "pilots": [None, None]}
+
+
+OUTBOUND = """
+import gc, json
+from chargepoint.transport.mqtt import MqttTransport
+t = MqttTransport("CP001", "localhost")
+t.connected = True
+text = json.dumps([3, "x", {"k": "\\u00e9" * 10 + "a" * 3000}])
+gc.collect()
+before = gc.mem_alloc()
+ok = t.send(text)
+gc.collect()
+took = gc.mem_alloc() - before
+frame = t.outbox.peek()
+print(json.dumps([ok, took, len(frame), len(text.encode()), bytes(frame) == text.encode()]))
+"""
+
+
+def test_an_outbound_mqtt_frame_is_not_copied(tmp_path):
+    """The engine's frame (a str) is queued without a copy: a 3 KB answer costs the outbox a
+    few words, not another 3 KB in one piece (MicroPython's str.encode() shares the str's
+    bytes, as both are immutable)."""
+    script = tmp_path / "outbound.py"
+    script.write_text(OUTBOUND)
+    r = subprocess.run([twin.ensure(), "-X", "heapsize=%d" % HEAP, str(script)],
+                       capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
+                       env=dict(os.environ, MICROPYPATH=".frozen"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    ok, took, n, utf8, same = json.loads(r.stdout.splitlines()[-1])
+    assert ok and same and n == utf8 > 3000  # its bytes (10 of its characters take two)
+    assert took < 200
