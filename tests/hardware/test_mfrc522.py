@@ -258,3 +258,23 @@ print(r.failed)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines() == [
         "['04A1B2C3', '04112233445566', '0411223344556677889A']", "True 1", "False"]
+
+
+
+def test_a_scan_of_an_empty_field_waits_600_us_for_an_answer(rig, monkeypatch):
+    """A card's answer to a WUPA is in after about 0.37 ms: a scan of an empty field gives up
+    after 0.6 ms of the busy wait (it waited 1-2 ms, whole ticks of a millisecond, and at
+    first the chip's 25 ms timer), counted here on a clock that moves 100 us a look."""
+    import chargepoint.hardware.mfrc522 as driver
+
+    us = [0]
+
+    def ticks_us():
+        us[0] += 100
+        return us[0]
+    monkeypatch.setattr(driver, "_ticks_us", ticks_us)
+    reads = []
+    real = rig.reader._read
+    rig.reader._read = lambda reg: reads.append(reg) or real(reg)
+    assert rig.scan() == []
+    assert reads.count(0x04) == 6  # ComIrqReg, read until 600 us had passed

@@ -8,6 +8,11 @@ from chargepoint.platform.clock import ticks_diff as _ticks_diff
 from chargepoint.platform.clock import ticks_ms as _ticks_ms
 
 _sleep_ms = getattr(time, "sleep_ms", None)  # None on CPython: the model needs no settling
+try:
+    _ticks_us = time.ticks_us
+except AttributeError:  # CPython
+    def _ticks_us():
+        return int(time.perf_counter() * 1000000)
 
 # registers
 _COMMAND = const(0x01)
@@ -45,12 +50,13 @@ _CASCADE_TAG = const(0x88)
 _SAK_INCOMPLETE = const(0x04)
 _HLTA = const(0x50)
 
-_IRQ_WAIT_MS = const(15)  # the chip's own timer gives up after 5 ms
+_IRQ_WAIT_US = const(15000)  # the chip's own timer gives up after 5 ms
 # A WUPA into an empty field (every scan but the ones that find a card) and an HLTA (never
 # answered) are waited for this long only, not for the chip's timer: the wait is a busy one
-# on the loop, and a card answers a WUPA within half a millisecond (ISO 14443-3: about 90 us,
-# then 2 bytes at 106 kbit/s). Ticks are whole ms: between 1 and 2 ms.
-_ANSWER_MS = const(2)
+# on the loop. A card's answer to a WUPA is in after about 0.37 ms (ISO 14443-3: the 7-bit
+# frame, 86 us to the answer, 2 bytes and parity at 106 kbit/s); this leaves a margin for
+# the register reads. (It was 1-2 ms: whole ticks of a millisecond.)
+_ANSWER_US = const(600)
 _BAD_CHECKS = const(2)  # consecutive failed health checks before the reader counts as failed
 _VERSIONS = b"\x88\x91\x92"  # FM17522 clone, MFRC522 v1.0, v2.0
 
@@ -73,8 +79,9 @@ class MFRC522:
     reported again only after it was absent from `gone_polls` scans in a row (200 ms). A reader
     that stops answering sets `failed` (after two bad checks) and is re-initialised every
     `retry_ms`. A scan every 50 ms: a tap waits 25 ms for it on average (at 100 ms, 50 of the
-    80 ms a tap may take to close the relay); a scan of an empty field holds the loop 1-2 ms
-    (_ANSWER_MS): 35 ms of every second on the twin (22 at 100 ms).
+    80 ms a tap may take to close the relay); a scan of an empty field holds the loop for
+    _ANSWER_US and its register reads and writes: 21 ms of every second on the twin (35 with
+    the 1-2 ms wait).
     """
 
     def __init__(self, spi, cs, rst=None, interval_ms=50, retry_ms=5000, gone_polls=4,
@@ -145,7 +152,7 @@ class MFRC522:
             w(_T_MODE, 0x80)  # TAuto: the timer starts at the end of each transmission
             # 40 kHz; reload 200: a transceive gives up after 5 ms (a card answers an
             # anticollision or a SELECT within half a millisecond; 25 ms, the usual Arduino
-            # setting, held the loop a fifth of the time with an empty field: see _ANSWER_MS)
+            # setting, held the loop a fifth of the time with an empty field: see _ANSWER_US)
             w(_T_PRESCALER, 0xA9)
             w(_T_RELOAD_H, 0x00)
             w(_T_RELOAD_L, 0xC8)
@@ -169,9 +176,9 @@ class MFRC522:
 
     # -- ISO 14443A ------------------------------------------------------------------------
 
-    def _transceive(self, n, bits=0, wait_ms=_IRQ_WAIT_MS):
+    def _transceive(self, n, bits=0, wait_us=_IRQ_WAIT_US):
         """Send _frame[:n] (last byte `bits` long, 0 = 8); the answer lands in _fifo. Returns its
-        length, 0 when no card answered (the chip's timer ran out, or `wait_ms` did: the
+        length, 0 when no card answered (the chip's timer ran out, or `wait_us` did: the
         command is stopped), -1 for a garbled answer."""
         w = self._write
         r = self._read
@@ -184,12 +191,12 @@ class MFRC522:
         w(_BIT_FRAMING, bits)
         w(_COMMAND, _TRANSCEIVE)
         w(_BIT_FRAMING, _START_SEND | bits)
-        start = _ticks_ms()
+        start = _ticks_us()
         while True:
             irq = r(_COM_IRQ)
             if irq & (_RX_IRQ | _IDLE_IRQ | _TIMER_IRQ):
                 break
-            if _ticks_diff(_ticks_ms(), start) >= wait_ms:
+            if _ticks_diff(_ticks_us(), start) >= wait_us:
                 break  # no answer in time (or not even the timer fired: a chip not working)
         w(_BIT_FRAMING, bits)
         w(_COMMAND, _IDLE)
@@ -212,7 +219,7 @@ class MFRC522:
         d = self._fifo
         uid = self._uid
         f[0] = _WUPA
-        k = self._transceive(1, 7, _ANSWER_MS)
+        k = self._transceive(1, 7, _ANSWER_US)
         if k != 2:
             return 0 if k == 0 else -1
         n = 0
@@ -248,7 +255,7 @@ class MFRC522:
         crc = crc_a(f, 2)
         f[2] = crc & 0xFF
         f[3] = crc >> 8
-        self._transceive(4, 0, _ANSWER_MS)  # a halted card does not answer
+        self._transceive(4, 0, _ANSWER_US)  # a halted card does not answer
 
     # -- the board interface ---------------------------------------------------------------
 
