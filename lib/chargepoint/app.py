@@ -22,6 +22,7 @@ from chargepoint.model import unload
 from chargepoint.model.chargepoint import ChargePoint
 from chargepoint.platform.clock import Clock
 from chargepoint.platform.store import FileStore
+from chargepoint.transport.mailbox import doorbell
 
 VERSION = "0.1.0"
 LOOP_MS = 20  # the safety path (relay) runs at least this often
@@ -217,25 +218,26 @@ def _stop_sessions(cp):
     cp.announce_reboot(False, "soft reset at the console")
 
 
-async def _run_loop(cp, wdt, frames):
-    """The charge point's loop every LOOP_MS; while a CALL of ours waits for its answer, also
-    as soon as a frame comes in (`frames`: the ThreadSafeFlag the network thread sets), so
-    the answer is taken and the next CALL leaves without waiting out the period. (Only then:
-    on the unix port a task waiting on a ThreadSafeFlag makes the loop poll every
-    millisecond; on the ESP32 it is checked at every RTOS tick, as the loop's own sleep is.)"""
+async def _run_loop(cp, wdt):
+    """The charge point's loop every LOOP_MS."""
     loop = cp.loop
-    engine = cp.engine
     while True:
         loop()
         if wdt is not None:
             wdt.feed()  # only a loop that runs feeds it: a stuck one resets the board
-        if frames is not None and engine.inflight is not None:
-            try:
-                await asyncio.wait_for_ms(frames.wait(), LOOP_MS)
-            except asyncio.TimeoutError:
-                pass
-        else:
-            await asyncio.sleep_ms(LOOP_MS)
+        await asyncio.sleep_ms(LOOP_MS)
+
+
+async def _on_frames(cp, bell):
+    """The loop run again at once for every frame in (the network thread rings `bell`): an
+    answer to a CALL of ours is taken and the next CALL leaves, a RemoteStart closes the
+    relay, without waiting out LOOP_MS."""
+    reader = asyncio.StreamReader(bell.sock)
+    buf = bytearray(1)
+    while True:
+        await reader.readinto(buf)
+        bell.quiet()
+        cp.loop()
 
 
 async def _watch_wifi(wifi):
@@ -251,10 +253,13 @@ async def _stable(data_dir):
     bootguard.clear(data_dir, True)
 
 
-async def main(cp, board, transport, repl=False, wifi=None, wdt=None, frames=None,
+async def main(cp, board, transport, repl=False, wifi=None, wdt=None, bell=None,
                guard=None):
-    """`guard`: the data folder whose boot guard a stable minute clears (None: safe mode)."""
-    tasks = [asyncio.create_task(_run_loop(cp, wdt, frames))]
+    """`guard`: the data folder whose boot guard a stable minute clears (None: safe mode);
+    `bell`: the Doorbell the network thread rings for a frame in."""
+    tasks = [asyncio.create_task(_run_loop(cp, wdt))]
+    if bell is not None:
+        tasks.append(asyncio.create_task(_on_frames(cp, bell)))
     if guard is not None:
         asyncio.create_task(_stable(guard))
     if wifi is not None:
@@ -304,17 +309,18 @@ def run(config_path="config.json", data_dir="data", safe=None):
     ntp = timesync.ensure if timesync else None
     table = features() if safe is None else safe_features()
     links = None
-    frames = asyncio.ThreadSafeFlag()  # set by the network thread for every frame in
+    bell = doorbell(log.say, "loop")  # rung by the network thread for every frame in
+    wake = bell.ring if bell is not None else None
     try:
         if cfg["transport"] == "websocket":  # (its modules take no heap on an MQTT charger)
             from chargepoint.links import build_websocket
             from chargepoint.model.connection import Connection
 
             transport, links = build_websocket(cfg, lambda: installed_roots(store), ntp,
-                                               log.say, frames.set, own_identity(store))
+                                               log.say, wake, own_identity(store))
             table = table + (Connection,)
         else:
-            transport = build_transport(cfg, ntp, installed_roots(store), log.say, frames.set,
+            transport = build_transport(cfg, ntp, installed_roots(store), log.say, wake,
                                         own_identity(store), store)
     except (OSError, ValueError) as e:
         print("config: TLS files rejected:", e)
@@ -348,7 +354,7 @@ def run(config_path="config.json", data_dir="data", safe=None):
     gc.threshold(_GC_EVERY)
     stopped = None
     try:
-        asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt, frames,
+        asyncio.run(main(cp, board, transport, cfg["repl"], wifi, wdt, bell,
                          data_dir if safe is None else None))
     except BaseException as e:
         stopped = e
@@ -358,6 +364,8 @@ def run(config_path="config.json", data_dir="data", safe=None):
         from chargepoint.hardware.guard import all_off
         all_off(board.connectors)
         transport.stop()
+        if bell is not None:
+            bell.close()
         asyncio.new_event_loop()
         if stopped is not None:  # why the firmware stopped, for the next diagnostics upload
             log.write("app", "stopped: %s" % type(stopped).__name__)

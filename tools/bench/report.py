@@ -437,8 +437,8 @@ def _transports(h, info, images):
            "own forwarding adds about 0.1 ms each way. `message_gap_at_cs_ms` is the same gap "
            "seen from the Central System (the broker's two hops and the Central System's own "
            "handling in it). The firmware's share: the network thread reads the answer as it "
-           "comes (it sleeps on the socket), the loop runs at once for it (a CALL of ours waits "
-           "for it: the network thread sets a ThreadSafeFlag), the next CALL is written in one "
+           "comes (it sleeps on the socket), the loop runs at once for it (the network thread "
+           "rings the loop's doorbell, a loopback datagram), the next CALL is written in one "
            "TLS record with TCP_NODELAY, the thread looking for it every millisecond for "
            "100 ms after a frame came in." % info.get("transport_boots", 1))
     yield ("- **boot_to_ready_ms**: from the Central System writing its answer to the "
@@ -452,12 +452,9 @@ def _transports(h, info, images):
            "allows 100 per connection): about 1.8 s is that pacing. %s"
            % (100, "Measured for: %s." % ", ".join(info.get("transport_drains") or ())))
     yield ("- **round trip**: GetConfiguration(HeartbeatInterval) from the Central System "
-           "writing the CALL to it reading the answer, %d times. An inbound CALL waits for the "
-           "loop's next turn (every 20 ms): only while a CALL of ours is in flight does a "
-           "frame wake the loop at once (a task waiting on a ThreadSafeFlag makes the unix "
-           "port poll every millisecond; on the ESP32 it costs nothing, every RTOS tick polls "
-           "anyway). The Central System asks again right after each answer, in step with the "
-           "loop, so the median is close to a whole period." % info.get("transport_reps", 0))
+           "writing the CALL to it reading the answer, %d times. Every frame in runs the loop "
+           "at once (the network thread rings the loop's doorbell: a loopback datagram the "
+           "asyncio loop polls as a file descriptor)." % info.get("transport_reps", 0))
     yield ("- **code**: the .mpy bytes only that transport loads (MQTT: `transport/mqtt.py` "
            "and umqtt.simple; WebSocket: `transport/websocket.py`, `model/connection.py`, "
            "`links.py`). **Heap**: live heap online after the boot (median of 5 samples), and "

@@ -64,6 +64,63 @@ class Mailbox:
             return item
 
 
+class Doorbell:
+    """Wakes a waiter on another thread: `ring()` sends a datagram to `sock`, a UDP socket
+    of its own on the loopback interface (lwIP's on an ESP32), which the waiter polls beside
+    what else it waits for (select.poll, asyncio's IO queue) and then `quiet()`s. A file
+    descriptor, not a ThreadSafeFlag: on the unix port a poll with anything but descriptors
+    in it wakes every millisecond. Made by `doorbell()`."""
+
+    def __init__(self, sock, to, tx):
+        self.sock = sock
+        self._to = to
+        self._tx = tx
+        self._buf = bytearray(1)
+
+    def ring(self):
+        try:
+            self._tx.sendto(b"!", self._to)
+        except OSError:  # no buffer for it just now (lwIP queues 8): the waiter is woken
+            pass
+
+    def quiet(self):
+        while self.sock.readinto(self._buf):  # None once empty (non-blocking)
+            pass
+
+    def close(self):
+        self.sock.close()
+        self._tx.close()
+
+
+def doorbell(say=print, who="network thread"):
+    """A Doorbell, or None (said once) where there is no loopback interface."""
+    import socket
+
+    rx = tx = None
+    try:
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(_BELL_TRIES):  # no getsockname() on MicroPython: a port at random
+            r = urandom(2)
+            to = socket.getaddrinfo("127.0.0.1", 49152 + ((r[0] << 8 | r[1]) & 0x3FFF))[0][-1]
+            try:
+                rx.bind(to)
+                break
+            except OSError:  # taken
+                to = None
+        if to is None:
+            raise OSError("no port for it")
+        rx.setblocking(False)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.setblocking(False)
+    except OSError as e:
+        say("%s: no wake-up socket (%s): it waits out its sleeps" % (who, e))
+        for sock in (rx, tx):
+            if sock is not None:
+                sock.close()
+        return None
+    return Doorbell(rx, to, tx)
+
+
 class NetThread:
     """The part of a transport both kinds share: the engine side (`can_send`, `receive`),
     the network thread's life (`start`, `stop`, `stopped`) and its body, which calls
@@ -72,17 +129,13 @@ class NetThread:
     Latency: the thread sleeps on the link's socket (TlsLink.wait: an inbound frame is read
     at once), at most the ms `step()` asked, or _BRISK_MS for _BRISK_WINDOW_MS after a frame
     came in (`arrived()`: the engine's answer or next CALL is about to be queued), and
-    `arrived()` calls `wake()` (app.py's ThreadSafeFlag.set: the loop runs at once while a
-    CALL of ours waits for its answer). A frame the engine queues (`put()`) rings a bell that
-    the thread sleeps on beside the socket, so an unprompted CALL (an Authorize after a card
-    tap) leaves at once instead of after the rest of the sleep: a datagram to the thread's
-    own UDP socket on the loopback interface (lwIP's on an ESP32). Without that socket (a
-    stack without loopback) it leaves within the sleep, as before. A subclass sets outbox,
+    `arrived()` calls `wake()` (app.py's Doorbell.ring: the loop runs at once). A frame the
+    engine queues (`put()`) rings the thread's own Doorbell, which it sleeps on beside the
+    socket, so an unprompted CALL (an Authorize after a card tap) leaves at once instead of
+    after the rest of the sleep (without one, within the sleep). A subclass sets outbox,
     inbox, status, connected, _ticks, _wake and _stack_size (None: the default stack), and
     gives `_socket()`: the link's socket to sleep on, None while it is not to be read."""
-    _bell = None  # the thread's datagram socket, its address, the engine side's socket
-    _bell_to = None
-    _bell_tx = None
+    _bell = None  # the thread's Doorbell while it runs
 
     def can_send(self):
         """Whether a frame sent now would be taken: the engine reads an inbound frame only
@@ -96,12 +149,9 @@ class NetThread:
         """Queue `frame` (bytes) for the thread and wake it: False when the outbox refuses."""
         if not self.outbox.put(frame, len(frame)):
             return False
-        tx = self._bell_tx
-        if tx is not None:
-            try:
-                tx.sendto(b"!", self._bell_to)
-            except OSError:  # no buffer for it just now: the frame leaves within the sleep
-                pass
+        bell = self._bell
+        if bell is not None:
+            bell.ring()
         return True
 
     def start(self):
@@ -129,7 +179,7 @@ class NetThread:
 
     def _run(self):
         try:
-            self._hang_bell()
+            self._bell = doorbell(self._say)
             while self._running:
                 wait = self.step()
                 if wait:
@@ -138,44 +188,11 @@ class NetThread:
             try:
                 self.close()
             finally:
-                self._unhang_bell()
+                bell, self._bell = self._bell, None
+                if bell is not None:
+                    bell.close()
                 self.status["state"] = "stopped"
                 self._thread_alive = False
-
-    def _hang_bell(self):
-        import socket
-
-        rx = tx = None
-        try:
-            rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            for _ in range(_BELL_TRIES):  # no getsockname() on MicroPython: a port at random
-                r = urandom(2)
-                to = socket.getaddrinfo("127.0.0.1", 49152 + ((r[0] << 8 | r[1]) & 0x3FFF))[0][-1]
-                try:
-                    rx.bind(to)
-                    break
-                except OSError:  # taken
-                    to = None
-            if to is None:
-                raise OSError("no port for the bell")
-            rx.setblocking(False)
-            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            tx.setblocking(False)
-        except OSError as e:
-            self._say("network thread: no wake-up socket (%s); frames wait for the poll" % e)
-            for sock in (rx, tx):
-                if sock is not None:
-                    sock.close()
-            return
-        self._bell, self._bell_to, self._bell_tx = rx, to, tx
-        self._bell_buf = bytearray(1)
-
-    def _unhang_bell(self):
-        rx, tx = self._bell, self._bell_tx
-        self._bell = self._bell_tx = None
-        for sock in (rx, tx):
-            if sock is not None:
-                sock.close()
 
     def _sleep(self, ms):
         sock = self._socket()
@@ -185,10 +202,11 @@ class NetThread:
         if ticks_diff(self._brisk_until, self._ticks()) > 0:
             ms = min(ms, _BRISK_MS)
         bell = self._bell
-        sock.wait(ms, bell)  # an inbound frame, or a frame queued, wakes it at once
-        if bell is not None:
-            while bell.readinto(self._bell_buf):  # None once empty (non-blocking)
-                pass
+        if bell is None:
+            sock.wait(ms)  # an inbound frame wakes it at once
+            return
+        sock.wait(ms, bell.sock)  # ... and so does a frame queued
+        bell.quiet()
 
     def arrived(self):
         """A frame is in the inbox (network thread)."""
