@@ -66,9 +66,8 @@ _IPPROTO_TCP = 6  # Linux values (the unix port's socket module names neither)
 _TCP_NODELAY = 1
 _PHYSICS_MS = 100
 _CARD_MS = 300  # a tap leaves the card in the field this long
-_GONE_SCANS = 4  # a card taken away is gone for the reader once it scanned an empty field so
-# often (the driver's gone_polls)
-_GONE_MS = 2000  # ... or after this, whatever the reader did
+_GONE_MS = 2000  # a card taken away is gone for the reader once it scanned an empty field
+# as often as its driver's gone_polls, or after this, whatever the reader did
 _READ_MS = 400  # an rfid request waits at most this long for the reader to take the card
 _SETTLE_MS = 25  # a pilot reading is at most 20 ms old: the firmware has seen a change by then
 _FRAMES = 8  # frames waiting for the simulator's log; more are counted, not kept (heap)
@@ -314,7 +313,7 @@ class Board:
             if self.reader.card is not None:  # a card still there is taken away first
                 self._remove_card()
             while (self.card_gone is not None
-                   and self.reader.empty_scans - self.scans_gone < _GONE_SCANS
+                   and self.reader.empty_scans - self.scans_gone < self.rfid.gone_polls
                    and time.ticks_diff(time.ticks_ms(), self.card_gone) < _GONE_MS):
                 self.cp.loop()
                 await asyncio.sleep_ms(10)

@@ -38,7 +38,8 @@ pong timeout or size cap):
 - `configure(url=..., ssl=..., password=...)` changes what the next connection uses and
   `reconnect()` drops the current one (a security profile or AuthorizationKey change).
 - Latency: the thread sleeps on the socket, at most _POLL_MS; a message in wakes the engine
-  and a frame queued wakes the thread (chargepoint.transport.mailbox.NetThread). TCP_NODELAY: a frame leaves at once.
+  and a frame queued wakes the thread (chargepoint.transport.mailbox.NetThread).
+  TCP_NODELAY: a frame leaves at once.
 """
 import binascii
 
