@@ -126,16 +126,100 @@ print(json.dumps([ok, took, len(frame), len(text.encode()), bytes(frame) == text
 """
 
 
-def test_an_outbound_mqtt_frame_is_not_copied(tmp_path):
-    """The engine's frame (a str) is queued without a copy: a 3 KB answer costs the outbox a
-    few words, not another 3 KB in one piece (MicroPython's str.encode() shares the str's
-    bytes, as both are immutable)."""
-    script = tmp_path / "outbound.py"
-    script.write_text(OUTBOUND)
+def on_twin(tmp_path, code):
+    """`code` run on the frozen twin at HEAP: its last line of output, as JSON."""
+    script = tmp_path / "script.py"
+    script.write_text(code)
     r = subprocess.run([twin.ensure(), "-X", "heapsize=%d" % HEAP, str(script)],
                        capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
                        env=dict(os.environ, MICROPYPATH=".frozen"))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
-    ok, took, n, utf8, same = json.loads(r.stdout.splitlines()[-1])
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def test_an_outbound_mqtt_frame_is_not_copied(tmp_path):
+    """The engine's frame (a str) is queued without a copy: a 3 KB answer costs the outbox a
+    few words, not another 3 KB in one piece (MicroPython's str.encode() shares the str's
+    bytes, as both are immutable)."""
+    ok, took, n, utf8, same = on_twin(tmp_path, OUTBOUND)
     assert ok and same and n == utf8 > 3000  # its bytes (10 of its characters take two)
     assert took < 200
+
+
+INBOUND = """\
+import gc, json
+from chargepoint.transport.mailbox import Inbox
+from chargepoint.ocpp.engine import Engine
+
+
+class Link:
+    connected = True
+    replays = True
+
+    def __init__(self):
+        self.sent = []
+
+    def can_send(self):
+        return True
+
+    def send(self, text):
+        self.sent.append(text)
+        return True
+
+
+class Clock:
+    def ticks_ms(self):
+        return 0
+
+    def since(self, t):
+        return 0
+
+
+inbox = Inbox(24, 4096)  # at boot
+link = Link()
+engine = Engine(link, Clock(), lambda: None)
+shown = []
+engine.frame_listeners.append(lambda d, t: shown.append(len(t)))
+got = []
+engine.route("SendLocalList", lambda p, stale: got.append(len(p["localAuthorizationList"])) or {"status": "Accepted"})
+entries = [{"idTag": "TAG%017d" % i, "idTagInfo": {"status": "Accepted"}} for i in range(55)]
+frame = json.dumps([2, "sll-1", "SendLocalList", {"listVersion": 2, "updateType": "Full",
+                                                    "localAuthorizationList": entries}]).encode()
+entries = None
+gc.collect()
+# The heap cut into pieces of about 1 KB: every other block of a heap filled with them freed
+keep = []
+try:
+    while True:
+        keep.append(bytearray(1000))
+except MemoryError:
+    pass
+for i in range(0, len(keep), 2):
+    keep[i] = None
+gc.collect()
+try:
+    bytearray(len(frame))
+    whole = True
+except MemoryError:
+    whole = False
+view = inbox.reserve(len(frame))  # the link reads the payload straight into it
+view[:] = frame
+inbox.put(view)
+data, stale = inbox.get()
+engine.feed(data, stale)
+ok = inbox.get() is None
+print(json.dumps([len(frame), whole, got, link.sent, shown, ok, engine.stats["bad"]]))
+"""
+
+
+def test_an_inbound_frame_of_4_kb_is_taken_in_a_heap_with_no_4_kb_block(tmp_path):
+    """The inbox's buffer, allocated at boot, holds the frame (the link reads it straight in)
+    and the engine parses it where it lies: a SendLocalList of 4 KB goes through, and is
+    answered, in a heap cut into pieces of 1 KB, where copying it out (the str the inbox
+    held before) found no room."""
+    size, whole, got, sent, shown, emptied, bad = on_twin(tmp_path, INBOUND)
+    assert 4000 < size <= 4096 and not whole  # no block of the frame's size anywhere
+    assert got == [55] and bad == 0
+    assert [json.loads(f) for f in sent] == [[3, "sll-1", {"status": "Accepted"}]]
+    assert shown[0] == 480 + len("...(%d bytes)" % size)  # its listeners see its head
+    assert emptied

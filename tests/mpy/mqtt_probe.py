@@ -57,7 +57,8 @@ async def roundtrip(t, seconds, send=True, settle_ms=0):
                 emit(event="queued")
         got = t.receive()
         if got is not None:
-            emit(event="received", text=got[0], stale=got[1])
+            # a bytearray over the inbox, until the next receive()
+            emit(event="received", text=str(got[0], "utf-8"), stale=got[1])
             return
         await asyncio.sleep_ms(20)
     emit(event="timeout", status=t.status)

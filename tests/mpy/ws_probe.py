@@ -49,8 +49,9 @@ async def main(argv):
             emit(event="sent")
         got = t.receive()
         if got is not None:
-            emit(event="received", text=got[0], size=len(got[0]))
-            if got[0] == "bye":
+            text = str(got[0], "utf-8")  # a bytearray over the inbox, until the next receive
+            emit(event="received", text=text, size=len(got[0]))
+            if text == "bye":
                 break
         await asyncio.sleep_ms(10)
     tick.cancel()

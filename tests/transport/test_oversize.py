@@ -167,6 +167,8 @@ class Rig:
             msg = self.t.receive()
             if msg is None:
                 return got
+            if not isinstance(msg[0], str):  # the inbox hands a frame over as bytes
+                msg = (msg[0].decode(),) + tuple(msg[1:])
             got.append(msg)
 
 

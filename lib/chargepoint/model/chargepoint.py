@@ -7,7 +7,8 @@ features)`, then call `loop()` every few tens of milliseconds. Nothing in here b
 does I/O except through what is handed in:
   board      as documented in chargepoint.model.board
   transport  send(text), can_send(), connected, status (a dict), receive() -> None,
-             (text, stale), or (head, stale, size) for a frame over MAX_FRAME (only its head)
+             (frame, stale), or (head, stale, size) for a frame over MAX_FRAME (only its
+             head); a frame is bytes-like (valid until the next receive()) or text
   store      read(name, default), write(name, value) (atomic), remove(name), names(prefix):
              chargepoint.platform.store.FileStore on the device
   clock      chargepoint.platform.clock.Clock (tests give it fake ticks)

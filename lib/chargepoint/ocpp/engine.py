@@ -1,7 +1,8 @@
 """OCPP-J RPC engine: framing, one CALL in flight, timeouts, routing, validation, de-duplication.
 
 Pure protocol: it is handed a transport (`send(text)`, `can_send()`, `connected`), a clock
-and a source of outgoing calls, and is fed inbound frame text. No I/O of its own.
+and a source of outgoing calls, and is fed inbound frames (bytes-like or text). No I/O of its
+own.
 """
 import json
 
@@ -9,7 +10,7 @@ from micropython import const
 
 from chargepoint.ocpp import schema
 from chargepoint.ocpp.errors import CallError
-from chargepoint.ocpp.framing import HEAD, MAX_FRAME, peek
+from chargepoint.ocpp.framing import MAX_FRAME, SHOWN, head_text, peek
 
 _CALL = const(2)
 _RESULT = const(3)
@@ -108,7 +109,12 @@ class Engine:
         return ok
 
     def _show(self, direction, text):
-        if "AuthorizationKey" in text and '"ChangeConfiguration"' in text:
+        """`text`: the frame's text, or (an inbound one) its head and (size, redacted)."""
+        if not isinstance(text, str):
+            text, redact = text
+        else:
+            redact = "AuthorizationKey" in text and '"ChangeConfiguration"' in text
+        if redact:
             # write-only: its value reaches no log (the event log, the simulator's)
             text = '[2, "%s", "ChangeConfiguration", {"key": "AuthorizationKey", ...}]' % (
                 peek(text)[1])
@@ -117,23 +123,27 @@ class Engine:
 
     # -- inbound --------------------------------------------------------------------------
 
-    def feed(self, text, stale=False, size=0):
-        """Handle one inbound frame. Never raises: bad input is answered or dropped. `size`:
-        the frame's length when `text` is only its head (it was over MAX_FRAME)."""
+    def feed(self, data, stale=False, size=0):
+        """Handle one inbound frame: bytes-like (a transport's inbox: parsed where it lies,
+        never copied whole) or text. Never raises: bad input (not UTF-8, not JSON) is
+        answered or dropped. `size`: the frame's length when `data` is only its head (it
+        was over MAX_FRAME)."""
         self.stats["in"] += 1
-        if len(text) > MAX_FRAME:  # a transport that held it whole all the same
-            size = len(text)
-            text = text[:HEAD]
+        if isinstance(data, str):
+            data = data.encode()  # MicroPython: the str's own bytes, not a copy
+        if len(data) > MAX_FRAME:  # a transport that held it whole all the same
+            size = len(data)
         if size:
-            self._too_large(text, size)
+            self._too_large(head_text(data), size)
             return
-        self._show("in", text)
-        if _nested(text):
-            self._too_deep(text)
+        if self.frame_listeners:
+            self._show("in", _shown(data))
+        if _nested(data):
+            self._too_deep(data)
             return
         try:
-            msg = json.loads(text)
-        except (ValueError, RuntimeError, MemoryError):  # not JSON; nested past the heap
+            msg = json.loads(data)
+        except (ValueError, RuntimeError, MemoryError):  # not JSON or UTF-8; nested past heap
             self.stats["bad"] += 1
             return
         if not isinstance(msg, list) or len(msg) < 2 or not isinstance(msg[1], str):
@@ -170,9 +180,9 @@ class Engine:
                                    % (size, MAX_FRAME), {"size": size, "limit": MAX_FRAME}),
                        "out")
 
-    def _too_deep(self, text):
+    def _too_deep(self, data):
         self.stats["bad"] += 1
-        kind, uid, action = peek(text[:HEAD])
+        kind, uid, action = peek(head_text(data))
         if kind == _CALL and action is not None and self.answer_calls:
             self._send(frame_error(uid, "FormationViolation",
                                    "nested deeper than %d, or more than %d arrays and objects"
@@ -245,19 +255,24 @@ class Engine:
                 c.fail(code, desc)
 
 
-def _nested(text):
-    """Whether `text` nests arrays and objects deeper than _MAX_DEPTH, or holds more than
-    _MAX_CONTAINERS of them (outside strings). The parser would build them all before it
+def _shown(data):
+    """(what an inbound frame's listeners are shown, whether it is to be redacted): its first
+    SHOWN bytes as text, "...(N bytes)" after them when it is longer."""
+    text = head_text(data, SHOWN)
+    if len(data) > SHOWN:
+        text = "%s...(%d bytes)" % (text, len(data))
+    return text, b"AuthorizationKey" in data and b'"ChangeConfiguration"' in data
+
+
+def _nested(data):
+    """Whether `data` (bytes-like) nests arrays and objects deeper than _MAX_DEPTH, or holds
+    more than _MAX_CONTAINERS of them (outside strings). The parser would build them all before it
     failed: 2000 levels in a 4 KB frame take about 54 KB of heap, 1300 empty arrays side by
     side 50 KB, and their MemoryError hit the network thread as well (measured on the twin).
     OCPP 1.6's deepest payload (SetChargingProfile) is 6 deep in its frame; the one with most
     (SendLocalList of SendLocalListMaxLength 24 entries) holds about 50."""
-    if text.count("[") + text.count("{") <= _MAX_DEPTH:
+    if data.count(b"[") + data.count(b"{") <= _MAX_DEPTH:
         return False
-    try:
-        data = memoryview(text)  # MicroPython: the str's bytes, not a copy
-    except TypeError:  # CPython
-        data = text.encode()
     depth = containers = 0
     quoted = escaped = False
     for b in data:

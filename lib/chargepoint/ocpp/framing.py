@@ -9,6 +9,58 @@ from micropython import const
 # limit and drops any other (README "Limits").
 MAX_FRAME = const(4096)
 HEAD = const(128)  # bytes of an oversized frame kept: enough for '[2,"<36>","<Action>",'
+SHOWN = const(480)  # bytes of an inbound frame its listeners are shown (the logs cut before)
+
+
+def utf8(data):
+    """Whether bytes-like `data` is UTF-8 (RFC 3629: no overlong forms, no surrogates),
+    checked where it lies: nothing of its size is allocated, as decoding it would be."""
+    if not len(data) or max(data) < 0x80:  # ASCII, as nearly every OCPP frame
+        return True
+    need = 0
+    lo = hi = 0
+    for c in data:
+        if need:
+            if c < lo or c > hi:
+                return False
+            lo = 0x80
+            hi = 0xBF
+            need -= 1
+        elif c >= 0x80:
+            lo = 0x80
+            hi = 0xBF
+            if 0xC2 <= c <= 0xDF:
+                need = 1
+            elif 0xE0 <= c <= 0xEF:
+                need = 2
+                if c == 0xE0:
+                    lo = 0xA0  # not overlong
+                elif c == 0xED:
+                    hi = 0x9F  # not a surrogate
+            elif 0xF0 <= c <= 0xF4:
+                need = 3
+                if c == 0xF0:
+                    lo = 0x90
+                elif c == 0xF4:
+                    hi = 0x8F  # not past U+10FFFF
+            else:
+                return False
+    return not need
+
+
+def head_text(data, n=HEAD):
+    """The first `n` bytes of a frame (bytes-like; a str is cut as it is) as text, less the
+    end of a character the cut split; "" when they are not UTF-8."""
+    if isinstance(data, str):
+        return data[:n]
+    view = memoryview(data)
+    end = min(n, len(view))
+    for k in range(end, max(end - 4, -1), -1):
+        try:
+            return str(view[:k], "utf-8")
+        except UnicodeError:
+            pass
+    return ""
 
 
 def peek(head):

@@ -15,7 +15,9 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
     t.send(text)         # queue a frame for <id>/in at QoS 1; False when full, or for
                          # a CALL of ours while offline (an answer is kept for the session)
     t.can_send()         # connected and the outbox has room (for the answer to a frame)
-    t.receive()          # None or (text, stale) from <id>/out; (head, stale, size) for
+    t.receive()          # None or (frame, stale) from <id>/out: the frame's bytes where
+                         # they lie in the inbox (chargepoint.transport.mailbox.Inbox),
+                         # valid until the next receive(); (head text, stale, size) for
                          # a frame over MAX_FRAME, of which only the head was kept
     t.status             # dict: state, connects, failures, last_error, published, received,
                          # dropped, refused, oversize
@@ -30,7 +32,10 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   paced to 50 a second (AWS IoT allows 100 per connection); our own CALLs may go in bursts
   of up to `_BURST` back to back, answers keep to the pace: never more than 60 in any second.
 - Inbox: at most `inbox_len` frames (24) and `inbox_bytes` of them (4 KB; one frame of any
-  size is taken when the inbox is empty), so inbound frames never hold more than that. The
+  size is taken when the inbox is empty), in one buffer allocated once: the link reads a
+  payload straight into it (TlsLink), and the engine parses it there, so a frame
+  never needs a block of its size (a payload the inbox has no room for, after waiting up to
+  `room_wait_ms` for the engine to take what is in it, is refused as below). The
   count is above the 20 messages Mosquitto has in flight to a client: a run of small frames
   (or heads of oversized CALLs) arriving during a PUBACK wait is taken, not refused. While
   it is full the thread stops reading the socket (back-pressure on the broker). A frame that
@@ -59,9 +64,9 @@ socket read and counts inbound bytes, which is how a PINGRESP (swallowed by umqt
 """
 from micropython import const
 
-from chargepoint.ocpp.framing import peek
+from chargepoint.ocpp.framing import MAX_FRAME, peek, utf8
 from chargepoint.platform.clock import Clock, ticks_add, ticks_diff
-from chargepoint.transport.mailbox import Mailbox, NetThread
+from chargepoint.transport.mailbox import Inbox, Mailbox, NetThread
 from chargepoint.transport.policy import KeepAlive, Reconnect, StaleWindow
 from chargepoint.transport.tls import Oversize, TlsLink
 
@@ -138,7 +143,7 @@ class MqttTransport(NetThread):
     def __init__(self, client_id, server, port=8883, ssl=None, keepalive=300,
                  topic_in="{id}/in", topic_out="{id}/out", ticks_ms=None,
                  client_factory=None, rand=None, outbox_len=8, outbox_bytes=4096, inbox_len=24,
-                 inbox_bytes=4096,
+                 inbox_bytes=4096, room_wait_ms=200,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
                  before_connect=None, say=print, wake=None, provisioning=None,
@@ -168,8 +173,9 @@ class MqttTransport(NetThread):
         self.reconnect = Reconnect(self._ticks, backoff_first_ms, backoff_cap_ms, stable_ms, rand)
         self.keepalive_policy = KeepAlive(keepalive, pong_ms)
         self.stale = StaleWindow(stale_ms)
-        self.outbox = Mailbox(outbox_len, outbox_bytes, strict=False)
-        self.inbox = Mailbox(inbox_len, inbox_bytes)
+        self.outbox = Mailbox(outbox_len, outbox_bytes)
+        self.inbox = Inbox(inbox_len, inbox_bytes, wait_ms=room_wait_ms)
+        self._link.inbox = self.inbox  # payloads are read straight into it
         self._refusing = False  # PUBLISHes are being refused until a reconnect
         self._fresh = False  # the next session's backlog is seconds old, not stale
         self._stack_size = stack_size
@@ -351,6 +357,8 @@ class MqttTransport(NetThread):
 
     def _on_message(self, topic, msg):
         # Runs in the network thread, inside umqtt's check_msg/publish.
+        if isinstance(msg, Oversize) and msg.size <= MAX_FRAME:
+            self._refuse()  # the inbox had no room for it (the link read it through): sent again
         if self.claim is not None and bytes(topic[:5]) == b"$aws/":
             self.claim.on_message(topic, msg)
             return
@@ -363,31 +371,16 @@ class MqttTransport(NetThread):
             if text is None or peek(text)[2] is None:  # not a CALL: nobody waits for an answer
                 self.status["dropped"] += 1
                 return
-            self._take((text, self.stale.is_stale(self._ticks(), text), msg.size), len(text))
+            self._take(text.encode(), self.stale.is_stale(self._ticks(), text), msg.size)
             return
-        try:
-            text = str(msg, "utf-8")  # msg may be a view of the link's buffer: copy it now
-        except UnicodeError:
+        # msg is the room the inbox gave it (the link read it there), or bytes (a short one)
+        if not utf8(msg):
             self.status["dropped"] += 1
             return
-        except MemoryError:
-            import gc
+        self._take(msg, self.stale.is_stale(self._ticks(), msg))
 
-            gc.collect()
-            try:
-                text = str(msg, "utf-8")
-            except MemoryError:
-                if len(self.inbox):  # the frames held free their room: have it sent again
-                    self._refuse()
-                # Nothing of ours left to free: refusing it would have it sent again for
-                # ever and block every frame behind it. It goes (a CALL then times out).
-                self.status["dropped"] += 1
-                self._say("mqtt: a frame of %d bytes dropped: no memory for it" % len(msg))
-                return
-        self._take((text, self.stale.is_stale(self._ticks(), text)), len(msg))
-
-    def _take(self, item, size):
-        if self._refusing or not self.inbox.put(item, size):
+    def _take(self, data, stale, size=0):
+        if self._refusing or not self.inbox.put(data, stale, size):
             self._refuse()
         self.status["received"] += 1
         self.arrived()

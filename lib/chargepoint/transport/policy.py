@@ -28,7 +28,7 @@ step time; none does I/O. `MqttTransport`'s network thread asks them and acts.
 """
 from micropython import const
 
-from chargepoint.ocpp.framing import HEAD, peek
+from chargepoint.ocpp.framing import head_text, peek
 from chargepoint.platform.clock import ticks_add, ticks_diff
 
 _MAX_KEEPALIVE = const(1200)
@@ -141,20 +141,19 @@ class StaleWindow:
         """A frame of ours goes out on this connection (bytes)."""
         if self._until is None or len(self._asked) >= 4:
             return
-        try:
-            kind, uid, _ = peek(str(frame[:HEAD], "utf-8"))
-        except UnicodeError:  # cut in a character: our frames have ASCII ids and actions
-            return
+        kind, uid, _ = peek(head_text(frame))
         if kind == 2:
             self._asked.append(uid)
 
-    def is_stale(self, now, text=""):
+    def is_stale(self, now, frame=""):
+        """Whether `frame` (bytes-like or text) comes in the window, before any answer to a
+        CALL of ours published since (the Central System has heard us then)."""
         if self._until is None:
             return False
         if ticks_diff(self._until, now) <= 0:
             self._until = None
             return False
-        kind, uid, _ = peek(text)
+        kind, uid, _ = peek(head_text(frame))
         if kind is not None and kind != 2 and uid in self._asked:
             self._until = None  # the Central System has heard us: the backlog is behind us
             return False

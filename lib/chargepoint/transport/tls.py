@@ -7,14 +7,16 @@ bytes, which is how a PINGRESP (swallowed by umqtt) is noticed. Only the TCP con
 is bounded by the OS/lwIP timeout; the asyncio loop does not wait for it, but stop() does.
 
 A read longer than `_BIG` bytes (a PUBLISH's payload: umqtt reads it in one piece) lands in
-the link's buffer, allocated once (`MAX_FRAME` bytes, the largest frame the charge point
-takes), and comes back as a memoryview of it, valid until the next such read (umqtt hands it
-straight to the transport's callback, which copies it out). A payload never needs a fresh
-block of its size: in a fragmented heap (a burst of frames) a 3 KB one found none, and the
-link went down for it again at each redelivery. A payload larger than the buffer (up to the
-2 MB MQTT allows) is read through it piece by piece and dropped, its first `HEAD` bytes kept:
-umqtt gets an `Oversize` instead of the bytes, acknowledges the PUBLISH as usual, and the
-packet stream stays in step. Nothing of the frame's size is ever allocated.
+room the link's `inbox` (the transport's mailbox.Inbox, allocated once) gives it: the payload
+is read straight into it and handed back as a memoryview of it (umqtt hands it to the
+transport's callback, which keeps it there). Without an inbox it lands in the link's own
+buffer (`buffer` bytes). A payload never needs a fresh block of its size: in a
+fragmented heap (a burst of frames) a 3 KB one found none, and the link went down for it
+again at each redelivery. A payload larger than MAX_FRAME (up to the 2 MB MQTT allows), or
+one the inbox has no room for, is read through the link's buffer (512 bytes) piece by piece
+and dropped, its first `HEAD` bytes kept: umqtt gets an `Oversize` instead of the bytes,
+acknowledges the PUBLISH as usual (the transport refuses one it had no room for first), and
+the packet stream stays in step. Nothing of the frame's size is ever allocated.
 
 With context None the link is plain TCP (a local broker without TLS, tests): the same
 bounded reads, no handshake.
@@ -33,10 +35,11 @@ import select
 
 from micropython import const
 
-from chargepoint.ocpp.framing import HEAD, MAX_FRAME
+from chargepoint.ocpp.framing import HEAD, MAX_FRAME, head_text
 
 _ETIMEDOUT = const(110)
 _BIG = const(256)
+_SCRATCH = const(512)  # the link's own buffer: payloads with no inbox room are read through it
 OUT = const(512)  # bytes of small writes gathered into one (a StatusNotification's PUBLISH)
 _IPPROTO_TCP = const(6)  # Linux and lwIP alike
 _TCP_NODELAY = const(1)
@@ -52,19 +55,13 @@ class Oversize:
 
     def text(self):
         """The head as text (less the end of a character the cut split); None if not UTF-8."""
-        head = self.head
-        for end in range(len(head), max(len(head) - 4, -1), -1):
-            try:
-                return str(head[:end], "utf-8")
-            except UnicodeError:
-                pass
-        return None
+        return head_text(self.head) or None
 
 
 class TlsLink:
     """umqtt.simple's `ssl=` object: TLS with SNI, bounded reads, inbound byte counting."""
 
-    def __init__(self, context, timeout_ms=10000, buffer=MAX_FRAME, fallback=None):
+    def __init__(self, context, timeout_ms=10000, buffer=_SCRATCH, fallback=None):
         self.context = context
         # () -> the context to use instead once `context` failed at the TLS layer before it
         # ever connected (a certificate of the charger's own making the server refuses)
@@ -74,7 +71,10 @@ class TlsLink:
         self.strikes = 0  # handshakes of `context` failed in a row
         self.timeout_s = timeout_ms / 1000
         self.rx = 0  # inbound reads that returned data; only the network thread touches it
-        self.buf = bytearray(buffer)  # payloads up to this size are read into it
+        self.buf = bytearray(buffer)  # payloads are read into it or through it
+        # the transport's inbox (mailbox.Inbox), which payloads are read into; None: those up
+        # to len(buf) are read into buf
+        self.inbox = None
         self.out = bytearray(OUT)  # small writes gathered into one
         self.oversize = 0  # payloads larger than the buffer, read through it and dropped
 
@@ -131,8 +131,14 @@ class _TimedSocket:
             self.flush()
         buf = self._link.buf
         if n > _BIG:
-            if n <= len(buf):
-                return self.read_into(memoryview(buf)[:n])
+            inbox = self._link.inbox
+            if inbox is None:
+                if n <= len(buf):
+                    return self.read_into(memoryview(buf)[:n])
+            elif n <= MAX_FRAME:
+                view = inbox.reserve(n)
+                if view is not None:
+                    return self.read_into(view)
             return self._read_over(n, memoryview(buf))
         data = self._tls.read(n)
         if data:

@@ -22,12 +22,14 @@ pong timeout or size cap):
   records FailedToAuthenticateAtCentralSystem), 404 says "unknown charge point id"; both back
   off as any failure. With a password: `Authorization: Basic base64(<id>:<password>)`.
 - Frames: ours masked, text, one write each (header and payload together: one TLS record,
-  one TCP segment). The server's are read only while the inbox has room (TCP holds the rest:
-  back-pressure, nothing refused). A message's fragments are put together in the link's
-  buffer (MAX_FRAME bytes, allocated once), control frames allowed between them; a ping is
+  one TCP segment). The server's are read only while the inbox has room for a message of
+  MAX_FRAME bytes (its size is known once read; TCP holds the rest: back-pressure, nothing
+  refused). A message's fragments are put together in that room of the inbox (allocated
+  once: the engine parses it there), control frames allowed between them; a ping is
   answered at once; a close is answered and the link dropped. A binary message is closed
-  with 1003, one larger than MAX_FRAME with 1009: read through the buffer and dropped, never
+  with 1003, one larger than MAX_FRAME with 1009: read through that room and dropped, never
   held whole, counted (status["oversize"]); the link then comes back as after any failure.
+  A text message that is not UTF-8 is closed with 1007.
 - Liveness: with `ping_interval_s` > 0 (WebSocketPingInterval) a ping goes out every
   interval; a pong not back within PONG_MS drops the link. Without pings (0), only TCP
   notices a dead peer.
@@ -45,9 +47,9 @@ import binascii
 
 from micropython import const
 
-from chargepoint.ocpp.framing import HEAD, MAX_FRAME
+from chargepoint.ocpp.framing import HEAD, MAX_FRAME, utf8
 from chargepoint.platform.clock import Clock, ticks_diff
-from chargepoint.transport.mailbox import Mailbox, NetThread, sleep_ms
+from chargepoint.transport.mailbox import Inbox, Mailbox, NetThread, sleep_ms
 from chargepoint.transport.policy import Reconnect
 from chargepoint.transport.tls import TlsLink
 
@@ -198,9 +200,10 @@ class WebSocketTransport(NetThread):
         self._stack_size = None
         self.reconnect_policy = Reconnect(self._ticks, backoff_first_ms, backoff_cap_ms,
                                           stable_ms, jitter)
-        self.outbox = Mailbox(outbox_len, outbox_bytes, strict=False)
-        self.inbox = Mailbox(inbox_len, inbox_bytes)
-        self._link = TlsLink(None, io_timeout_ms)  # its buffer holds the message being read
+        self.outbox = Mailbox(outbox_len, outbox_bytes)
+        # a message is read straight into the inbox, when it has room for the largest
+        self.inbox = Inbox(inbox_len, inbox_bytes, MAX_FRAME)
+        self._link = TlsLink(None, io_timeout_ms, 0)
         self._url = self._ssl = self._password = None
         self.configure(url, ssl, password)
         self.ping_interval_ms = ping_interval_s * 1000
@@ -432,8 +435,11 @@ class WebSocketTransport(NetThread):
         return bytes(data)
 
     def _read_message(self, sock):
-        """Read frames until a whole message is in the inbox; False when nothing has come."""
-        buf = memoryview(self._link.buf)
+        """Read frames until a whole message is in the inbox; False when nothing has come
+        (or the inbox has no room for the largest message: TCP holds it meanwhile)."""
+        buf = self.inbox.reserve(MAX_FRAME)  # read through when it is over
+        if buf is None:
+            return False
         size = 0  # bytes of the message so far
         kind = None  # its opcode: text or binary
         over = False  # larger than MAX_FRAME: read and dropped
@@ -472,12 +478,11 @@ class WebSocketTransport(NetThread):
         if over:
             self.status["oversize"] += 1
             raise _Closing(1009, "a message of %d bytes: the limit is %d" % (size, MAX_FRAME))
-        try:
-            text = str(buf[:size], "utf-8")
-        except UnicodeError:
+        buf = buf[:size]
+        if not utf8(buf):
             self.status["dropped"] += 1
             raise _Closing(1007, "a text message that is not UTF-8")
-        self.inbox.put((text, False), size)
+        self.inbox.put(buf)
         self.status["received"] += 1
         self.arrived()
         return True
