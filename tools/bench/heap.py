@@ -5,7 +5,9 @@ import base64
 import json
 import os
 import statistics
+import shutil
 import subprocess
+import tempfile
 import time
 
 from tools import twin
@@ -243,16 +245,49 @@ def sessions_in_process(tmp, lib, count):
 
 def soak(tmp, lib, count):
     """`count` sessions in-process on the frozen twin at HEAP with a 1000-entry local list, 10
-    charging profiles and bursts of inbound CALLs: MemoryErrors and the smallest largest free
-    block seen."""
-    lines, _, _ = run_workload(["soak", str(count), "STATE"], tmp, lib)
+    charging profiles, bursts of inbound CALLs and 4 firmware downloads (a package of the
+    twin's own image, from an HTTP server here): MemoryErrors, the smallest largest free
+    block seen, the downloads."""
+    import http.server
+    import threading
+
+    from tools import fwpack
+
+    with open(twin.ensure(), "rb") as f:
+        package = fwpack.package("image", "twin", "0.2.0", f.read())
+
+    class Serve(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(package)))
+            self.end_headers()
+            self.wfile.write(package)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    flash = tempfile.mkdtemp(prefix="ota-", dir=tmp)
+    try:
+        lines, _, _ = run_workload(
+            ["soak", str(count), "STATE", "http://127.0.0.1:%d/fw.pkg" % server.server_port],
+            tmp, lib, timeout=600, env={"CP_TWIN_FLASH": flash})
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(flash, ignore_errors=True)
     done = [x for x in lines if "done" in x][0]
     summary = [x for x in lines if "memory_errors" in x][0]
-    if done["starts"] != count or done["stops"] != count or summary["local_list"] != 1000:
-        raise PhaseError("soak: %s %s" % (done, summary))
+    fetched = [x for x in lines if "downloaded" in x]
+    if done["starts"] != count or done["stops"] != count or summary["local_list"] != 1000 \
+            or summary["downloads"] != 4 or summary["download_errors"] \
+            or [x["downloaded"] for x in fetched] != ["0.2.0"] * 4:
+        raise PhaseError("soak: %s %s %s" % (done, summary, fetched))
     return {"memory_errors": summary["memory_errors"], "min_largest": summary["min_largest"],
             "points": [(x["session"], x["alloc"], x["largest"]) for x in lines
-                       if "session" in x], "peak": done["peak"]}
+                       if "session" in x], "peak": done["peak"],
+            "downloads": summary["downloads"], "package_bytes": len(package)}
 
 
 def _der(pem_path, tmp):

@@ -231,14 +231,18 @@ def _heap(h, info, images):
            "fakes (`tools/bench/workloads.py soak`), with a local list of 1000 idTags and 10 "
            "charging profiles installed first and, every 10th session, a burst of 8 inbound "
            "CALLs (two GetConfiguration of every key, a 3 KB answer each, a 1 KB DataTransfer, "
-           "GetCompositeSchedule, TriggerMessage...). MemoryErrors: out of the loop or named in "
+           "GetCompositeSchedule, TriggerMessage...), and %s firmware downloads spread over "
+           "the sessions (the Updater's, as UpdateFirmware has it done: a package of %s "
+           "streamed from an HTTP server into the simulated OTA partition and checked). "
+           "Inbound frames go through the transports' inbox (one buffer allocated at boot, "
+           "each frame parsed where it lies). MemoryErrors: out of the loop or named in "
            "a CALLERROR of ours. The largest free block: the largest bytearray that can be "
            "allocated, found by halving after a collection, at 100 points; live heap there "
-           "%s at the start, %s at the end. Not in it: the transport, TLS and a firmware "
-           "download (the reference scenario and the optional-profiles phase run those on "
-           "the real link)."
+           "%s at the start, %s at the end. Not in it: the network thread and TLS (the "
+           "reference scenario and the optional-profiles phase run those on the real link)."
            % (_v(h.get("soak_memory_errors")), _b(h.get("soak_min_largest_free_block_bytes")),
-              info.get("soak_sessions"), HEAP,
+              info.get("soak_sessions"), HEAP, _v(soak.get("downloads")),
+              _b(soak.get("package_bytes")),
               _b(soak["points"][0][1]) if soak.get("points") else "–",
               _b(soak["points"][-1][1]) if soak.get("points") else "–"))
     yield ("- `heap_peak_bytes`: the largest live heap seen during the scenario (the "

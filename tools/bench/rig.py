@@ -125,10 +125,10 @@ def fakes_folder(tmp):
     return out
 
 
-def run_workload(args, tmp, lib, valgrind=False, heap=HEAP, timeout=300):
+def run_workload(args, tmp, lib, valgrind=False, heap=HEAP, timeout=300, env=None):
     """tools/bench/workloads.py on the frozen twin, "STATE" in args standing for a fresh
-    flash folder: (its JSON lines, callgrind's instruction count or None, the process's
-    user+system CPU seconds)."""
+    flash folder, `env` added to its environment: (its JSON lines, callgrind's instruction
+    count or None, the process's user+system CPU seconds)."""
     state = tempfile.mkdtemp(prefix="flash-", dir=tmp)
     cmd = [twin.ensure(), "-X", "heapsize=%d" % heap, WORKLOADS] + \
         [a if a != "STATE" else state for a in args]
@@ -136,7 +136,7 @@ def run_workload(args, tmp, lib, valgrind=False, heap=HEAP, timeout=300):
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + cmd
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = spawn(cmd, stdout=out, stderr=err, cwd=tmp,
-                     env=dict(os.environ, MICROPYPATH=".frozen:%s" % lib))
+                     env=dict(os.environ, MICROPYPATH=".frozen:%s" % lib, **(env or {})))
         deadline = time.monotonic() + timeout
         while True:  # wait4 for this child's own rusage (others may be running meanwhile)
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

@@ -8,12 +8,15 @@
 #       points, then {"done": COUNT, "peak": ..., "frames": ...}
 #   micropython ... workloads.py calls COUNT STATE_DIR     COUNT inbound GetConfiguration
 #   micropython ... workloads.py meter COUNT STATE_DIR     COUNT periodic MeterValues (1 s)
-#   micropython ... workloads.py soak COUNT STATE_DIR
+#   micropython ... workloads.py soak COUNT STATE_DIR [URL]
 #       the sessions above with everything around them a charger meets: a local list of 1000
 #       idTags and 10 charging profiles installed first; every 10th session a burst of 8
-#       inbound CALLs (GetConfiguration of every key among them: a 3 KB answer); a JSON line
-#       {"session", "alloc", "largest"} at 100 points (largest: the largest block that can be
-#       allocated, found by halving), then {"done", "memory_errors", "min_largest", ...}
+#       inbound CALLs (GetConfiguration of every key among them: a 3 KB answer); with URL,
+#       4 firmware downloads spread over the sessions (the Updater's, into the simulated
+#       OTA partition of $CP_TWIN_FLASH); inbound frames through the transports' inbox
+#       (chargepoint.transport.mailbox.Inbox); a JSON line {"session", "alloc", "largest"}
+#       at 100 points (largest: the largest block that can be allocated, found by halving),
+#       then {"done", "memory_errors", "min_largest", "downloads", "download_errors", ...}
 #   micropython ... workloads.py tls HOST PORT CA CERT KEY CLIENT_ID    (DER files)
 #       live heap before and after a mutual-TLS MQTT connection (umqtt.simple, as frozen)
 #
@@ -72,16 +75,34 @@ def largest_block(hi=65536):
     return lo
 
 
-def firmware(mode, count, state_dir):
+def firmware(mode, count, state_dir, url=None):
     from chargepoint.model.chargepoint import ChargePoint
     from chargepoint.ocpp.timestamps import iso
     from chargepoint.platform.clock import Clock
     from chargepoint.platform.store import FileStore
     from tools.fakes import FakeBoard, FakeTicks, LoopbackTransport, ScriptedCentralSystem
 
+    class Ringed(LoopbackTransport):
+        """Inbound frames through the transports' own inbox (one buffer allocated once, each
+        frame parsed where it lies), as over MQTT or a WebSocket."""
+
+        def __init__(self):
+            super().__init__()
+            from chargepoint.transport.mailbox import Inbox
+
+            self.ring = Inbox(24, 4096)
+
+        def receive(self):
+            got = self.ring.get()
+            if got is None and self.inbox:
+                text, stale = self.inbox.pop(0)
+                self.ring.put(text.encode(), stale)  # the str's own bytes: copied in once
+                got = self.ring.get()
+            return got
+
     ticks = FakeTicks()
     board = FakeBoard(1)
-    transport = LoopbackTransport()
+    transport = Ringed() if mode == "soak" else LoopbackTransport()
     central = ScriptedCentralSystem(transport, lambda: iso(T0 + ticks.now // 1000))
     frames = [0]
     peak = [0]
@@ -139,7 +160,11 @@ def firmware(mode, count, state_dir):
             _load(transport, step)
         smallest = None
         every = max(1, count // 100)
+        downloads = [0, 0]  # done, failed
+        spread = max(1, count // 4)
         for n in range(count):
+            if url and n % spread == spread // 2:
+                _download(state_dir, url, downloads)
             board.rfid.present(TAG)
             step()
             hw.pilot.ev = "C"
@@ -165,10 +190,25 @@ def firmware(mode, count, state_dir):
                     emit(session=n + 1, alloc=live(), status=cp.connectors[0].status)
         if soak:
             emit(memory_errors=errors[0] + errors[1], min_largest=smallest,
-                 local_list=cp.local_list.count if cp.local_list else None)
+                 local_list=cp.local_list.count if cp.local_list else None,
+                 downloads=downloads[0], download_errors=downloads[1])
     calls = central.counts
     emit(done=count, peak=peak[0], frames=frames[0], meter_values=calls.get("MeterValues", 0),
          starts=calls.get("StartTransaction", 0), stops=calls.get("StopTransaction", 0))
+
+
+def _download(state_dir, url, downloads):
+    """A firmware download as UpdateFirmware has it done (chargepoint.platform.update), in
+    this thread: the package streamed into the other (simulated) OTA partition, checked."""
+    from chargepoint.platform.store import FileStore
+    from chargepoint.platform.update import Updater
+
+    up = Updater(FileStore(state_dir), "0.1.0", spawn=lambda work: work())
+    up.download(url)
+    downloads[0] += 1
+    if up.error is not None or up.refused is not None:
+        downloads[1] += 1
+    emit(downloaded=up.new_version, error=up.error or up.refused)
 
 
 def _load(transport, step):
@@ -214,7 +254,7 @@ def main():
     if mode == "tls":
         tls(*sys.argv[2:8])
     else:
-        firmware(mode, int(sys.argv[2]), sys.argv[3])
+        firmware(mode, int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])
 
 
 if __name__ == "__main__":
