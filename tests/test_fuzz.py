@@ -346,7 +346,7 @@ def test_the_transport_hands_over_every_utf8_frame_on_its_topic_once(payloads, t
         if msg is None:
             break
         if not isinstance(msg[0], str):  # the inbox hands a frame over as bytes
-            msg = (msg[0].decode(),) + tuple(msg[1:])
+            msg = (msg[0].decode(),) + msg[1:]
         got.append(msg)
     # each, once, in order: whole, or (past MAX_FRAME, when the link kept only that) its head
     # and size, which the engine answers with a FormationViolation

@@ -181,7 +181,8 @@ engine = Engine(link, Clock(), lambda: None)
 shown = []
 engine.frame_listeners.append(lambda d, t: shown.append(len(t)))
 got = []
-engine.route("SendLocalList", lambda p, stale: got.append(len(p["localAuthorizationList"])) or {"status": "Accepted"})
+engine.route("SendLocalList", lambda p, stale: got.append(len(p["localAuthorizationList"]))
+             or {"status": "Accepted"})
 entries = [{"idTag": "TAG%017d" % i, "idTagInfo": {"status": "Accepted"}} for i in range(55)]
 frame = json.dumps([2, "sll-1", "SendLocalList", {"listVersion": 2, "updateType": "Full",
                                                     "localAuthorizationList": entries}]).encode()
