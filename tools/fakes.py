@@ -115,6 +115,9 @@ class LoopbackTransport:
             return None
         return self.inbox.pop(0)
 
+    def done(self):
+        pass  # (a transport's inbox frees the frame's room here)
+
     def deliver(self, text, stale=False):
         self.inbox.append((text, stale))
 

@@ -69,6 +69,15 @@ def test_the_frame_being_read_is_never_written_over():
     assert box.reserve(4096) is not None
 
 
+def test_the_engine_frees_the_frame_it_is_through_with():
+    box = Inbox(24, 4096)
+    assert box.put(frame(0, 4000))
+    box.get()
+    box.free()  # done with it: also without a receive() (the outbox full, say)
+    assert box.reserve(4096) is not None and len(box) == 0
+    assert box.get() is None
+
+
 def test_room_is_waited_for_while_the_engine_takes_what_is_in():
     box = Inbox(24, 4096, wait_ms=2000)
     box.put(frame(0, 3000))

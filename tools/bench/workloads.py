@@ -100,6 +100,9 @@ def firmware(mode, count, state_dir, url=None):
                 got = self.ring.get()
             return got
 
+        def done(self):
+            self.ring.free()
+
     ticks = FakeTicks()
     board = FakeBoard(1)
     transport = Ringed() if mode == "soak" else LoopbackTransport()

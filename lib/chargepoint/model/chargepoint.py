@@ -8,7 +8,8 @@ does I/O except through what is handed in:
   board      as documented in chargepoint.model.board
   transport  send(text), can_send(), connected, status (a dict), receive() -> None,
              (frame, stale), or (head, stale, size) for a frame over MAX_FRAME (only its
-             head); a frame is bytes-like (valid until the next receive()) or text
+             head); a frame is bytes-like (valid until done() or the next receive()) or
+             text; done() once the engine has handled it
   store      read(name, default), write(name, value) (atomic), remove(name), names(prefix):
              chargepoint.platform.store.FileStore on the device
   clock      chargepoint.platform.clock.Clock (tests give it fake ticks)
@@ -548,6 +549,7 @@ class ChargePoint:
             if msg is None:
                 break
             self.engine.feed(*msg)
+            transport.done()  # its room in the inbox is free
             fed = True
         if fed:  # an authorisation, a start or a stop that came in moves the relay now
             for c in self.connectors:

@@ -82,7 +82,7 @@ class Inbox:
     there is none) and hands the frame in with `put(data, stale, size)`: the reserved view
     itself, or bytes that are copied in. `get()` gives the oldest frame as a bytearray over
     the buffer (no copy; bytes under CPython), valid until the next `get()`, which frees
-    it: the engine has parsed it by then. Only the lock's holder moves the indexes; the
+    it: the engine has parsed it by then (or `free()`, as soon as it has). Only the lock's holder moves the indexes; the
     bytes of a reserved record and of the frame being read are each one side's alone.
     `need`: bytes a read must find room for besides (a WebSocket message's size is known
     only once read: MAX_FRAME); `full()` then also says when there is not. `wait_ms`: how
@@ -177,16 +177,25 @@ class Inbox:
             self.bytes += n
             return True
 
+    def free(self):
+        """(asyncio side) The frame given last is read: its room is free."""
+        with self._lock:
+            self._free()
+
+    def _free(self):
+        if self._out:
+            self._out = False
+            at = self._head
+            mv = self._mv
+            self._head = at + _HDR + (mv[at] << 8 | mv[at + 1])
+            self._n -= 1
+
     def get(self):
         """(asyncio side) Free the frame given last; then None, or the oldest as (frame,
         stale), or (head text, stale, size) for one over MAX_FRAME."""
         with self._lock:
             mv = self._mv
-            if self._out:
-                self._out = False
-                at = self._head
-                self._head = at + _HDR + (mv[at] << 8 | mv[at + 1])
-                self._n -= 1
+            self._free()
             if not self._n:
                 return None
             if self._head == self._end:
@@ -287,6 +296,11 @@ class NetThread:
 
     def receive(self):
         return self.inbox.get()
+
+    def done(self):
+        """The engine is through with the frame receive() gave last: its room is free for
+        the next (also while the outbox is full and no receive() comes)."""
+        self.inbox.free()
 
     def put(self, frame):
         """Queue `frame` (bytes) for the thread and wake it: False when the outbox refuses."""

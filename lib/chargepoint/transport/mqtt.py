@@ -17,8 +17,9 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
     t.can_send()         # connected and the outbox has room (for the answer to a frame)
     t.receive()          # None or (frame, stale) from <id>/out: the frame's bytes where
                          # they lie in the inbox (chargepoint.transport.mailbox.Inbox),
-                         # valid until the next receive(); (head text, stale, size) for
-                         # a frame over MAX_FRAME, of which only the head was kept
+                         # valid until t.done() or the next receive(); (head text, stale,
+                         # size) for a frame over MAX_FRAME, of which only the head was kept
+    t.done()             # the engine is through with it: its room is free
     t.status             # dict: state, connects, failures, last_error, published, received,
                          # dropped, refused, oversize
     t.stop()
@@ -143,7 +144,7 @@ class MqttTransport(NetThread):
     def __init__(self, client_id, server, port=8883, ssl=None, keepalive=300,
                  topic_in="{id}/in", topic_out="{id}/out", ticks_ms=None,
                  client_factory=None, rand=None, outbox_len=8, outbox_bytes=4096, inbox_len=24,
-                 inbox_bytes=4096, room_wait_ms=200,
+                 inbox_bytes=4096, room_wait_ms=50,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
                  before_connect=None, say=print, wake=None, provisioning=None,

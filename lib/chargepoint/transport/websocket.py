@@ -5,7 +5,8 @@ Engine-facing interface, as chargepoint.transport.mqtt's::
 
     t = WebSocketTransport("CP001", "wss://csms.example.com/ocpp", ssl=context,
                            password=b"...")
-    t.start(); t.connected; t.send(text); t.can_send(); t.receive(); t.status; t.stop()
+    t.start(); t.connected; t.send(text); t.can_send(); t.receive(); t.done(); t.status;
+    t.stop()
 
 One network thread owns the socket: DNS, TCP, TLS, the HTTP upgrade and every read and write;
 the asyncio side only touches two bounded mailboxes (chargepoint.transport.mailbox), so an
