@@ -1,7 +1,5 @@
 """The inbox (chargepoint.transport.mailbox.Inbox): inbound frames in one buffer allocated
 once, written by the network thread, read by the engine."""
-import threading
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,17 +74,6 @@ def test_the_engine_frees_the_frame_it_is_through_with():
     box.free()  # done with it: also without a receive() (the outbox full, say)
     assert box.reserve(4096) is not None and len(box) == 0
     assert box.get() is None
-
-
-def test_room_is_waited_for_while_the_engine_takes_what_is_in():
-    box = Inbox(24, 4096, wait_ms=2000)
-    box.put(frame(0, 3000))
-    box.get()  # being read
-    reader = threading.Timer(0.02, box.get)  # the engine frees it a moment later
-    reader.start()
-    view = box.reserve(3000)
-    reader.join()
-    assert view is not None
 
 
 def test_a_websocket_inbox_is_full_without_room_for_the_largest_message():

@@ -85,16 +85,14 @@ class Inbox:
     it: the engine has parsed it by then (or `free()`, as soon as it has). Only the lock's holder moves the indexes; the
     bytes of a reserved record and of the frame being read are each one side's alone.
     `need`: bytes a read must find room for besides (a WebSocket message's size is known
-    only once read: MAX_FRAME); `full()` then also says when there is not. `wait_ms`: how
-    long `reserve()` waits for room (for the asyncio side to take what is in it)."""
+    only once read: MAX_FRAME); `full()` then also says when there is not."""
 
-    def __init__(self, limit, size, need=0, wait_ms=0):
+    def __init__(self, limit, size, need=0):
         if limit < 1:
             raise ValueError("mailbox size must be >= 1")
         self.limit = limit
         self.max_bytes = size
         self.need = need
-        self.wait_ms = wait_ms
         self.bytes = 0  # of the frames waiting in it (not the one being read)
         self._n = 0  # frames in it, the one being read included
         self._buf = bytearray(max(size, MAX_FRAME) + _HDR * limit)  # any frame when empty
@@ -131,18 +129,10 @@ class Inbox:
 
     def reserve(self, n):
         """(network thread) A memoryview of `n` bytes for a frame to be read into, or None
-        when it would not be taken, also after waiting up to `wait_ms` for the asyncio side
-        to take what is in it (a frame it is parsing is freed by its next get())."""
-        wait_ms = self.wait_ms
-        while True:
-            with self._lock:
-                at = self._room(n) if self._fits(n) else -1
-                if at >= 0:
-                    return self._mv[at + _HDR:at + _HDR + n]
-            if wait_ms <= 0:
-                return None
-            sleep_ms(1)
-            wait_ms -= 1
+        when it would not be taken."""
+        with self._lock:
+            at = self._room(n) if self._fits(n) else -1
+            return None if at < 0 else self._mv[at + _HDR:at + _HDR + n]
 
     def _fits(self, n):
         k = len(self)

@@ -34,9 +34,9 @@ Engine-facing interface (`tls_context` is chargepoint.transport.tls's)::
   of up to `_BURST` back to back, answers keep to the pace: never more than 60 in any second.
 - Inbox: at most `inbox_len` frames (24) and `inbox_bytes` of them (4 KB; one frame of any
   size is taken when the inbox is empty), in one buffer allocated once: the link reads a
-  payload straight into it (TlsLink), and the engine parses it there, so a frame
-  never needs a block of its size (a payload the inbox has no room for, after waiting up to
-  `room_wait_ms` for the engine to take what is in it, is refused as below). The
+  payload straight into it (TlsLink), and the engine parses it there (its room is free
+  again once the engine is through with it: done()), so a frame never needs a block of its
+  size; a payload the inbox has no room for is refused as below. The
   count is above the 20 messages Mosquitto has in flight to a client: a run of small frames
   (or heads of oversized CALLs) arriving during a PUBACK wait is taken, not refused. While
   it is full the thread stops reading the socket (back-pressure on the broker). A frame that
@@ -144,7 +144,7 @@ class MqttTransport(NetThread):
     def __init__(self, client_id, server, port=8883, ssl=None, keepalive=300,
                  topic_in="{id}/in", topic_out="{id}/out", ticks_ms=None,
                  client_factory=None, rand=None, outbox_len=8, outbox_bytes=4096, inbox_len=24,
-                 inbox_bytes=4096, room_wait_ms=50,
+                 inbox_bytes=4096,
                  io_timeout_ms=10000, stale_ms=2000, backoff_first_ms=1000,
                  backoff_cap_ms=120000, stable_ms=30000, pong_ms=None, stack_size=None,
                  before_connect=None, say=print, wake=None, provisioning=None,
@@ -175,7 +175,7 @@ class MqttTransport(NetThread):
         self.keepalive_policy = KeepAlive(keepalive, pong_ms)
         self.stale = StaleWindow(stale_ms)
         self.outbox = Mailbox(outbox_len, outbox_bytes)
-        self.inbox = Inbox(inbox_len, inbox_bytes, wait_ms=room_wait_ms)
+        self.inbox = Inbox(inbox_len, inbox_bytes)
         self._link.inbox = self.inbox  # payloads are read straight into it
         self._refusing = False  # PUBLISHes are being refused until a reconnect
         self._fresh = False  # the next session's backlog is seconds old, not stale
