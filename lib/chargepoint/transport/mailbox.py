@@ -81,9 +81,10 @@ class Inbox:
     for room with `reserve(n)` (a memoryview it reads the frame straight into, None when
     there is none) and hands the frame in with `put(data, stale, size)`: the reserved view
     itself, or bytes that are copied in. `get()` gives the oldest frame as a bytearray over
-    the buffer (no copy; bytes under CPython), valid until the next `get()`, which frees
-    it: the engine has parsed it by then (or `free()`, as soon as it has). Only the lock's holder moves the indexes; the
-    bytes of a reserved record and of the frame being read are each one side's alone.
+    the buffer (no copy; bytes under CPython), valid until `free()` (the engine is through
+    with it) or the next `get()`, which frees it first. Only the lock's holder moves the
+    indexes; the bytes of a reserved record and of the frame being read are each one side's
+    alone.
     `need`: bytes a read must find room for besides (a WebSocket message's size is known
     only once read: MAX_FRAME); `full()` then also says when there is not."""
 
@@ -100,7 +101,7 @@ class Inbox:
         self._head = 0  # the oldest record
         self._tail = 0  # where the next one goes
         self._end = -1  # where the records before a restart at 0 end (-1: none)
-        self._out = False  # the oldest record is the frame being read (freed by get())
+        self._out = False  # the oldest record is the frame being read (until free())
         self._lock = _thread.allocate_lock()
 
     def __len__(self):
