@@ -129,6 +129,10 @@ def test_remote_start_stop_and_soft_reset(world):
         async with make_csms() as cs:
             sim = make_sim()
             cp = await online(sim, cs)
+            # as an operator would: once the connector says it is Available (a RemoteStart
+            # that came before its first StatusNotification was Rejected; why is not looked
+            # into yet)
+            await cs.wait_for(lambda: cp.statuses.get(1, {}).get("status") == "Available", T)
             assert (await cs.remote_start("CP001", TAG, connector_id=1))["status"] == "Accepted"
             await sim.ask(cmd="ev", connector=1, state="C")
             await sim.until(lambda s: s["connectors"]["1"]["transaction_id"] is not None)
